@@ -1,0 +1,356 @@
+"""Configuration: frozen dataclasses, the single home of every default.
+
+A leaf module (imports only ``errors``). Precedence when loading:
+explicit overrides (CLI flags) > environment (``SEAMCUT_<SECTION>_<FIELD>``) > TOML file
+> the field defaults below. Unknown keys are errors. Per-stream overrides from the
+protocol are applied in one place, :func:`stream_spec`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from seamcut.server.errors import ConfigError
+
+MIN_RATE_HZ = 8_000
+MAX_RATE_HZ = 192_000
+MAX_CHANNELS = 8
+ANALYSIS_RATE_HZ = 16_000  # Silero VAD's rate; all detection runs on this grid
+HOP_SAMPLES = 160  # 10 ms feature hop at 16 kHz
+VAD_FRAME_SAMPLES = 512  # Silero's frame at 16 kHz
+GRID_SAMPLES = 2_560  # lcm(hop, VAD frame): blocks are multiples of 160 ms
+
+
+def _check(cond: bool, where: str, what: str) -> None:
+    if not cond:
+        raise ConfigError(f"{where}: {what}")
+
+
+def _in_range(value: float, lo: float, hi: float, name: str) -> None:
+    _check(
+        isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi,
+        name,
+        f"must be in [{lo}, {hi}], got {value!r}",
+    )
+
+
+class Encoding(Enum):
+    PCM_S16LE = "pcm_s16le"
+    F32LE = "f32le"
+
+    @property
+    def bytes_per_sample(self) -> int:
+        return 2 if self is Encoding.PCM_S16LE else 4
+
+
+class Mode(Enum):
+    SPEECH = "speech"
+    SONG = "song"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 50051
+    max_message_bytes: int = 1 << 20  # transport limit (grpc.max_receive_message_length)
+    max_chunk_ms: int = 10_000  # application limit on one AudioChunk's duration
+    max_streams: int = 512
+    grace_s: float = 10.0
+    reflection: bool = True
+    keepalive_time_ms: int = 30_000
+    keepalive_timeout_ms: int = 10_000
+    min_ping_interval_ms: int = 20_000
+    writer_queue_events: int = 256  # per-stream outbound buffer before reading pauses
+
+    def __post_init__(self) -> None:
+        _in_range(self.port, 0, 65535, "server.port")
+        _in_range(self.max_message_bytes, 1024, 64 << 20, "server.max_message_bytes")
+        _in_range(self.max_chunk_ms, 20, 600_000, "server.max_chunk_ms")
+        _in_range(self.max_streams, 1, 100_000, "server.max_streams")
+        _in_range(self.grace_s, 0, 3600, "server.grace_s")
+        _in_range(self.writer_queue_events, 16, 1 << 20, "server.writer_queue_events")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EngineConfig:
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    block_ms: int = 320  # analysis block; a multiple of 160 ms
+    max_batch_streams: int = 128  # streams per batched model call
+    batch_wait_ms: float = 1.0  # how long a stage waits to fill a batch once work exists
+    max_inflight_blocks: int = 2048  # over all streams; beyond it clients are pushed back
+    max_inflight_per_stream: int = 8  # blocks of one stream between session and results
+    vad_threads: int = 1  # ONNX Runtime intra-op threads for Silero (1 is fastest here)
+
+    def __post_init__(self) -> None:
+        _check(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            "engine.device",
+            f"must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+        )
+        _in_range(self.block_ms, 160, 5120, "engine.block_ms")
+        _check(self.block_ms % 160 == 0, "engine.block_ms", "must be a multiple of 160")
+        _in_range(self.max_batch_streams, 1, 4096, "engine.max_batch_streams")
+        _in_range(self.batch_wait_ms, 0, 100, "engine.batch_wait_ms")
+        _in_range(self.max_inflight_per_stream, 1, 1024, "engine.max_inflight_per_stream")
+        _in_range(
+            self.max_inflight_blocks, self.max_inflight_per_stream, 1 << 20,
+            "engine.max_inflight_blocks",
+        )
+        _in_range(self.vad_threads, 1, 64, "engine.vad_threads")
+
+    @property
+    def block_samples(self) -> int:
+        """Block length at the analysis rate."""
+        return self.block_ms * ANALYSIS_RATE_HZ // 1000
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DetectorConfig:
+    """Server-wide constants of the pause detector and cut refinement."""
+
+    neg_threshold_offset: float = 0.15  # speech ends below threshold - offset (hysteresis)
+    margin_start_ms: int = 50  # keep the cut this far after the detected speech end
+    margin_end_ms: int = 100  # ...and this far before the next onset (VAD lags onsets)
+    energy_tolerance_db: float = 1.5  # hops this close to the minimum count as "quietest"
+    band_low_hz: float = 100.0  # speech band for the energy feature: ignores DC and rumble
+    band_high_hz: float = 4_000.0
+    snap_ms: float = 8.0  # zero-crossing search radius on the original mix
+
+    def __post_init__(self) -> None:
+        _in_range(self.neg_threshold_offset, 0, 0.5, "detector.neg_threshold_offset")
+        _in_range(self.margin_start_ms, 0, 200, "detector.margin_start_ms")
+        _in_range(self.margin_end_ms, 0, 300, "detector.margin_end_ms")
+        _in_range(self.energy_tolerance_db, 0, 20, "detector.energy_tolerance_db")
+        _in_range(self.band_low_hz, 0, 7_000, "detector.band_low_hz")
+        _in_range(self.band_high_hz, self.band_low_hz + 100, 8_000, "detector.band_high_hz")
+        # The cut is at most one hop before the newest analysed sample: a larger radius
+        # would need audio the block does not carry.
+        _in_range(self.snap_ms, 0, 10, "detector.snap_ms")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CutPolicy:
+    """Per-stream cut policy (StreamConfig.policy overrides these defaults)."""
+
+    min_segment_ms: int = 1_000
+    max_segment_ms: int = 30_000  # 0 = unlimited
+    min_gap_ms: int = 0  # NMS between pause cuts; 0 = off
+    min_pause_ms: int = 300
+    pause_search_ms: int = 700
+    vad_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        _in_range(self.min_segment_ms, 0, 600_000, "policy.min_segment_ms")
+        _in_range(self.min_gap_ms, 0, 10_000, "policy.min_gap_ms")
+        _in_range(self.min_pause_ms, 100, 5_000, "policy.min_pause_ms")
+        _in_range(self.pause_search_ms, self.min_pause_ms, 10_000, "policy.pause_search_ms")
+        _in_range(self.vad_threshold, 0.05, 0.95, "policy.vad_threshold")
+        if self.max_segment_ms != 0:
+            _in_range(
+                self.max_segment_ms, self.min_segment_ms + self.pause_search_ms, 3_600_000,
+                "policy.max_segment_ms (0 = unlimited, else >= min_segment_ms + pause_search_ms)",
+            )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EventOptions:
+    vad_segments: bool = False
+    chunk_traces: bool = True
+    progress: bool = True
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SeparatorConfig:
+    """SONG-mode separation (stage S1). Only ``none`` is served until SONG mode lands."""
+
+    default_backend: str = "none"
+
+    def __post_init__(self) -> None:
+        _check(
+            self.default_backend in ("none",),
+            "separator.default_backend",
+            f"this server supports only 'none', got {self.default_backend!r}",
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AppConfig:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    policy: CutPolicy = field(default_factory=CutPolicy)
+    events: EventOptions = field(default_factory=EventOptions)
+    separator: SeparatorConfig = field(default_factory=SeparatorConfig)
+
+
+SECTIONS: dict[str, type[Any]] = {
+    f.name: typing.get_type_hints(AppConfig)[f.name] for f in dataclasses.fields(AppConfig)
+}
+
+
+# ---------------------------------------------------------------- per-stream config
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AudioFormat:
+    encoding: Encoding
+    sample_rate_hz: int
+    channels: int
+
+    def __post_init__(self) -> None:
+        _check(
+            MIN_RATE_HZ <= self.sample_rate_hz <= MAX_RATE_HZ,
+            "config.format.sample_rate_hz",
+            f"must be {MIN_RATE_HZ} ..= {MAX_RATE_HZ} Hz, got {self.sample_rate_hz}",
+        )
+        _check(
+            1 <= self.channels <= MAX_CHANNELS,
+            "config.format.channels",
+            f"must be 1 ..= {MAX_CHANNELS}, got {self.channels}",
+        )
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.channels * self.encoding.bytes_per_sample
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StreamSpec:
+    """Everything a session needs to know about one stream, defaults applied."""
+
+    format: AudioFormat
+    mode: Mode
+    policy: CutPolicy
+    events: EventOptions
+    request_id: str = ""
+    start_sample: int = 0
+
+
+def stream_spec(
+    app: AppConfig,
+    *,
+    format: AudioFormat,
+    mode: Mode | None,
+    policy_overrides: Mapping[str, Any],
+    event_overrides: Mapping[str, Any],
+    request_id: str = "",
+    start_sample: int = 0,
+) -> StreamSpec:
+    """Apply a stream's overrides to the server defaults (the one place this happens)."""
+    _check(len(request_id.encode()) <= 128, "config.request_id", "must be <= 128 bytes")
+    _check(start_sample >= 0, "config.start_sample", f"must be >= 0, got {start_sample}")
+    if mode is Mode.SONG:
+        raise ConfigError(
+            "config.mode: SONG is not available on this server yet (separator backends: "
+            f"{app.separator.default_backend}); use SPEECH"
+        )
+    return StreamSpec(
+        format=format,
+        mode=mode or Mode.SPEECH,
+        policy=dataclasses.replace(app.policy, **dict(policy_overrides)),
+        events=dataclasses.replace(app.events, **dict(event_overrides)),
+        request_id=request_id,
+        start_sample=start_sample,
+    )
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    if isinstance(annotation, types.UnionType):  # e.g. str | None
+        return _coerce(value, typing.get_args(annotation)[0], where)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected a boolean, got {value!r}")
+    if annotation in (int, float, str):
+        try:
+            if annotation is int and isinstance(value, str):
+                return int(value, 0)
+            return annotation(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}") from exc
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        try:
+            return annotation(str(value).lower())
+        except ValueError as exc:
+            allowed = ", ".join(m.value for m in annotation)
+            raise ConfigError(f"{where}: expected one of {allowed}, got {value!r}") from exc
+    raise ConfigError(f"{where}: cannot be set from configuration")
+
+
+def _build_section(name: str, values: Mapping[str, Any]) -> Any:
+    cls = SECTIONS[name]
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{name}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{name}.{k}") for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for key, value in env.items():
+        if not key.startswith("SEAMCUT_"):
+            continue
+        rest = key[len("SEAMCUT_") :].lower()
+        section = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
+        if section is None:
+            raise ConfigError(
+                f"environment {key}: expected SEAMCUT_<SECTION>_<FIELD> with SECTION one of "
+                f"{', '.join(s.upper() for s in SECTIONS)}"
+            )
+        out.setdefault(section, {})[rest[len(section) + 1 :]] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> AppConfig:
+    """Build an AppConfig from defaults < TOML file < environment < overrides.
+
+    ``overrides`` maps section -> field -> value (what CLI flags set).
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+        for section, values in data.items():
+            if section not in SECTIONS or not isinstance(values, dict):
+                raise ConfigError(
+                    f"config file {path}: unknown section [{section}]; "
+                    f"known: {', '.join(SECTIONS)}"
+                )
+            merged.setdefault(section, {}).update(values)
+    for section, values in _env_values(os.environ if env is None else env).items():
+        merged.setdefault(section, {}).update(values)
+    for section, values in (overrides or {}).items():
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section {section!r}")
+        merged.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    return AppConfig(**{s: _build_section(s, v) for s, v in merged.items()})

@@ -1,0 +1,357 @@
+"""The online pause detector and cut policy: one state machine for streaming and offline.
+
+Works on 10 ms hops of the 16 kHz analysis grid. Per hop it gets the Silero speech
+probability and the band energy; it tracks speech/silence with hysteresis, turns a
+silence of at least ``min_pause`` after speech into a pause, places the cut at the
+quietest point of the pause (centre of the hops within ``tolerance_db`` of the minimum),
+applies the policy (NMS over ``min_gap``, merge below ``min_segment``, FORCED cut at the
+quietest point before a segment exceeds ``max_segment``) and snaps the cut to a zero
+crossing of the original mix in the client's sample rate.
+
+Every decision is final after a bounded delay: a pause is decided when speech resumes
+or after ``search`` hops of silence, whichever comes first, so the look-ahead does not
+depend on how long a pause lasts. ``DetectorState.final_client`` is an exact watermark:
+no later cut can land before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, CutPolicy, DetectorConfig
+from seamcut.server.dsp.refine import snap_to_zero_crossing
+
+FORCED_PROB_WEIGHT_DB = 40.0  # in a forced cut's cost, speech probability 1 costs 40 dB
+
+
+class DecisionKind(Enum):
+    PAUSE = "pause"
+    FORCED = "forced"
+    END = "end"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CutDecision:
+    """A final cut in client frames (before the stream's start_sample offset)."""
+
+    sample: int
+    kind: DecisionKind
+    score: float
+    pause_start: int
+    pause_end: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SpeechSegment:
+    start: int  # client frames
+    end: int
+    mean_probability: float
+
+
+DetectorEvent = CutDecision | SpeechSegment
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DetectorParams:
+    """Policy and constants converted to hops (10 ms) and client frames."""
+
+    client_rate_hz: int
+    threshold: float
+    neg_threshold: float
+    min_pause: int
+    search: int
+    margin_start: int
+    margin_end: int
+    min_segment: int
+    max_segment: int  # 0 = unlimited
+    min_gap: int
+    tolerance_db: float
+    snap_radius: int  # client frames
+
+    @classmethod
+    def build(cls, policy: CutPolicy, det: DetectorConfig, client_rate_hz: int) -> DetectorParams:
+        def hops(ms: float) -> int:
+            return int(round(ms * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES))
+
+        return cls(
+            client_rate_hz=client_rate_hz,
+            threshold=policy.vad_threshold,
+            neg_threshold=max(policy.vad_threshold - det.neg_threshold_offset, 0.01),
+            min_pause=hops(policy.min_pause_ms),
+            search=hops(policy.pause_search_ms),
+            margin_start=hops(det.margin_start_ms),
+            margin_end=hops(det.margin_end_ms),
+            min_segment=hops(policy.min_segment_ms),
+            max_segment=hops(policy.max_segment_ms),
+            min_gap=hops(policy.min_gap_ms),
+            tolerance_db=det.energy_tolerance_db,
+            snap_radius=int(det.snap_ms * client_rate_hz / 1000),
+        )
+
+    def to_client(self, hop: int) -> int:
+        """Client frame index of a hop's centre (rounded to nearest)."""
+        return (hop * HOP_SAMPLES * self.client_rate_hz + ANALYSIS_RATE_HZ // 2) // ANALYSIS_RATE_HZ
+
+    def decision_delay_hops(self) -> int:
+        """Worst case of (newest analysed hop - earliest hop a future cut can take)."""
+        return self.search + self.min_gap + 2
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Candidate:
+    hop: int
+    score: float
+    pause_start: int  # hops
+    pause_end: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BlockInput:
+    """One block's features. ``probs``/``energy_db`` have one value per hop."""
+
+    start_hop: int
+    probs: np.ndarray
+    energy_db: np.ndarray
+    client_start: int  # first client frame of ``client``
+    client: np.ndarray  # mono client-rate audio that this block adds, for snapping
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DetectorState:
+    next_hop: int = 0
+    in_speech: bool = False
+    seen_speech: bool = False
+    silence_start: int = -1  # first silent hop after speech; -1 = none open
+    pause_decided: bool = False
+    segment_start: int = -1  # open speech segment (for VadSegment); -1 = none
+    segment_prob_sum: float = 0.0
+    segment_hops: int = 0
+    last_cut: int = 0  # hop of the last emitted cut (stream start counts as a cut)
+    last_cut_client: int = 0
+    pending: _Candidate | None = None
+    hist_start: int = 0  # hop index of hist_e[0]
+    hist_e: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+    hist_p: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+    ring_start: int = 0  # client frame index of ring[0]
+    ring: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+    final_client: int = 0
+
+
+class _Run:
+    """Mutable working copy of a DetectorState for one step (the fold's body)."""
+
+    def __init__(self, s: DetectorState, p: DetectorParams) -> None:
+        self.p = p
+        self.next_hop = s.next_hop
+        self.in_speech = s.in_speech
+        self.seen_speech = s.seen_speech
+        self.silence_start = s.silence_start
+        self.pause_decided = s.pause_decided
+        self.segment_start = s.segment_start
+        self.segment_prob_sum = s.segment_prob_sum
+        self.segment_hops = s.segment_hops
+        self.last_cut = s.last_cut
+        self.last_cut_client = s.last_cut_client
+        self.pending = s.pending
+        self.hist_start = s.hist_start
+        self.hist_e = s.hist_e
+        self.hist_p = s.hist_p
+        self.ring_start = s.ring_start
+        self.ring = s.ring
+        self.events: list[DetectorEvent] = []
+
+    # ---- helpers over the history window
+    def _e(self, lo: int, hi: int) -> np.ndarray:
+        return self.hist_e[lo - self.hist_start : hi + 1 - self.hist_start]
+
+    def _p(self, lo: int, hi: int) -> np.ndarray:
+        return self.hist_p[lo - self.hist_start : hi + 1 - self.hist_start]
+
+    def _quietest(self, lo: int, hi: int) -> int:
+        """Centre-most hop among those within tolerance of the minimum energy."""
+        e = self._e(lo, hi)
+        ok = np.flatnonzero(e <= e.min() + self.p.tolerance_db) + lo
+        centre2 = lo + hi  # compare doubled distances to stay in integers
+        return int(ok[np.argmin(np.abs(2 * ok - centre2))])
+
+    def _snap(self, hop: int) -> int:
+        target = self.p.to_client(hop)
+        return snap_to_zero_crossing(self.ring, self.ring_start, target, self.p.snap_radius)
+
+    # ---- cut emission and policy
+    def _emit(self, c: _Candidate, kind: DecisionKind) -> None:
+        sample = max(self._snap(c.hop), self.last_cut_client + 1)
+        self.events.append(
+            CutDecision(
+                sample=sample,
+                kind=kind,
+                score=c.score,
+                pause_start=self.p.to_client(c.pause_start),
+                pause_end=self.p.to_client(c.pause_end),
+            )
+        )
+        self.last_cut = c.hop
+        self.last_cut_client = sample
+
+    def _accept(self, c: _Candidate) -> None:
+        if c.hop - self.last_cut >= self.p.min_segment:
+            self._emit(c, DecisionKind.PAUSE)
+
+    def _offer(self, c: _Candidate) -> None:
+        if self.p.min_gap == 0:
+            self._accept(c)
+        elif self.pending is None:
+            self.pending = c
+        elif c.hop - self.pending.hop < self.p.min_gap:
+            if c.score > self.pending.score:
+                self.pending = c
+        else:
+            self._accept(self.pending)
+            self.pending = c
+
+    def _decide_pause(self, a: int, end: int, lo: int, hi: int) -> None:
+        if lo > hi:  # pause too short for both margins: take its middle
+            lo = hi = (a + end) // 2
+        hop = self._quietest(lo, hi)
+        length_factor = min(1.0, (end - a) / 100.0)  # saturates at 1 s
+        prob = float(self._p(hop, hop)[0])
+        self._offer(_Candidate(hop=hop, score=(1.0 - prob) * length_factor, pause_start=a,
+                               pause_end=end))
+
+    def _earliest_future(self, h: int) -> int:
+        """Lowest hop any cut decided after hop ``h`` can take."""
+        bound = h + 1
+        if self.silence_start >= 0 and self.seen_speech and not self.pause_decided:
+            bound = self.silence_start
+        if self.p.max_segment:
+            bound = min(bound, max(self.last_cut + self.p.min_segment, h + 1 - self.p.search))
+        if self.pending is not None:
+            bound = min(bound, self.pending.hop)
+        return max(bound, self.last_cut)
+
+    def _force_if_due(self, h: int) -> None:
+        p = self.p
+        if not p.max_segment or h + 1 - self.last_cut < p.max_segment:
+            return
+        if self.pending is not None:
+            pend, self.pending = self.pending, None
+            self._accept(pend)
+            if h + 1 - self.last_cut < p.max_segment:
+                return
+        lo = max(self.last_cut + p.min_segment, h - p.search, self.hist_start)
+        cost = self._e(lo, h) + FORCED_PROB_WEIGHT_DB * self._p(lo, h)
+        hop = lo + int(np.argmin(cost))
+        prob = float(self._p(hop, hop)[0])
+        self._emit(_Candidate(hop=hop, score=0.5 * (1.0 - prob), pause_start=hop, pause_end=hop),
+                   DecisionKind.FORCED)
+
+    def _close_segment(self, end_hop: int) -> None:
+        if self.segment_start >= 0 and self.segment_hops:
+            self.events.append(
+                SpeechSegment(
+                    start=self.p.to_client(self.segment_start),
+                    end=self.p.to_client(end_hop),
+                    mean_probability=self.segment_prob_sum / self.segment_hops,
+                )
+            )
+        self.segment_start, self.segment_prob_sum, self.segment_hops = -1, 0.0, 0
+
+    # ---- per-hop state machine
+    def hop(self, h: int, prob: float) -> None:
+        p = self.p
+        if self.in_speech:
+            if prob < p.neg_threshold:
+                self.in_speech = False
+                self.silence_start, self.pause_decided = h, False
+        elif prob >= p.threshold:
+            a = self.silence_start
+            if self.seen_speech and a >= 0 and not self.pause_decided and h - a >= p.min_pause:
+                self._decide_pause(a, h, a + p.margin_start, h - p.margin_end)
+            self.in_speech = self.seen_speech = True
+            self.silence_start, self.pause_decided = -1, False
+            if self.segment_start < 0:
+                self.segment_start = h
+        elif self.seen_speech and self.silence_start >= 0 and not self.pause_decided:
+            a = self.silence_start
+            if h + 1 - a == p.min_pause:
+                self._close_segment(a)
+            if h + 1 - a >= p.search:
+                self.pause_decided = True
+                self._decide_pause(a, h + 1, a + p.margin_start, h)
+        if self.segment_start >= 0:
+            self.segment_prob_sum += prob
+            self.segment_hops += 1
+        if self.pending is not None and self._earliest_future(h) > self.pending.hop + p.min_gap:
+            pend, self.pending = self.pending, None
+            self._accept(pend)
+        self._force_if_due(h)
+
+    def freeze(self, final_client: int) -> DetectorState:
+        return DetectorState(
+            next_hop=self.next_hop, in_speech=self.in_speech, seen_speech=self.seen_speech,
+            silence_start=self.silence_start, pause_decided=self.pause_decided,
+            segment_start=self.segment_start, segment_prob_sum=self.segment_prob_sum,
+            segment_hops=self.segment_hops, last_cut=self.last_cut,
+            last_cut_client=self.last_cut_client, pending=self.pending,
+            hist_start=self.hist_start, hist_e=self.hist_e, hist_p=self.hist_p,
+            ring_start=self.ring_start, ring=self.ring, final_client=final_client,
+        )
+
+
+def detect_step(
+    state: DetectorState, params: DetectorParams, block: BlockInput
+) -> tuple[DetectorState, list[DetectorEvent]]:
+    """Advance the detector over one block of hops. Pure: ``state`` is not modified."""
+    if block.start_hop != state.next_hop:
+        raise ValueError(f"block starts at hop {block.start_hop}, expected {state.next_hop}")
+    if block.client.size and block.client_start != state.ring_start + state.ring.size:
+        raise ValueError("client audio is not contiguous with the detector's ring")
+    run = _Run(state, params)
+    n = int(block.probs.shape[-1])
+    run.hist_e = np.concatenate([run.hist_e, block.energy_db.astype(np.float32)])
+    run.hist_p = np.concatenate([run.hist_p, block.probs.astype(np.float32)])
+    if block.client.size:
+        run.ring = np.concatenate([run.ring, block.client.astype(np.float32)])
+    for i in range(n):
+        run.hop(block.start_hop + i, float(block.probs[i]))
+    h_last = block.start_hop + n - 1
+    run.next_hop = block.start_hop + n
+    # Keep just the history later decisions can look at.
+    keep_from = min(h_last + 1 - params.search - 2, run.silence_start if run.silence_start >= 0
+                    else h_last, run.pending.hop if run.pending else h_last)
+    keep_from = max(keep_from, run.hist_start)
+    run.hist_e = run.hist_e[keep_from - run.hist_start :]
+    run.hist_p = run.hist_p[keep_from - run.hist_start :]
+    run.hist_start = keep_from
+    ring_from = max(params.to_client(keep_from) - params.snap_radius - 2, run.ring_start)
+    run.ring = run.ring[ring_from - run.ring_start :]
+    run.ring_start = ring_from
+    final = max(run.last_cut_client, params.to_client(run._earliest_future(h_last))
+                - params.snap_radius)
+    return run.freeze(final), run.events
+
+
+def detect_finish(
+    state: DetectorState, params: DetectorParams, total_client: int
+) -> tuple[DetectorState, list[DetectorEvent]]:
+    """End of stream: release what is pending, close the open segment, emit the END cut.
+
+    A silence still undecided at the end is trailing silence: no cut is placed in it.
+    """
+    run = _Run(state, params)
+    if run.pending is not None:
+        pend, run.pending = run.pending, None
+        run._accept(pend)
+    if run.segment_start >= 0:
+        end_hop = run.silence_start if run.silence_start >= 0 else run.next_hop
+        run._close_segment(end_hop)
+    run.events.append(
+        CutDecision(sample=total_client, kind=DecisionKind.END, score=1.0,
+                    pause_start=total_client, pause_end=total_client)
+    )
+    run.last_cut_client = total_client
+    return run.freeze(total_client), run.events

@@ -1,0 +1,214 @@
+"""The engine: one per device, shared by all streams."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from seamcut.server.config import (
+    ANALYSIS_RATE_HZ,
+    HOP_SAMPLES,
+    VAD_FRAME_SAMPLES,
+    AppConfig,
+)
+from seamcut.server.dsp.detector import BlockInput, DetectorEvent, detect_finish, detect_step
+from seamcut.server.dsp.features import band_energy_db
+from seamcut.server.engine.blocks import Block, BlockResult
+from seamcut.server.engine.device import Device, confirm_device, ort_providers, select_device
+from seamcut.server.engine.stages import Stage
+from seamcut.server.errors import InternalError, SeamcutError
+from seamcut.server.events import StageTimes
+from seamcut.server.models.vad import SileroVad, VadState
+
+log = logging.getLogger(__name__)
+
+
+class EngineCounters:
+    """Thread-safe counters that tests and metrics read (created == released)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.blocks_submitted = 0
+        self.blocks_done = 0
+        self.blocks_dropped = 0
+        self.batches = 0
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    @property
+    def blocks_in_flight(self) -> int:
+        with self._lock:
+            return self.blocks_submitted - self.blocks_done - self.blocks_dropped
+
+
+class Engine:
+    """S2 (VAD) and S3 (features + detection) workers; S1 joins with SONG mode."""
+
+    def __init__(self, cfg: AppConfig) -> None:
+        self.cfg = cfg
+        device = select_device(cfg.engine.device)
+        self.vad = SileroVad(providers=ort_providers(device), threads=cfg.engine.vad_threads)
+        self.device: Device = confirm_device(device, self.vad.providers)
+        self.counters = EngineCounters()
+        wait_s = cfg.engine.batch_wait_ms / 1000
+        self._s3 = Stage("s3-detect", self._run_s3, max_streams=cfg.engine.max_batch_streams,
+                         wait_s=0.0, on_drop=self._dropped)
+        self._s2 = Stage("s2-vad", self._run_s2, max_streams=cfg.engine.max_batch_streams,
+                         wait_s=wait_s, on_drop=self._dropped)
+        self._started = False
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        with self._lock:
+            if not self._started:
+                self._s2.start()
+                self._s3.start()
+                self._started = True
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._started:
+                self._s2.stop()
+                self._s3.stop()
+                self._started = False
+
+    def warm_up(self) -> None:
+        """Run the model once so the first stream does not pay for initialisation."""
+        frames = [np.zeros((1, VAD_FRAME_SAMPLES), np.float32)]
+        self.vad.run_sequences(frames, [VadState.initial()])
+
+    # ---------------------------------------------------------------- streams
+    def submit(self, block: Block) -> None:
+        """Queue a block (never blocks; the session bounds how many are in flight)."""
+        self.counters.add("blocks_submitted")
+        block.t_submit = time.perf_counter()
+        self._s2.put(block)
+
+    def queue_depths(self) -> dict[str, int]:
+        return {"s2": self._s2.depth(), "s3": self._s3.depth()}
+
+    def _dropped(self, block: Block) -> None:
+        self.counters.add("blocks_dropped")
+
+    # ---------------------------------------------------------------- S2: VAD
+    def _run_s2(self, batch: list[Block]) -> None:
+        groups: dict[str, list[Block]] = defaultdict(list)
+        for b in batch:
+            groups[b.stream.key].append(b)
+        streams = list(groups.values())
+        t0 = time.perf_counter()
+        try:
+            self._vad_groups(streams)
+            failed: list[tuple[list[Block], SeamcutError]] = []
+        except Exception:  # isolate the stream that broke the batch
+            log.exception("batched VAD call failed; retrying stream by stream")
+            failed = []
+            for group in streams:
+                try:
+                    self._vad_groups([group])
+                except Exception as exc:
+                    log.exception("VAD failed for stream %s", group[0].stream.key)
+                    failed.append((group, InternalError(f"VAD stage failed: {exc!r}")))
+        dt = (time.perf_counter() - t0) * 1000
+        bad = {id(b) for group, _ in failed for b in group}
+        for group, err in failed:
+            for b in group:
+                self._fail(b, err)
+        for b in batch:
+            if id(b) not in bad:
+                b.times["vad_ms"] = dt
+                b.batch_size = len(streams)
+                self._s3.put(b)
+        self.counters.add("batches")
+
+    def _vad_groups(self, streams: list[list[Block]]) -> None:
+        frames = [np.concatenate([_vad_frames(b) for b in group]) for group in streams]
+        probs, states = self.vad.run_sequences(frames, [g[0].stream.vad for g in streams])
+        for group, p, st in zip(streams, probs, states, strict=True):
+            offset = 0
+            for b in group:
+                n = _frame_count(b.length16)
+                b.probs = p[offset : offset + n]
+                offset += n
+            group[0].stream.vad = st
+
+    # ---------------------------------------------------------------- S3: detection
+    def _run_s3(self, batch: list[Block]) -> None:
+        for b in batch:
+            t0 = time.perf_counter()
+            try:
+                result = self._detect(b)
+            except Exception as exc:
+                log.exception("detection failed for stream %s", b.stream.key)
+                self._fail(b, InternalError(f"detection stage failed: {exc!r}"))
+                continue
+            dt = (time.perf_counter() - t0) * 1000
+            total = (time.perf_counter() - b.t_submit) * 1000
+            times = StageTimes(
+                queue_wait_ms=b.t_queue * 1000,
+                vad_ms=b.times.get("vad_ms", 0.0),
+                features_ms=dt,
+                total_ms=total,
+            )
+            self.counters.add("blocks_done")
+            b.stream.deliver(_result(b, result[0], result[1], times))
+
+    def _detect(self, b: Block) -> tuple[tuple[DetectorEvent, ...], int]:
+        st = b.stream
+        det = self.cfg.detector
+        n_hops = -(-b.length16 // HOP_SAMPLES)
+        energy = band_energy_db(
+            b.samples16, n_hops, rate_hz=ANALYSIS_RATE_HZ,
+            low_hz=det.band_low_hz, high_hz=det.band_high_hz,
+        )
+        assert b.probs is not None
+        hop_pos = b.start16 + HOP_SAMPLES * np.arange(n_hops)
+        frame_idx = (hop_pos - b.start16) // VAD_FRAME_SAMPLES
+        state, events = detect_step(
+            st.detector, st.params,
+            BlockInput(start_hop=b.start16 // HOP_SAMPLES, probs=b.probs[frame_idx],
+                       energy_db=energy, client_start=b.client_start, client=b.client),
+        )
+        if b.is_last:
+            state, tail = detect_finish(state, st.params, b.client_end)
+            events = events + tail
+        st.detector = state
+        return tuple(events), state.final_client
+
+    def _fail(self, b: Block, err: SeamcutError) -> None:
+        self.counters.add("blocks_done")
+        b.stream.deliver(_result(b, (), b.stream.detector.final_client, StageTimes(), err))
+
+
+def _frame_count(length16: int) -> int:
+    return -(-length16 // VAD_FRAME_SAMPLES)
+
+
+def _vad_frames(b: Block) -> np.ndarray:
+    """The block's samples as [n, 512] VAD frames, the last one zero-padded."""
+    n = _frame_count(b.length16)
+    x = b.samples16[HOP_SAMPLES:]
+    if x.shape[0] < n * VAD_FRAME_SAMPLES:
+        x = np.pad(x, (0, n * VAD_FRAME_SAMPLES - x.shape[0]))
+    return x.reshape(n, VAD_FRAME_SAMPLES)
+
+
+def _result(
+    b: Block, events: tuple[DetectorEvent, ...], final_client: int, times: StageTimes,
+    error: SeamcutError | None = None,
+) -> BlockResult:
+    return BlockResult(
+        index=b.index, client_start=b.client_start, client_end=b.client_end,
+        first_seq=b.first_seq, last_seq=b.last_seq,
+        client_send_time_ns=b.client_send_time_ns, receive_time_ns=b.receive_time_ns,
+        is_last=b.is_last, events=events,
+        final_client=final_client, times=times, batch_size=b.batch_size, error=error,
+    )
+

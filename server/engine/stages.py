@@ -1,0 +1,95 @@
+"""A stage worker: a thread that takes batches of blocks from its queue."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from seamcut.server.engine.blocks import Block
+
+log = logging.getLogger(__name__)
+
+
+class Stage:
+    """Runs ``process(batch)`` on a thread; a batch holds blocks of up to
+    ``max_streams`` distinct streams, taken in arrival order so that no stream starves.
+    Blocks of streams that were closed are dropped (``on_drop`` is told)."""
+
+    def __init__(
+        self,
+        name: str,
+        process: Callable[[list[Block]], None],
+        *,
+        max_streams: int,
+        wait_s: float,
+        on_drop: Callable[[Block], None],
+    ) -> None:
+        self.name = name
+        self._process = process
+        self._max_streams = max_streams
+        self._wait_s = wait_s
+        self._on_drop = on_drop
+        self._queue: deque[Block] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"seamcut-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def put(self, block: Block) -> None:
+        block.t_enqueued = time.perf_counter()
+        with self._cond:
+            self._queue.append(block)
+            self._cond.notify()
+
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def _take(self) -> list[Block] | None:
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return None
+            if self._wait_s > 0 and len(self._queue) < self._max_streams:
+                # Work exists: wait briefly for other streams' blocks to batch with.
+                self._cond.wait(self._wait_s)
+            batch: list[Block] = []
+            keep: deque[Block] = deque()
+            streams: set[str] = set()
+            while self._queue:
+                b = self._queue.popleft()
+                key = b.stream.key
+                if key not in streams and len(streams) >= self._max_streams:
+                    keep.append(b)
+                    continue
+                streams.add(key)
+                batch.append(b)
+            self._queue = keep
+        now = time.perf_counter()
+        live = []
+        for b in batch:
+            b.t_queue += now - b.t_enqueued
+            if b.stream.closed.is_set():
+                self._on_drop(b)
+            else:
+                live.append(b)
+        return live
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            if batch:
+                self._process(batch)

@@ -1,0 +1,61 @@
+"""The server's exception tree. A leaf module: it imports nothing of ours.
+
+Every error a client can cause or see is one of these; the transport maps each class
+to one gRPC status in a single table (``seamcut.server.transport.status``)::
+
+    SeamcutError
+    ├── ConfigError            bad server or stream configuration   INVALID_ARGUMENT
+    ├── InvalidAudio           malformed audio bytes / samples      INVALID_ARGUMENT
+    ├── ProtocolOrderError     audio before config, second config   FAILED_PRECONDITION
+    ├── SequenceError          seq gap / duplicate / out of order   ABORTED
+    ├── Overloaded             capacity or backlog exceeded         RESOURCE_EXHAUSTED
+    ├── Unavailable            draining, shutting down              UNAVAILABLE
+    ├── LimitReached           idle or session limit                DEADLINE_EXCEEDED
+    └── InternalError          a bug; carries the session id        INTERNAL
+"""
+
+from __future__ import annotations
+
+
+class SeamcutError(Exception):
+    """Base class: ``str(exc)`` is a message a person can act on."""
+
+
+class ConfigError(SeamcutError):
+    """A configuration value is out of range or unknown; the message names the field."""
+
+
+class InvalidAudio(SeamcutError):
+    """Audio bytes that cannot be decoded, or samples that are not finite."""
+
+
+class ProtocolOrderError(SeamcutError):
+    """A message arrived in a state where it is not allowed."""
+
+
+class SequenceError(SeamcutError):
+    """An AudioChunk.seq that is not the next one expected."""
+
+    def __init__(self, message: str, *, last_accepted: int | None) -> None:
+        super().__init__(message)
+        self.last_accepted = last_accepted
+
+
+class Overloaded(SeamcutError):
+    """The server cannot take more work now; ``retry_after_s`` is a hint."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(SeamcutError):
+    """The server is draining or shutting down."""
+
+
+class LimitReached(SeamcutError):
+    """An idle or session-length limit ended the stream."""
+
+
+class InternalError(SeamcutError):
+    """A bug. The message includes the session id so logs can be matched."""

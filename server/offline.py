@@ -1,0 +1,69 @@
+"""In-process analysis with no server: the same Session and Engine, fed from memory.
+
+At the transport level of the layering (it plays the servicer's role): it may import
+session, engine, config and events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+
+from seamcut.server.config import AppConfig, StreamSpec
+from seamcut.server.engine.pipeline import Engine
+from seamcut.server.errors import SeamcutError
+from seamcut.server.events import Event
+from seamcut.server.session.session import InflightBudget, Session
+
+
+async def run_session(
+    engine: Engine,
+    cfg: AppConfig,
+    spec: StreamSpec,
+    chunks: Iterable[bytes],
+    *,
+    budget: InflightBudget | None = None,
+) -> list[Event]:
+    """Feed ``chunks`` (encoded per ``spec.format``) through one session; return all events.
+
+    Raises the session's SeamcutError if the stream fails.
+    """
+    session = Session(cfg, engine, spec, budget or InflightBudget(cfg.engine.max_inflight_blocks))
+    out: list[Event] = [session.ready()]
+
+    async def drain() -> None:
+        while True:
+            ev = await session.events.get()
+            session.consumed()
+            if ev is None:
+                return
+            out.append(ev)
+
+    reader = asyncio.create_task(drain())
+    try:
+        for seq, data in enumerate(chunks):
+            await session.audio(seq, data)
+        await session.finish()
+        await reader
+    finally:
+        reader.cancel()
+        session.close()
+    if session.error is not None:
+        raise session.error
+    return out
+
+
+def analyze(
+    cfg: AppConfig, spec: StreamSpec, chunks: Sequence[bytes], engine: Engine | None = None
+) -> list[Event]:
+    """Synchronous wrapper: run one stream through a (possibly fresh) engine."""
+    own = engine is None
+    eng = engine or Engine(cfg)
+    eng.start()
+    try:
+        return asyncio.run(run_session(eng, cfg, spec, chunks))
+    except SeamcutError:
+        raise
+    finally:
+        if own:
+            eng.stop()

@@ -1,0 +1,93 @@
+"""Re-blocking arbitrary client messages onto the fixed analysis grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES
+from seamcut.server.dsp.resample import StreamResampler
+from seamcut.server.errors import InternalError
+
+_EMPTY = np.zeros(0, np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class GridBlock:
+    index: int
+    start16: int
+    length16: int
+    samples16: np.ndarray  # [HOP + length16], left halo first
+    client_start: int
+    client: np.ndarray  # mono client-rate samples of [client_start, client_start + len)
+    is_last: bool
+
+
+class Reblocker:
+    """Client mono audio in, fixed 16 kHz blocks out, whatever the message sizes.
+
+    Block k covers analysis samples [k*B, (k+1)*B) and client frames
+    [floor(k*B*R/16k), floor((k+1)*B*R/16k)); the last block takes what is left.
+    """
+
+    def __init__(self, client_rate_hz: int, block_samples: int) -> None:
+        self.rate = client_rate_hz
+        self.block = block_samples
+        self.resampler = StreamResampler(client_rate_hz, ANALYSIS_RATE_HZ)
+        self._buf16 = _EMPTY
+        self._start16 = 0
+        self._halo = np.zeros(HOP_SAMPLES, np.float32)
+        self._client = _EMPTY
+        self._client_start = 0
+        self.received = 0  # client frames pushed
+        self.index = 0
+
+    @property
+    def buffered_frames(self) -> int:
+        return int(self._client.shape[0])
+
+    def push(self, mono: np.ndarray) -> list[GridBlock]:
+        """Add client-rate mono samples; return the blocks that are now complete."""
+        if mono.size == 0:
+            return []
+        self.received += int(mono.shape[0])
+        self._client = np.concatenate([self._client, mono])
+        self._buf16 = np.concatenate([self._buf16, self.resampler.process(mono)])
+        out = []
+        while self._buf16.shape[0] >= self.block:
+            out.append(self._cut(self.block, last=False))
+        return out
+
+    def finish(self) -> list[GridBlock]:
+        """End of stream: flush the resampler; the last block is marked ``is_last``."""
+        tail = self.resampler.process(_EMPTY, last=True)
+        self._buf16 = np.concatenate([self._buf16, tail])
+        out = []
+        while self._buf16.shape[0] > self.block:
+            out.append(self._cut(self.block, last=False))
+        out.append(self._cut(int(self._buf16.shape[0]), last=True))
+        return out
+
+    def _cut(self, n: int, *, last: bool) -> GridBlock:
+        start16 = self._start16
+        end16 = start16 + n
+        client_end = self.received if last else end16 * self.rate // ANALYSIS_RATE_HZ
+        take = client_end - self._client_start
+        if take < 0 or take > self._client.shape[0]:
+            raise InternalError(
+                f"re-blocking: client audio for block {self.index} not available "
+                f"({take} of {self._client.shape[0]} frames)"
+            )
+        samples = np.concatenate([self._halo, self._buf16[:n]])
+        block = GridBlock(
+            index=self.index, start16=start16, length16=n, samples16=samples,
+            client_start=self._client_start, client=self._client[:take].copy(), is_last=last,
+        )
+        self._halo = samples[-HOP_SAMPLES:]
+        self._buf16 = self._buf16[n:]
+        self._start16 = end16
+        self._client = self._client[take:]
+        self._client_start = client_end
+        self.index += 1
+        return block

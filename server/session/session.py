@@ -1,0 +1,322 @@
+"""One stream's session: protocol state, decoding, back-pressure, events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, AppConfig, StreamSpec
+from seamcut.server.dsp.detector import CutDecision, DecisionKind, DetectorParams, SpeechSegment
+from seamcut.server.dsp.pcm import decode, downmix
+from seamcut.server.engine.blocks import Block, BlockResult, StreamState
+from seamcut.server.engine.pipeline import Engine
+from seamcut.server.errors import InvalidAudio, SeamcutError, SequenceError
+from seamcut.server.events import (
+    ChunkTrace,
+    Cut,
+    CutKind,
+    Event,
+    Flushed,
+    Progress,
+    Ready,
+    StageStats,
+    Summary,
+    VadSegment,
+)
+from seamcut.server.session.reblock import GridBlock, Reblocker
+
+# Chunks longer than this are decoded off the event loop so one big message cannot
+# stall every other stream.
+INLINE_DECODE_FRAMES = 8192
+_KINDS = {DecisionKind.PAUSE: CutKind.PAUSE, DecisionKind.FORCED: CutKind.FORCED,
+          DecisionKind.END: CutKind.END}
+_STAGES = ("queue", "vad", "features", "total")
+_STAT_WINDOW = 10_000  # Summary percentiles cover the last this many blocks
+
+
+@dataclass(slots=True)
+class _Chunk:
+    seq: int
+    client_end: int  # client frames received up to and including this chunk
+    send_ns: int
+    recv_ns: int
+
+
+@dataclass(slots=True)
+class SessionStats:
+    chunks: int = 0
+    blocks: int = 0
+    cuts: int = 0
+    vad_segments: int = 0
+    stage_ms: dict[str, deque[float]] = field(
+        default_factory=lambda: {s: deque(maxlen=_STAT_WINDOW) for s in _STAGES}
+    )
+
+
+class InflightBudget:
+    """Server-wide bound on blocks between sessions and results (FIFO-fair)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._sem = asyncio.Semaphore(limit)
+
+    async def acquire(self) -> None:
+        await self._sem.acquire()
+
+    def release(self) -> None:
+        self._sem.release()
+
+
+def lookahead_16k(params: DetectorParams, block_samples: int, resampler_delay: int) -> int:
+    """Worst-case analysis samples between the newest sample and the final watermark."""
+    snap16 = -(-params.snap_radius * ANALYSIS_RATE_HZ // params.client_rate_hz)
+    return params.decision_delay_hops() * HOP_SAMPLES + block_samples + resampler_delay + snap16
+
+
+class Session:
+    """Drive one stream. Call from the event loop only.
+
+    The transport (or the offline runner) calls :meth:`start`, then :meth:`audio` /
+    :meth:`flush` in message order, then :meth:`finish` at half-close, and reads
+    :attr:`events` until ``None``. :meth:`close` releases everything at any point.
+    """
+
+    def __init__(
+        self, cfg: AppConfig, engine: Engine, spec: StreamSpec, budget: InflightBudget
+    ) -> None:
+        self.cfg = cfg
+        self.spec = spec
+        self.engine = engine
+        self.id = uuid.uuid4().hex[:16]
+        self.events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.error: SeamcutError | None = None
+        self._budget = budget
+        self._loop = asyncio.get_running_loop()
+        fmt = spec.format
+        self._params = DetectorParams.build(spec.policy, cfg.detector, fmt.sample_rate_hz)
+        self._reblock = Reblocker(fmt.sample_rate_hz, cfg.engine.block_samples)
+        self._stream = StreamState(key=self.id, params=self._params, deliver=self._deliver)
+        self._per_stream = asyncio.Semaphore(cfg.engine.max_inflight_per_stream)
+        self._room = asyncio.Event()
+        self._room.set()
+        self._inflight = 0
+        self._chunks: deque[_Chunk] = deque()
+        self._next_seq = 0
+        self._processed = 0
+        self._final = 0
+        self._submitted_index = -1
+        self._done_index = -1
+        self._flushes: deque[tuple[int, int]] = deque()  # (block index, flush id)
+        self._t0 = time.perf_counter()
+        self._closed = False
+        self._finished = False
+        self.stats = SessionStats()
+        self._max_chunk_frames = cfg.server.max_chunk_ms * fmt.sample_rate_hz // 1000
+
+    # ---------------------------------------------------------------- protocol
+    def ready(self) -> Ready:
+        delay = self._reblock.resampler.delay_out_samples()
+        la16 = lookahead_16k(self._params, self.cfg.engine.block_samples, delay)
+        rate = self.spec.format.sample_rate_hz
+        return Ready(
+            session_id=self.id,
+            lookahead_ms=-(-la16 * 1000 // ANALYSIS_RATE_HZ),
+            lookahead_samples=-(-la16 * rate // ANALYSIS_RATE_HZ),
+            block_ms=self.cfg.engine.block_ms,
+            device=self.engine.device.name,
+        )
+
+    async def audio(self, seq: int, data: bytes, send_ns: int = 0) -> None:
+        """Validate, decode and queue one AudioChunk (waits while the stream is at its limit)."""
+        recv_ns = time.time_ns()
+        if seq != self._next_seq:
+            last = self._next_seq - 1 if self._next_seq else None
+            what = "duplicate or out of order" if seq < self._next_seq else "gap"
+            raise SequenceError(
+                f"audio.seq {seq}: {what}; expected {self._next_seq} "
+                f"(last accepted: {'none' if last is None else last})",
+                last_accepted=last,
+            )
+        fmt = self.spec.format
+        frames_in = len(data) // fmt.frame_bytes if fmt.frame_bytes else 0
+        if frames_in > self._max_chunk_frames:
+            raise InvalidAudio(
+                f"audio.data: chunk of {frames_in} frames is longer than the "
+                f"{self.cfg.server.max_chunk_ms} ms limit ({self._max_chunk_frames} frames at "
+                f"{fmt.sample_rate_hz} Hz); send smaller chunks"
+            )
+        if frames_in > INLINE_DECODE_FRAMES:
+            blocks = await asyncio.to_thread(self._decode_and_block, data)
+        else:
+            blocks = self._decode_and_block(data)
+        self._next_seq = seq + 1
+        self.stats.chunks += 1
+        self._chunks.append(_Chunk(seq, self._reblock.received, send_ns, recv_ns))
+        for gb in blocks:
+            await self._submit(gb)
+        self._progress()
+
+    def _decode_and_block(self, data: bytes) -> list[GridBlock]:
+        frames = decode(data, self.spec.format)
+        if frames.shape[0] == 0:
+            return []
+        return self._reblock.push(downmix(frames))
+
+    async def flush(self, flush_id: int) -> None:
+        """Answer with Flushed once every block submitted so far has been processed."""
+        if self._done_index >= self._submitted_index:
+            self._put(Flushed(flush_id=flush_id, progress=self._progress_event()))
+        else:
+            self._flushes.append((self._submitted_index, flush_id))
+
+    async def finish(self) -> None:
+        """End of audio: process the tail; the Summary and ``None`` follow in events."""
+        self._finished = True
+        for gb in self._reblock.finish():
+            await self._submit(gb)
+
+    def close(self) -> None:
+        """Release every per-stream resource (idempotent; safe at any point)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stream.closed.set()
+        for _ in range(self._inflight):
+            self._budget.release()
+        self._inflight = 0
+        self._room.set()
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    # ---------------------------------------------------------------- back-pressure
+    async def _submit(self, gb: GridBlock) -> None:
+        limit = self.cfg.server.writer_queue_events
+        while self.events.qsize() > limit and not self._closed:
+            self._room.clear()
+            await self._room.wait()
+        await self._per_stream.acquire()
+        await self._budget.acquire()
+        if self._closed:
+            self._budget.release()
+            self._per_stream.release()
+            return
+        self._inflight += 1
+        first = self._seq_at(gb.client_start)
+        last = self._chunks[-1] if self._chunks else _Chunk(0, 0, 0, time.time_ns())
+        self._submitted_index = gb.index
+        self.engine.submit(
+            Block(
+                stream=self._stream, index=gb.index, start16=gb.start16, length16=gb.length16,
+                samples16=gb.samples16, client_start=gb.client_start, client=gb.client,
+                first_seq=first, last_seq=last.seq, client_send_time_ns=last.send_ns,
+                receive_time_ns=last.recv_ns, is_last=gb.is_last,
+            )
+        )
+
+    def consumed(self) -> None:
+        """The writer took an event off the queue."""
+        if self.events.qsize() <= self.cfg.server.writer_queue_events:
+            self._room.set()
+
+    def _seq_at(self, client_index: int) -> int:
+        while len(self._chunks) > 1 and self._chunks[0].client_end <= client_index:
+            self._chunks.popleft()
+        return self._chunks[0].seq if self._chunks else 0
+
+    # ---------------------------------------------------------------- results
+    def _deliver(self, result: BlockResult) -> None:
+        """Called on a worker thread: hand the result to the event loop."""
+        if not self._closed:
+            self._loop.call_soon_threadsafe(self._on_result, result)
+
+    def _on_result(self, r: BlockResult) -> None:
+        if self._closed:
+            return
+        self._inflight -= 1
+        self._budget.release()
+        self._per_stream.release()
+        if r.error is not None:
+            self.error = r.error
+            self.events.put_nowait(None)
+            return
+        off = self.spec.start_sample
+        for ev in r.events:
+            if isinstance(ev, CutDecision):
+                self._put(self._cut_event(ev, off))
+            elif isinstance(ev, SpeechSegment) and self.spec.events.vad_segments:
+                self.stats.vad_segments += 1
+                self._put(VadSegment(start_sample=ev.start + off, end_sample=ev.end + off,
+                                     mean_probability=ev.mean_probability))
+        self._processed = r.client_end
+        self._final = r.final_client
+        self._done_index = r.index
+        self.stats.blocks += 1
+        t = r.times
+        for name, value in zip(_STAGES, (t.queue_wait_ms, t.vad_ms, t.features_ms, t.total_ms),
+                               strict=True):
+            self.stats.stage_ms[name].append(value)
+        if self.spec.events.chunk_traces:
+            self._put(ChunkTrace(
+                block_index=r.index, start_sample=r.client_start + off,
+                end_sample=r.client_end + off, first_seq=r.first_seq, last_seq=r.last_seq,
+                client_send_time_ns=r.client_send_time_ns,
+                server_receive_time_ns=r.receive_time_ns, times=r.times,
+                batch_size=r.batch_size, separation_batch_size=0,
+                device=self.engine.device.name, gpu_pipeline_used=self.engine.device.gpu,
+            ))
+        self._progress()
+        while self._flushes and self._flushes[0][0] <= r.index:
+            _, fid = self._flushes.popleft()
+            self._put(Flushed(flush_id=fid, progress=self._progress_event()))
+        if r.is_last:
+            self._put(self._summary())
+            self.events.put_nowait(None)
+
+    def _cut_event(self, ev: CutDecision, off: int) -> Cut:
+        index = self.stats.cuts
+        self.stats.cuts += 1
+        return Cut(
+            sample=ev.sample + off, seconds=(ev.sample + off) / self.spec.format.sample_rate_hz,
+            kind=_KINDS[ev.kind], score=float(ev.score), pause_start_sample=ev.pause_start + off,
+            pause_end_sample=ev.pause_end + off, index=index,
+        )
+
+    def _progress_event(self) -> Progress:
+        off = self.spec.start_sample
+        return Progress(
+            samples_received=self._reblock.received + off,
+            samples_processed=self._processed + off,
+            samples_final=self._final + off,
+            last_seq=self._next_seq - 1 if self._next_seq else 0,
+        )
+
+    def _progress(self) -> None:
+        if self.spec.events.progress:
+            self._put(self._progress_event())
+
+    def _put(self, ev: Event) -> None:
+        self.events.put_nowait(ev)
+
+    def _summary(self) -> Summary:
+        stages = tuple(
+            StageStats(
+                stage=name,
+                p50_ms=float(np.percentile(v, 50)) if v else 0.0,
+                p95_ms=float(np.percentile(v, 95)) if v else 0.0,
+                count=len(v),
+            )
+            for name, v in self.stats.stage_ms.items()
+        )
+        return Summary(
+            samples_received=self._reblock.received, samples_processed=self._processed,
+            chunks=self.stats.chunks, blocks=self.stats.blocks, cuts=self.stats.cuts,
+            vad_segments=self.stats.vad_segments,
+            wall_seconds=time.perf_counter() - self._t0, stages=stages,
+        )
