@@ -1,1 +1,6 @@
-"""placeholder."""
+"""seamcut.server.transport: the gRPC face of the server (grpc.aio).
+
+The only layer that imports protobuf or grpc: converts messages to domain objects
+(``convert``), maps exceptions to status codes (``status``), hosts the servicer,
+health and reflection (``servicer``, ``app``). May import everything below it.
+"""

@@ -1,0 +1,29 @@
+"""The ``seamcut`` command: ``serve``, ``split`` (and ``bench`` when installed)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="seamcut", description="Find clean cut points at the pauses in audio."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    from seamcut.client import split
+    from seamcut.server import main as serve
+
+    p_serve = sub.add_parser("serve", help="run the gRPC server")
+    serve.add_arguments(p_serve)
+    p_serve.set_defaults(run=serve.run)
+    p_split = sub.add_parser("split", help="stream a WAV/FLAC file, print (and write) cut points")
+    split.add_arguments(p_split)
+    p_split.set_defaults(run=split.run)
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""``seamcut serve``: command-line entry of the server (transport level)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from seamcut.server.config import load_config
+from seamcut.server.errors import ConfigError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="bind address (default 0.0.0.0; env SEAMCUT_SERVER_HOST)")
+    p.add_argument("--port", type=int, help="port (default 50051; 0 = any free port)")
+    p.add_argument("--config", metavar="FILE", help="TOML file with [server], [engine], ...")
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--max-streams", type=int, help="open streams before RESOURCE_EXHAUSTED")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        cfg = load_config(
+            args.config,
+            overrides={
+                "server": {"host": args.host, "port": args.port, "max_streams": args.max_streams},
+                "engine": {"device": args.device},
+            },
+        )
+    except ConfigError as exc:
+        print(f"seamcut serve: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from seamcut.server.transport.app import serve_forever
+
+    try:
+        asyncio.run(serve_forever(cfg))
+    except OSError as exc:
+        print(f"seamcut serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
