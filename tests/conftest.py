@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from seamcut.server.config import AppConfig, load_config
 from seamcut.server.engine.pipeline import Engine
+
 from tests.helpers import ServerThread
 
 

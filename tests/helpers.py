@@ -9,9 +9,9 @@ from concurrent.futures import Future
 
 import grpc
 import numpy as np
-
 from seamcut.server.config import AppConfig, AudioFormat, Encoding, Mode, StreamSpec, stream_spec
 from seamcut.server.transport.app import Running, start_server
+
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
 

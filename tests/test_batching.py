@@ -5,8 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from seamcut.server.config import Encoding
+
 from seamcut.v1 import seamcut_pb2 as pb
 from tests.corpus import SpeechClip, default_corpus
 from tests.helpers import ServerThread, audio_msgs, config_msg, cut_samples, encode, run_stream

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from seamcut.server.config import CutPolicy, DetectorConfig
 from seamcut.server.dsp.detector import (
     BlockInput,

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from seamcut.server.config import AudioFormat, Encoding
 from seamcut.server.dsp.features import band_energy_db
 from seamcut.server.dsp.pcm import decode, downmix

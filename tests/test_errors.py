@@ -7,8 +7,8 @@ import time
 import grpc
 import numpy as np
 import pytest
-
 from seamcut.server.config import Encoding
+
 from seamcut.v1 import seamcut_pb2 as pb
 from tests.corpus import default_corpus
 from tests.helpers import ServerThread, audio_msgs, config_msg, cut_samples, encode, run_stream

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
 from seamcut.server.config import AppConfig, Encoding
 from seamcut.server.engine.pipeline import Engine
 from seamcut.server.events import Cut, CutKind
 from seamcut.server.offline import analyze
+
 from tests.corpus import SpeechClip, default_corpus
 from tests.helpers import encode, slice_bytes, speech_spec
 

@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from seamcut.server.config import AppConfig, Encoding
 from seamcut.server.engine.pipeline import Engine
 from seamcut.server.events import Cut
 from seamcut.server.offline import analyze
+
 from seamcut.v1 import seamcut_pb2 as pb
 from tests.helpers import (
     ServerThread,

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
-
 from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, CutPolicy, DetectorConfig
 from seamcut.server.dsp.refine import snap_to_zero_crossing
 
@@ -75,7 +74,7 @@ class DetectorParams:
     @classmethod
     def build(cls, policy: CutPolicy, det: DetectorConfig, client_rate_hz: int) -> DetectorParams:
         def hops(ms: float) -> int:
-            return int(round(ms * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES))
+            return round(ms * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES)
 
         return cls(
             client_rate_hz=client_rate_hz,

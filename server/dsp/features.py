@@ -34,4 +34,4 @@ def band_energy_db(
     band = (freqs >= low_hz) & (freqs <= high_hz)
     power = (np.abs(spec[..., band]) ** 2).sum(axis=-1) / _WINDOW_POWER
     db = 10.0 * np.log10(np.maximum(power, 1e-12))
-    return np.maximum(db, ENERGY_FLOOR_DB).astype(np.float32)
+    return np.asarray(np.maximum(db, ENERGY_FLOOR_DB), dtype=np.float32)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from seamcut.server.config import AudioFormat, Encoding
 from seamcut.server.errors import InvalidAudio
 
@@ -48,4 +47,4 @@ def downmix(frames: np.ndarray) -> np.ndarray:
     """Mean over channels: [frames, channels] -> [frames] float32."""
     if frames.shape[1] == 1:
         return frames[:, 0].copy()
-    return frames.mean(axis=1, dtype=np.float32)
+    return np.asarray(frames.mean(axis=1, dtype=np.float32), dtype=np.float32)

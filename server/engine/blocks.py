@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from seamcut.server.dsp.detector import DetectorEvent, DetectorParams, DetectorState
 from seamcut.server.errors import SeamcutError
 from seamcut.server.events import StageTimes

@@ -8,7 +8,6 @@ import time
 from collections import defaultdict
 
 import numpy as np
-
 from seamcut.server.config import (
     ANALYSIS_RATE_HZ,
     HOP_SAMPLES,

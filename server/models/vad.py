@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
 from seamcut.server.errors import ConfigError
 
 FRAME = 512  # samples per call at 16 kHz

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES
 from seamcut.server.dsp.resample import StreamResampler
 from seamcut.server.errors import InternalError

@@ -9,7 +9,6 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, AppConfig, StreamSpec
 from seamcut.server.dsp.detector import CutDecision, DecisionKind, DetectorParams, SpeechSegment
 from seamcut.server.dsp.pcm import decode, downmix

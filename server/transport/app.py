@@ -11,10 +11,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
-
 from seamcut.server.config import AppConfig
 from seamcut.server.engine.pipeline import Engine
 from seamcut.server.transport.servicer import SeamcutServicer
+
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from seamcut import __version__
 from seamcut.server import config as C
 from seamcut.server import events as E
 from seamcut.server.errors import ConfigError
+
+from seamcut import __version__
 from seamcut.v1 import seamcut_pb2 as pb
 
 _ENCODINGS = {pb.PCM_S16LE: C.Encoding.PCM_S16LE, pb.F32LE: C.Encoding.F32LE}

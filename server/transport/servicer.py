@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
-
 from seamcut.server.config import AppConfig
 from seamcut.server.engine.pipeline import Engine
 from seamcut.server.errors import (
@@ -20,6 +19,7 @@ from seamcut.server.errors import (
 from seamcut.server.session.session import InflightBudget, Session
 from seamcut.server.transport import convert
 from seamcut.server.transport.status import status_for, trailing_metadata
+
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
 
@@ -35,7 +35,7 @@ class ServerCounters:
         self.rejected = 0
 
 
-class SeamcutServicer(pb_grpc.SeamcutServicer):
+class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generated base
     def __init__(self, cfg: AppConfig, engine: Engine) -> None:
         self.cfg = cfg
         self.engine = engine

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-
 from seamcut.server.errors import (
     ConfigError,
     InternalError,
@@ -32,7 +31,7 @@ def status_for(exc: SeamcutError) -> grpc.StatusCode:
     """Status for ``exc`` (by the most specific class in the table; INTERNAL otherwise)."""
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return grpc.StatusCode.INTERNAL
 
 

@@ -1,0 +1,394 @@
+"""What a stream is, independent of how it is driven: options, typed events, errors.
+
+Shared by the asyncio client (``aio``) and the sync client (``sync``). The only
+module of the SDK that converts protobuf messages into client types
+(:func:`event_from_proto`); imports protobuf stubs and grpc status codes, nothing
+of ``seamcut.server``.
+
+Exceptions::
+
+    ClientError                    base of everything the SDK raises on purpose
+    ├── AudioError (ValueError)    unreadable / unsupported audio, wrong shape or dtype
+    ├── StreamClosedError          send()/flush() after close_send() or after the stream ended
+    └── SeamcutRpcError            a call ended with a non-OK gRPC status
+        └── SeamcutStreamError     ... the StreamCuts call (raised from iteration)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import grpc
+
+from seamcut.v1 import seamcut_pb2 as pb
+
+EncodingName = Literal["pcm_s16le", "f32le"]
+ModeName = Literal["speech", "song"]
+CutKindName = Literal["pause", "forced", "end"]
+
+ENCODINGS: dict[str, int] = {"pcm_s16le": pb.PCM_S16LE, "f32le": pb.F32LE}
+MODES: dict[str, int] = {"speech": pb.SPEECH, "song": pb.SONG}
+_ENCODING_NAMES = {v: k for k, v in ENCODINGS.items()}
+_MODE_NAMES = {v: k for k, v in MODES.items()}
+_CUT_KINDS: dict[int, CutKindName] = {pb.PAUSE: "pause", pb.FORCED: "forced", pb.END: "end"}
+_POLICY_FIELDS = (
+    "min_segment_ms", "max_segment_ms", "min_gap_ms", "min_pause_ms", "pause_search_ms",
+    "vad_threshold",
+)
+_EVENT_FIELDS = ("vad_segments", "chunk_traces", "progress")
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ClientError(Exception):
+    """Base class of the SDK's exceptions; ``str(exc)`` says what to do about it."""
+
+
+class AudioError(ClientError, ValueError):
+    """Audio that cannot be read, encoded or split as asked (the message says why)."""
+
+
+class StreamClosedError(ClientError):
+    """Audio or a flush was sent after close_send(), or after the stream had ended."""
+
+
+class SeamcutRpcError(ClientError):
+    """A call ended with a non-OK gRPC status.
+
+    ``trailing_metadata`` holds the server's machine-readable hints, e.g.
+    ``retry-after-ms`` (RESOURCE_EXHAUSTED) or ``last-accepted-seq`` (ABORTED).
+    """
+
+    def __init__(
+        self, code: grpc.StatusCode, details: str, trailing_metadata: Mapping[str, str | bytes]
+    ) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+        self.trailing_metadata: dict[str, str | bytes] = dict(trailing_metadata)
+
+    @classmethod
+    def from_rpc_error(cls, exc: grpc.RpcError) -> SeamcutRpcError:
+        """Wrap a grpc (or grpc.aio) error, keeping code, details and trailing metadata."""
+        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+        details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+        trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+        return cls(code, details, _metadata_dict(trailing or ()))
+
+    def _int_hint(self, key: str) -> int | None:
+        value = self.trailing_metadata.get(key)
+        try:
+            return int(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
+
+    @property
+    def retry_after_ms(self) -> int | None:
+        """The server's suggested delay before retrying, milliseconds (if it sent one)."""
+        return self._int_hint("retry-after-ms")
+
+    @property
+    def last_accepted_seq(self) -> int | None:
+        """The last AudioChunk.seq the server accepted (ABORTED streams)."""
+        return self._int_hint("last-accepted-seq")
+
+
+class SeamcutStreamError(SeamcutRpcError):
+    """The StreamCuts call ended with a non-OK status (raised from event iteration)."""
+
+
+def _metadata_dict(items: Iterable[Any]) -> dict[str, str | bytes]:
+    # grpc gives a tuple of pairs (sync) or a Metadata object that iterates as pairs
+    # (aio); repeated keys keep the last value.
+    out: dict[str, str | bytes] = {}
+    for key, value in items:
+        out[str(key)] = value
+    return out
+
+
+# ---------------------------------------------------------------- options
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StreamOptions:
+    """The StreamConfig of one stream. ``None`` fields take the server's defaults.
+
+    Units are in the names: milliseconds for the cut policy, frames (samples per
+    channel) for ``start_sample``. ``vad_threshold`` is a probability in (0, 1).
+    The server validates ranges and names the offending field in INVALID_ARGUMENT.
+    """
+
+    sample_rate_hz: int
+    channels: int = 1
+    encoding: EncodingName = "pcm_s16le"
+    mode: ModeName | None = None
+    min_segment_ms: int | None = None
+    max_segment_ms: int | None = None  # 0 = no maximum
+    min_gap_ms: int | None = None  # 0 = no suppression
+    min_pause_ms: int | None = None
+    pause_search_ms: int | None = None
+    vad_threshold: float | None = None
+    vad_segments: bool | None = None
+    chunk_traces: bool | None = None
+    progress: bool | None = None
+    request_id: str = ""
+    start_sample: int = 0
+
+    def __post_init__(self) -> None:
+        # Only what the client itself relies on (encoding audio); ranges are the server's.
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding: must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+        if self.mode is not None and self.mode not in MODES:
+            raise ValueError(f"mode: must be one of {', '.join(MODES)} or None, got {self.mode!r}")
+        if self.sample_rate_hz <= 0 or self.channels <= 0:
+            raise ValueError(
+                f"sample_rate_hz and channels must be positive, got {self.sample_rate_hz} Hz, "
+                f"{self.channels} channel(s)"
+            )
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes per interleaved frame in this encoding."""
+        return self.channels * (2 if self.encoding == "pcm_s16le" else 4)
+
+    def to_proto(self) -> pb.StreamConfig:
+        """The StreamConfig message; unset (None) optional fields stay unset on the wire."""
+        msg = pb.StreamConfig(
+            format=pb.AudioFormat(
+                encoding=ENCODINGS[self.encoding],
+                sample_rate_hz=self.sample_rate_hz,
+                channels=self.channels,
+            ),
+            mode=MODES[self.mode] if self.mode is not None else pb.MODE_UNSPECIFIED,
+            request_id=self.request_id,
+            start_sample=self.start_sample,
+        )
+        for name in _POLICY_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(msg.policy, name, value)
+        for name in _EVENT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(msg.events, name, value)
+        return msg
+
+    @classmethod
+    def from_proto(cls, msg: pb.StreamConfig) -> StreamOptions:
+        """Read a StreamConfig (e.g. ``Ready.config``, every default filled in)."""
+        fmt = msg.format
+        opt: dict[str, Any] = {
+            name: getattr(msg.policy, name) for name in _POLICY_FIELDS if msg.policy.HasField(name)
+        }
+        opt.update(
+            {name: getattr(msg.events, name) for name in _EVENT_FIELDS
+             if msg.events.HasField(name)}
+        )
+        return cls(
+            sample_rate_hz=fmt.sample_rate_hz,
+            channels=fmt.channels,
+            encoding=_ENCODING_NAMES.get(fmt.encoding, "pcm_s16le"),  # type: ignore[arg-type]
+            mode=_MODE_NAMES.get(msg.mode),  # type: ignore[arg-type]
+            request_id=msg.request_id,
+            start_sample=msg.start_sample,
+            **opt,
+        )
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReadyEvent:
+    """The stream is open. ``config`` is the config in force, server defaults filled in.
+
+    ``lookahead_ms`` / ``lookahead_samples``: worst-case delay from sending a sample to
+    every cut at or before it being final (frames of the stream's sample rate).
+    """
+
+    session_id: str
+    lookahead_ms: int
+    lookahead_samples: int
+    block_ms: int
+    device: str
+    server_version: str = ""
+    config: StreamOptions | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CutEvent:
+    """A final cut point. ``sample`` is a frame index from stream start (plus start_sample);
+    ``seconds`` is the same for display; ``score`` is in [0, 1]; the pause interval is in
+    frames, as observed when the cut was decided."""
+
+    sample: int
+    seconds: float
+    kind: CutKindName
+    score: float
+    pause_start_sample: int
+    pause_end_sample: int
+    index: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VadSegmentEvent:
+    """Detected speech [start_sample, end_sample) in frames; mean VAD probability in [0, 1]."""
+
+    start_sample: int
+    end_sample: int
+    mean_probability: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TraceEvent:
+    """Timing of one processed block: range in frames, client seqs, stage times in ms."""
+
+    block_index: int
+    start_sample: int
+    end_sample: int
+    first_seq: int
+    last_seq: int
+    client_send_time_ns: int  # Unix ns, echo of the last contributing chunk's field
+    server_receive_time_ns: int  # Unix ns
+    queue_wait_ms: float
+    h2d_ms: float
+    separation_ms: float
+    vad_ms: float
+    features_ms: float
+    d2h_ms: float
+    total_ms: float
+    batch_size: int
+    separation_batch_size: int
+    device: str
+    gpu_pipeline_used: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProgressEvent:
+    """Watermarks in frames: received, analysed, and final (no cut can appear before it)."""
+
+    samples_received: int
+    samples_processed: int
+    samples_final: int
+    last_seq: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FlushedEvent:
+    """Answer to a flush: everything decidable up to ``progress.samples_final`` was sent."""
+
+    flush_id: int
+    progress: ProgressEvent
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NoticeEvent:
+    """Something the client should know, e.g. code "gpu_fallback" or "draining"."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StageStats:
+    """Per-stage block latency percentiles over the stream, milliseconds."""
+
+    stage: str
+    p50_ms: float
+    p95_ms: float
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SummaryEvent:
+    """The last event of a completed stream: totals (frames, counts) and wall seconds."""
+
+    end_reason: str
+    samples_received: int
+    samples_processed: int
+    chunks: int
+    blocks: int
+    cuts: int
+    vad_segments: int
+    wall_seconds: float
+    stages: tuple[StageStats, ...] = field(default=())
+
+
+Event = (
+    ReadyEvent | CutEvent | VadSegmentEvent | TraceEvent | ProgressEvent | FlushedEvent
+    | NoticeEvent | SummaryEvent
+)
+
+
+def _progress(p: pb.Progress) -> ProgressEvent:
+    return ProgressEvent(
+        samples_received=p.samples_received, samples_processed=p.samples_processed,
+        samples_final=p.samples_final, last_seq=p.last_seq,
+    )
+
+
+def event_from_proto(msg: pb.ServerMessage) -> Event | None:
+    """Convert one ServerMessage into a client event.
+
+    Returns None for a message this client does not know (a newer server's addition),
+    so old clients keep working.
+    """
+    kind = msg.WhichOneof("msg")
+    if kind == "ready":
+        r = msg.ready
+        return ReadyEvent(
+            session_id=r.session_id, lookahead_ms=r.lookahead_ms,
+            lookahead_samples=r.lookahead_samples, block_ms=r.block_ms, device=r.device,
+            server_version=r.server_version,
+            config=StreamOptions.from_proto(r.config) if r.HasField("config") else None,
+        )
+    if kind == "cut":
+        c = msg.cut
+        return CutEvent(
+            # A kind this client does not know (a newer server) is still a cut; report it
+            # as the generic kind rather than dropping a position the user relies on.
+            sample=c.sample, seconds=c.seconds, kind=_CUT_KINDS.get(c.kind, "pause"),
+            score=c.score, pause_start_sample=c.pause_start_sample,
+            pause_end_sample=c.pause_end_sample, index=c.index,
+        )
+    if kind == "vad_segment":
+        v = msg.vad_segment
+        return VadSegmentEvent(
+            start_sample=v.start_sample, end_sample=v.end_sample,
+            mean_probability=v.mean_probability,
+        )
+    if kind == "trace":
+        t = msg.trace
+        return TraceEvent(
+            block_index=t.block_index, start_sample=t.start_sample, end_sample=t.end_sample,
+            first_seq=t.first_seq, last_seq=t.last_seq,
+            client_send_time_ns=t.client_send_time_ns,
+            server_receive_time_ns=t.server_receive_time_ns, queue_wait_ms=t.queue_wait_ms,
+            h2d_ms=t.h2d_ms, separation_ms=t.separation_ms, vad_ms=t.vad_ms,
+            features_ms=t.features_ms, d2h_ms=t.d2h_ms, total_ms=t.total_ms,
+            batch_size=t.batch_size, separation_batch_size=t.separation_batch_size,
+            device=t.device, gpu_pipeline_used=t.gpu_pipeline_used,
+        )
+    if kind == "progress":
+        return _progress(msg.progress)
+    if kind == "flushed":
+        return FlushedEvent(flush_id=msg.flushed.flush_id, progress=_progress(msg.flushed.progress))
+    if kind == "notice":
+        return NoticeEvent(code=msg.notice.code, message=msg.notice.message)
+    if kind == "summary":
+        s = msg.summary
+        return SummaryEvent(
+            end_reason=pb.EndReason.Name(s.end_reason).lower()
+            if s.end_reason in pb.EndReason.values() else str(s.end_reason),
+            samples_received=s.samples_received, samples_processed=s.samples_processed,
+            chunks=s.chunks, blocks=s.blocks, cuts=s.cuts, vad_segments=s.vad_segments,
+            wall_seconds=s.wall_seconds,
+            stages=tuple(
+                StageStats(stage=x.stage, p50_ms=x.p50_ms, p95_ms=x.p95_ms, count=x.count)
+                for x in s.stages
+            ),
+        )
+    return None

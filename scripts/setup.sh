@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Set up seamcut in ./.venv (idempotent). Usage: scripts/setup.sh [--test]
+#   --test  also install the system packages the test suite uses (espeak-ng, sox,
+#           fluidsynth + General-MIDI soundfont) with apt-get when they are missing.
+# GPU hosts (nvidia-smi present) get onnxruntime-gpu and PyPI's default (CUDA) torch;
+# everywhere else the CPU wheels. Override with SEAMCUT_FLAVOUR=cpu|gpu.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+if [ "$want_test" = 1 ]; then
+  missing=()
+  for cmd in espeak-ng sox fluidsynth; do command -v "$cmd" >/dev/null || missing+=("$cmd"); done
+  [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing+=(fluid-soundfont-gm)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "setup: installing system packages: espeak-ng sox fluidsynth fluid-soundfont-gm libsndfile1"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+      espeak-ng sox fluidsynth fluid-soundfont-gm libsndfile1 >/dev/null
+  fi
+fi
+
+flavour="${SEAMCUT_FLAVOUR:-}"
+if [ -z "$flavour" ]; then
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then flavour=gpu; else flavour=cpu; fi
+fi
+stamp=".venv/.seamcut-setup-$flavour"
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+  exit 0
+fi
+python3 -m venv .venv
+py=.venv/bin/python
+if [ "$flavour" = cpu ]; then
+  # The CPU wheel: an unpinned torch would pull a multi-GB CUDA build.
+  $py -m pip install -q "torch==2.13.0"
+  $py -m pip uninstall -q -y onnxruntime-gpu >/dev/null 2>&1 || true
+else
+  $py -m pip uninstall -q -y onnxruntime >/dev/null 2>&1 || true
+fi
+$py -m pip install -q -e ".[$flavour,dev]"
+rm -f .venv/.seamcut-setup-*
+touch "$stamp"
+echo "setup: ready ($flavour) in .venv"
