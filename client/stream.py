@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import grpc
 
@@ -71,7 +71,7 @@ class SeamcutRpcError(ClientError):
         self.trailing_metadata: dict[str, str | bytes] = dict(trailing_metadata)
 
     @classmethod
-    def from_rpc_error(cls, exc: grpc.RpcError) -> SeamcutRpcError:
+    def from_rpc_error(cls, exc: grpc.RpcError) -> Self:
         """Wrap a grpc (or grpc.aio) error, keeping code, details and trailing metadata."""
         code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
         details = (exc.details() if hasattr(exc, "details") else None) or str(exc)

@@ -1,0 +1,377 @@
+"""The asyncio client (grpc.aio): ``AsyncClient`` and its ``AsyncStream``.
+
+One StreamCuts call per stream, driven by two halves that never wait on each other:
+
+* writing: :meth:`AsyncStream.send` puts messages on a small bounded queue that feeds
+  the call's request iterator; grpc writes one message at a time, so when the server
+  stops reading (its back-pressure) the queue fills and ``send`` waits;
+* reading: a task reads every ServerMessage as it arrives, converts it to a typed
+  event and appends it to an unbounded event queue, so a client busy sending never
+  stalls the server's output. Events are small (one per cut, block or watermark).
+
+Imports grpc, numpy, the generated stubs and the SDK's ``stream`` and ``audio`` modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from seamcut.client.audio import encode
+from seamcut.client.stream import (
+    AudioError,
+    Event,
+    FlushedEvent,
+    ReadyEvent,
+    SeamcutRpcError,
+    SeamcutStreamError,
+    StreamClosedError,
+    StreamOptions,
+    event_from_proto,
+)
+from seamcut.v1 import seamcut_pb2 as pb
+from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
+
+DEFAULT_TARGET = "localhost:50051"
+# Messages queued ahead of the transport: enough to keep the connection busy, small
+# enough that back-pressure reaches the caller within a few chunks.
+SEND_QUEUE_MESSAGES = 8
+# One send() of a long array or buffer is split into AudioChunks no larger than this
+# (well under the server's default 1 MiB message and 10 s chunk limits).
+MAX_MESSAGE_BYTES = 256 * 1024
+MAX_MESSAGE_MS = 5_000
+
+Audio = bytes | bytearray | memoryview | npt.ArrayLike
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+class AsyncClient:
+    """A connection to a seamcut server (one grpc.aio channel, opened on first use).
+
+    ``credentials``: ``grpc.ssl_channel_credentials(...)`` (possibly composed with call
+    credentials) for TLS, None for plaintext. ``metadata`` is sent with every call
+    (e.g. ``(("authorization", "Bearer ..."),)``); ``options`` are grpc channel args.
+    Use as ``async with AsyncClient(...) as client`` or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Metadata = (),
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.target = target
+        self.metadata: tuple[tuple[str, str | bytes], ...] = tuple(metadata)
+        self._credentials = credentials
+        self._options = tuple(options)
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: pb_grpc.SeamcutStub | None = None
+
+    def _get_stub(self) -> pb_grpc.SeamcutStub:
+        # Created lazily so that the channel binds to the loop that uses it.
+        if self._stub is None:
+            if self._credentials is None:
+                self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
+            else:
+                self._channel = grpc.aio.secure_channel(
+                    self.target, self._credentials, options=self._options
+                )
+            self._stub = pb_grpc.SeamcutStub(self._channel)
+        return self._stub
+
+    async def get_capabilities(self, *, timeout: float | None = None) -> pb.Capabilities:
+        """The server's encodings, rates, limits, modes, device and defaults.
+
+        ``timeout`` in seconds. Raises SeamcutRpcError on a non-OK status.
+        """
+        try:
+            return await self._get_stub().GetCapabilities(
+                pb.GetCapabilitiesRequest(), metadata=self.metadata, timeout=timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise SeamcutRpcError.from_rpc_error(exc) from exc
+
+    def stream(self, config: StreamOptions) -> AsyncStream:
+        """A new stream; the call starts when it is entered (``async with``)."""
+        return AsyncStream(self, config)
+
+    async def close(self, grace: float | None = None) -> None:
+        """Close the channel; calls still running are cancelled after ``grace`` seconds."""
+        if self._channel is not None:
+            await self._channel.close(grace)
+            self._channel = None
+            self._stub = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class AsyncStream:
+    """One StreamCuts call. Enter it, ``send`` audio, iterate events::
+
+        async with client.stream(StreamOptions(sample_rate_hz=16000)) as s:
+            await s.send(chunk)          # bytes in the configured encoding, or an array
+            await s.close_send()         # end of audio
+            async for ev in s:           # ReadyEvent, CutEvent, ..., SummaryEvent
+                ...
+
+    Iteration ends after the last event of a stream that closed OK and raises
+    SeamcutStreamError for one that ended with a non-OK status. Leaving the block
+    cancels the call if the server has not finished it.
+    """
+
+    def __init__(self, client: AsyncClient, options: StreamOptions) -> None:
+        self.options = options
+        self._client = client
+        self._call: grpc.aio.StreamStreamCall | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._requests: asyncio.Queue[pb.ClientMessage | None] = asyncio.Queue(
+            SEND_QUEUE_MESSAGES
+        )
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._send_lock = asyncio.Lock()
+        self._finished = asyncio.Event()
+        self._ready: asyncio.Future[ReadyEvent] | None = None
+        self._ready_event: ReadyEvent | None = None
+        self._flushes: dict[int, asyncio.Future[FlushedEvent]] = {}
+        self._error: SeamcutStreamError | None = None
+        self._send_closed = False
+        self._seq = 0
+        self._flush_id = 0
+        rate = options.sample_rate_hz
+        self._max_frames = max(
+            1, min(MAX_MESSAGE_BYTES // options.frame_bytes, rate * MAX_MESSAGE_MS // 1000)
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> AsyncStream:
+        if self._call is not None:
+            raise RuntimeError("a stream can be entered only once; open a new one")
+        self._ready = asyncio.get_running_loop().create_future()
+        self._call = self._client._get_stub().StreamCuts(
+            self._request_iterator(), metadata=self._client.metadata
+        )
+        self._reader = asyncio.create_task(self._read(), name="seamcut-stream-reader")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel the call unless the server has finished it; wait for the reader."""
+        if self._call is None or self._reader is None:
+            return
+        if not self._finished.is_set():
+            self._call.cancel()
+        # wait() rather than await: the reader may end cancelled, which is not our error.
+        await asyncio.wait({self._reader})
+
+    @property
+    def ready(self) -> ReadyEvent | None:
+        """The server's Ready (session id, look-ahead, config in force); None until it came."""
+        return self._ready_event
+
+    async def wait_ready(self) -> ReadyEvent:
+        """Wait for Ready. Raises SeamcutStreamError if the stream fails first."""
+        if self._ready is None:
+            raise RuntimeError("the stream is not open: use `async with client.stream(...)`")
+        # shield: a cancelled waiter must not cancel the future other waiters share.
+        return await asyncio.shield(self._ready)
+
+    @property
+    def done(self) -> bool:
+        """True once the call has ended (all events are queued for iteration)."""
+        return self._finished.is_set()
+
+    # ------------------------------------------------------------ writing
+
+    async def send(self, audio: Audio) -> None:
+        """Send audio: bytes already in the configured encoding (whole frames), or an
+        array ``[frames, channels]`` (``[frames]`` for mono), float or int16, encoded
+        per ``options.encoding``. Long audio goes out as several AudioChunks (each gets
+        the next seq and the current time as client_send_time_ns).
+
+        Waits while the server applies back-pressure. Raises AudioError for a shape or
+        size that does not fit the config, StreamClosedError after close_send(), and
+        SeamcutStreamError if the stream has already failed.
+        """
+        data = self._to_bytes(audio)
+        step = self._max_frames * self.options.frame_bytes
+        async with self._send_lock:
+            self._check_open()
+            for offset in range(0, max(len(data), 1), step):
+                msg = pb.ClientMessage(audio=pb.AudioChunk(
+                    seq=self._seq, data=data[offset:offset + step],
+                    client_send_time_ns=time.time_ns(),
+                ))
+                await self._put(msg)
+                self._seq += 1
+
+    async def flush(self) -> FlushedEvent:
+        """Ask the server to emit everything decidable now; wait for its Flushed.
+
+        The FlushedEvent also appears in the event iteration, in order.
+        """
+        async with self._send_lock:
+            self._check_open()
+            self._flush_id += 1
+            fid = self._flush_id
+            fut: asyncio.Future[FlushedEvent] = asyncio.get_running_loop().create_future()
+            self._flushes[fid] = fut
+            await self._put(pb.ClientMessage(control=pb.Control(flush=pb.Flush(flush_id=fid))))
+        return await fut
+
+    async def close_send(self) -> None:
+        """Half-close: no more audio. The server finishes, sends Summary and closes."""
+        async with self._send_lock:
+            if self._send_closed or self._call is None:
+                return
+            self._send_closed = True
+            if not self._finished.is_set():
+                await self._put(None)
+
+    def _to_bytes(self, audio: Audio) -> bytes:
+        opts = self.options
+        if isinstance(audio, (bytes, bytearray, memoryview)):
+            data = bytes(audio)
+            if len(data) % opts.frame_bytes:
+                raise AudioError(
+                    f"{len(data)} bytes is not a whole number of frames ({opts.frame_bytes} "
+                    f"bytes per frame: {opts.channels} channel(s) of {opts.encoding})"
+                )
+            return data
+        frames = np.asarray(audio)
+        channels = 1 if frames.ndim == 1 else frames.shape[-1]
+        if frames.ndim not in (1, 2) or channels != opts.channels:
+            raise AudioError(
+                f"audio shape {frames.shape} does not match the stream's {opts.channels} "
+                "channel(s): pass [frames, channels] (or [frames] for mono)"
+            )
+        return encode(frames, opts.encoding)
+
+    def _check_open(self) -> None:
+        if self._call is None:
+            raise RuntimeError("the stream is not open: use `async with client.stream(...)`")
+        if self._finished.is_set():
+            raise self._error or StreamClosedError("the stream has ended")
+        if self._send_closed:
+            raise StreamClosedError("send after close_send(): the audio has ended")
+
+    async def _put(self, msg: pb.ClientMessage | None) -> None:
+        q = self._requests
+        if not q.full():
+            q.put_nowait(msg)
+            return
+        # Full: the server is pushing back. Wait for room, but stop waiting if the call
+        # ends meanwhile (nothing would ever take from the queue again).
+        put = asyncio.ensure_future(q.put(msg))
+        ended = asyncio.ensure_future(self._finished.wait())
+        try:
+            await asyncio.wait({put, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not put.done():
+                put.cancel()
+        if put.cancelled():
+            raise self._error or StreamClosedError("the stream has ended")
+
+    async def _request_iterator(self) -> Any:
+        yield pb.ClientMessage(config=self.options.to_proto())
+        while (msg := await self._requests.get()) is not None:
+            yield msg
+
+    # ------------------------------------------------------------ reading
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        ev = await self.next_event()
+        if ev is None:
+            raise StopAsyncIteration
+        return ev
+
+    def events(self) -> AsyncStream:
+        """The event iterator (the stream itself), for symmetry with the sync client."""
+        return self
+
+    async def next_event(self) -> Event | None:
+        """The next event; None after the last one of a stream that ended OK.
+
+        Raises SeamcutStreamError (every time it is called) once a failed stream's
+        events are used up.
+        """
+        if self._reader is None:
+            raise RuntimeError("the stream is not open: use `async with client.stream(...)`")
+        ev = await self._events.get()
+        if ev is None:
+            self._events.put_nowait(None)  # stay at the end for later calls
+            if self._error is not None:
+                raise self._error
+        return ev
+
+    async def _read(self) -> None:
+        assert self._call is not None and self._ready is not None
+        error: SeamcutStreamError | None = None
+        try:
+            async for msg in self._call:
+                ev = event_from_proto(msg)
+                if ev is None:
+                    continue
+                if isinstance(ev, ReadyEvent) and not self._ready.done():
+                    self._ready_event = ev
+                    self._ready.set_result(ev)
+                elif isinstance(ev, FlushedEvent):
+                    fut = self._flushes.pop(ev.flush_id, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(ev)
+                self._events.put_nowait(ev)
+        except grpc.aio.AioRpcError as exc:
+            error = SeamcutStreamError.from_rpc_error(exc)
+        except asyncio.CancelledError:
+            error = SeamcutStreamError(
+                grpc.StatusCode.CANCELLED, "the stream was cancelled by the client", {}
+            )
+            raise
+        except Exception as exc:  # a client bug must reach the caller, not vanish in a task
+            error = SeamcutStreamError(
+                grpc.StatusCode.UNKNOWN, f"reading the stream failed: {exc!r}", {}
+            )
+            error.__cause__ = exc
+        finally:
+            self._finish(error)
+
+    def _finish(self, error: SeamcutStreamError | None) -> None:
+        self._error = error
+        self._finished.set()
+        failure = error or StreamClosedError("the stream ended without an answer")
+        pending: list[asyncio.Future[Any]] = [*self._flushes.values()]
+        if self._ready is not None:
+            pending.append(self._ready)
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(failure)
+                # Mark it retrieved: whoever awaits it gets the error; if nobody does,
+                # iteration reports the same failure, so no "never retrieved" warning.
+                fut.exception()
+        self._flushes.clear()
+        self._events.put_nowait(None)

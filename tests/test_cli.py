@@ -1,0 +1,105 @@
+"""`seamcut serve` and `seamcut split` as real subprocesses over real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.corpus import default_corpus
+
+pytestmark = pytest.mark.integration
+SEAMCUT = [sys.executable, "-m", "seamcut.cli"]
+SAMPLE = str(resources.files("seamcut.samples") / "speech_en.flac")
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    proc = subprocess.Popen([*SEAMCUT, "serve", "--host", "127.0.0.1", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"listening on ([\d.]+:\d+)", line)
+    assert match, line
+    yield proc, match.group(1)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def split(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run([*SEAMCUT, "split", *args], capture_output=True, text=True,
+                         timeout=300)
+    if check:
+        assert res.returncode == 0, res.stderr
+    return res
+
+
+def read_cuts(path: Path) -> list[int]:
+    return [c["sample"] for c in json.loads(path.read_text())["cuts"]]
+
+
+def test_split_over_grpc_equals_offline_and_segments_rebuild_input(
+    served: tuple[subprocess.Popen[str], str], tmp_path: Path
+) -> None:
+    _, target = served
+    res = split(SAMPLE, "--server", target, "--json", str(tmp_path / "a.json"),
+                "--segments", str(tmp_path / "seg"), "--chunk-ms", "37")
+    split(SAMPLE, "--offline", "--json", str(tmp_path / "b.json"))
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["sample_rate"] == 16000 and doc["channels"] == 1 and doc["lookahead_ms"] > 0
+    assert {"sample", "seconds", "kind", "score"} <= set(doc["cuts"][0])
+    assert doc["cuts"][-1]["kind"] == "end"
+    assert read_cuts(tmp_path / "a.json") == read_cuts(tmp_path / "b.json")
+    assert "pause" in res.stdout  # the table
+    original, _ = sf.read(SAMPLE, dtype="int16")
+    pieces = [sf.read(str(p), dtype="int16")[0] for p in sorted((tmp_path / "seg").iterdir())]
+    assert len(pieces) == len(doc["cuts"])
+    np.testing.assert_array_equal(np.concatenate(pieces), original)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+def test_stereo_segments_rebuild_input(served: tuple[subprocess.Popen[str], str],
+                                       tmp_path: Path, subtype: str) -> None:
+    _, target = served
+    clip = next(c for c in default_corpus() if c.channels == 2)
+    src = tmp_path / "in.wav"
+    sf.write(str(src), clip.audio, clip.sample_rate_hz, subtype=subtype)
+    split(str(src), "--server", target, "--segments", str(tmp_path / "seg"), "--quiet")
+    dtype = "int16" if subtype == "PCM_16" else "float32"
+    original, _ = sf.read(str(src), dtype=dtype, always_2d=True)
+    pieces = [sf.read(str(p), dtype=dtype, always_2d=True)[0]
+              for p in sorted((tmp_path / "seg").iterdir())]
+    assert len(pieces) >= 3
+    np.testing.assert_array_equal(np.concatenate(pieces), original)
+
+
+def test_bad_file_and_unreachable_server_give_clear_errors(tmp_path: Path) -> None:
+    res = split(str(tmp_path / "missing.wav"), check=False)
+    assert res.returncode == 2 and "missing.wav" in res.stderr
+    res = split(SAMPLE, "--server", "127.0.0.1:1", check=False)
+    assert res.returncode == 1 and "UNAVAILABLE" in res.stderr
+
+
+def test_sigterm_drains_and_exits(tmp_path: Path) -> None:
+    env = dict(os.environ, SEAMCUT_SERVER_GRACE_S="2")
+    proc = subprocess.Popen([*SEAMCUT, "serve", "--host", "127.0.0.1", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    assert proc.stdout is not None
+    assert "listening" in proc.stdout.readline()
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    assert time.monotonic() - t0 < 10
