@@ -23,7 +23,6 @@ from typing import Any
 import grpc
 import numpy as np
 import numpy.typing as npt
-
 from seamcut.client.audio import encode
 from seamcut.client.stream import (
     AudioError,
@@ -36,6 +35,7 @@ from seamcut.client.stream import (
     StreamOptions,
     event_from_proto,
 )
+
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
 
@@ -94,11 +94,12 @@ class AsyncClient:
         ``timeout`` in seconds. Raises SeamcutRpcError on a non-OK status.
         """
         try:
-            return await self._get_stub().GetCapabilities(
+            caps: pb.Capabilities = await self._get_stub().GetCapabilities(
                 pb.GetCapabilitiesRequest(), metadata=self.metadata, timeout=timeout
             )
         except grpc.aio.AioRpcError as exc:
             raise SeamcutRpcError.from_rpc_error(exc) from exc
+        return caps
 
     def stream(self, config: StreamOptions) -> AsyncStream:
         """A new stream; the call starts when it is entered (``async with``)."""
@@ -165,7 +166,7 @@ class AsyncStream:
             raise RuntimeError("a stream can be entered only once; open a new one")
         self._ready = asyncio.get_running_loop().create_future()
         self._call = self._client._get_stub().StreamCuts(
-            self._request_iterator(), metadata=self._client.metadata
+            _Requests(self.options.to_proto(), self._requests), metadata=self._client.metadata
         )
         self._reader = asyncio.create_task(self._read(), name="seamcut-stream-reader")
         return self
@@ -266,7 +267,8 @@ class AsyncStream:
                 f"audio shape {frames.shape} does not match the stream's {opts.channels} "
                 "channel(s): pass [frames, channels] (or [frames] for mono)"
             )
-        return encode(frames, opts.encoding)
+        encoded: bytes = encode(frames, opts.encoding)
+        return encoded
 
     def _check_open(self) -> None:
         if self._call is None:
@@ -294,10 +296,6 @@ class AsyncStream:
         if put.cancelled():
             raise self._error or StreamClosedError("the stream has ended")
 
-    async def _request_iterator(self) -> Any:
-        yield pb.ClientMessage(config=self.options.to_proto())
-        while (msg := await self._requests.get()) is not None:
-            yield msg
 
     # ------------------------------------------------------------ reading
 
@@ -375,3 +373,27 @@ class AsyncStream:
                 fut.exception()
         self._flushes.clear()
         self._events.put_nowait(None)
+
+
+class _Requests:
+    """The call's request iterator: the config, then the queue's messages until None.
+
+    A plain class rather than an async generator: grpc may abandon it mid-wait when the
+    call ends, and an unfinished generator would need its loop alive to be finalised.
+    """
+
+    def __init__(self, config: pb.StreamConfig, queue: asyncio.Queue[pb.ClientMessage | None]):
+        self._config: pb.StreamConfig | None = config
+        self._queue = queue
+
+    def __aiter__(self) -> _Requests:
+        return self
+
+    async def __anext__(self) -> pb.ClientMessage:
+        if self._config is not None:
+            config, self._config = self._config, None
+            return pb.ClientMessage(config=config)
+        msg = await self._queue.get()
+        if msg is None:
+            raise StopAsyncIteration
+        return msg

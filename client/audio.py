@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
-
 from seamcut.client.stream import AudioError, EncodingName
 
 # Subtypes that round-trip exactly through these dtypes: libsndfile shifts 8- and
@@ -135,7 +134,7 @@ def encode(frames: npt.ArrayLike, encoding: EncodingName) -> bytes:
         if kind == "f":
             if a.size and not np.isfinite(a).all():
                 raise AudioError("audio contains NaN or Inf; cannot encode as pcm_s16le")
-            a = np.clip(np.rint(a * _INT16_SCALE), -32768, 32767)
+            a = np.clip(np.rint(np.multiply(a, _INT16_SCALE)), -32768, 32767)
         return np.ascontiguousarray(a, dtype="<i2").tobytes()
     if encoding == "f32le":
         if kind != "f":
@@ -209,7 +208,9 @@ def write_segments(
                 ):
                     data = f.read(end - start, dtype=info.native_dtype, always_2d=True)
                     if len(data) != end - start:
-                        raise AudioError(f"{info.path}: file ended early at frame {start + len(data)}")
+                        raise AudioError(
+                            f"{info.path}: file ended early at frame {start + len(data)}"
+                        )
                     path = out / f"{index:04d}{ext}"
                     sf.write(str(path), data, info.sample_rate_hz, subtype=info.subtype,
                              format=info.format)

@@ -28,8 +28,8 @@ EncodingName = Literal["pcm_s16le", "f32le"]
 ModeName = Literal["speech", "song"]
 CutKindName = Literal["pause", "forced", "end"]
 
-ENCODINGS: dict[str, int] = {"pcm_s16le": pb.PCM_S16LE, "f32le": pb.F32LE}
-MODES: dict[str, int] = {"speech": pb.SPEECH, "song": pb.SONG}
+ENCODINGS: dict[str, pb.Encoding] = {"pcm_s16le": pb.PCM_S16LE, "f32le": pb.F32LE}
+MODES: dict[str, pb.Mode] = {"speech": pb.SPEECH, "song": pb.SONG}
 _ENCODING_NAMES = {v: k for k, v in ENCODINGS.items()}
 _MODE_NAMES = {v: k for k, v in MODES.items()}
 _CUT_KINDS: dict[int, CutKindName] = {pb.PAUSE: "pause", pb.FORCED: "forced", pb.END: "end"}
@@ -140,7 +140,9 @@ class StreamOptions:
     def __post_init__(self) -> None:
         # Only what the client itself relies on (encoding audio); ranges are the server's.
         if self.encoding not in ENCODINGS:
-            raise ValueError(f"encoding: must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+            raise ValueError(
+                f"encoding: must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}"
+            )
         if self.mode is not None and self.mode not in MODES:
             raise ValueError(f"mode: must be one of {', '.join(MODES)} or None, got {self.mode!r}")
         if self.sample_rate_hz <= 0 or self.channels <= 0:

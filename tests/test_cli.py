@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from importlib import resources
@@ -24,18 +25,40 @@ SEAMCUT = [sys.executable, "-m", "seamcut.cli"]
 SAMPLE = str(resources.files("seamcut.samples") / "speech_en.flac")
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[subprocess.Popen[str], str]]:
-    proc = subprocess.Popen([*SEAMCUT, "serve", "--host", "127.0.0.1", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"listening on ([\d.]+:\d+)", line)
-    assert match, line
-    yield proc, match.group(1)
+def start_serve(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `seamcut serve` on a free port; return it and its target once it listens.
+
+    Its output goes to a file, so a chatty log can never block it on a full pipe.
+    """
+    log = tempfile.NamedTemporaryFile(prefix="seamcut-serve-", suffix=".log", delete=False)
+    with log:
+        proc = subprocess.Popen([*SEAMCUT, "serve", "--host", "127.0.0.1", "--port", "0"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    text = ""
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = Path(log.name).read_text()
+        match = re.search(r"listening on ([\d.]+:\d+)", text)
+        if match:
+            return proc, match.group(1)
+        time.sleep(0.05)
+    stop_serve(proc)
+    raise AssertionError("seamcut serve did not start:\n" + text)
+
+
+def stop_serve(proc: subprocess.Popen[bytes]) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+    return proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    proc, target = start_serve()
+    try:
+        yield proc, target
+    finally:
+        stop_serve(proc)
 
 
 def split(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -51,7 +74,7 @@ def read_cuts(path: Path) -> list[int]:
 
 
 def test_split_over_grpc_equals_offline_and_segments_rebuild_input(
-    served: tuple[subprocess.Popen[str], str], tmp_path: Path
+    served: tuple[subprocess.Popen[bytes], str], tmp_path: Path
 ) -> None:
     _, target = served
     res = split(SAMPLE, "--server", target, "--json", str(tmp_path / "a.json"),
@@ -70,7 +93,7 @@ def test_split_over_grpc_equals_offline_and_segments_rebuild_input(
 
 
 @pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
-def test_stereo_segments_rebuild_input(served: tuple[subprocess.Popen[str], str],
+def test_stereo_segments_rebuild_input(served: tuple[subprocess.Popen[bytes], str],
                                        tmp_path: Path, subtype: str) -> None:
     _, target = served
     clip = next(c for c in default_corpus() if c.channels == 2)
@@ -92,14 +115,8 @@ def test_bad_file_and_unreachable_server_give_clear_errors(tmp_path: Path) -> No
     assert res.returncode == 1 and "UNAVAILABLE" in res.stderr
 
 
-def test_sigterm_drains_and_exits(tmp_path: Path) -> None:
-    env = dict(os.environ, SEAMCUT_SERVER_GRACE_S="2")
-    proc = subprocess.Popen([*SEAMCUT, "serve", "--host", "127.0.0.1", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-    assert proc.stdout is not None
-    assert "listening" in proc.stdout.readline()
+def test_sigterm_drains_and_exits() -> None:
+    proc, _ = start_serve(dict(os.environ, SEAMCUT_SERVER_GRACE_S="2"))
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(15) == 0
+    assert stop_serve(proc) == 0
     assert time.monotonic() - t0 < 10

@@ -1,0 +1,431 @@
+"""``seamcut split FILE``: find the cut points of an audio file, print them, save them.
+
+Streams the file to a server (``--server``, default localhost:50051), optionally paced
+at real time, or analyses it in this process (``--offline``, needs the server's
+dependencies; imported lazily so the client works without them). Seconds on the
+command line, milliseconds in the protocol. Exit codes: 0 ok, 1 stream error (gRPC
+status printed), 2 usage or file error, 130 interrupted.
+
+Imports the SDK (``aio``, ``audio``, ``stream``, ``table``); ``seamcut.server`` only
+inside :func:`analyze_offline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+from seamcut.client.aio import DEFAULT_TARGET, AsyncClient, AsyncStream
+from seamcut.client.audio import AudioInfo, encode, read_native, write_segments
+from seamcut.client.stream import (
+    AudioError,
+    CutEvent,
+    EncodingName,
+    Event,
+    NoticeEvent,
+    ReadyEvent,
+    SeamcutRpcError,
+    StreamOptions,
+)
+from seamcut.client.table import (
+    CutRow,
+    SplitReport,
+    build_report,
+    format_ready,
+    format_row,
+    report_json,
+    summary_line,
+    table_header,
+)
+
+MAX_CHUNK_MS = 10_000  # the server's default limit on one AudioChunk
+REQUEST_ID = "seamcut-split"
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def _chunk_ms(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole milliseconds, got {text!r}") from None
+    if not 1 <= value <= MAX_CHUNK_MS:
+        raise argparse.ArgumentTypeError(f"must be 1 ..= {MAX_CHUNK_MS} ms, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number of seconds, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``split`` arguments to ``parser`` (a subcommand parser or a fresh one)."""
+    parser.add_argument("file", metavar="FILE", help="audio file to split (WAV or FLAC)")
+    parser.add_argument("--server", default=DEFAULT_TARGET, metavar="HOST:PORT",
+                        help=f"server address (default {DEFAULT_TARGET})")
+    parser.add_argument("--chunk-ms", type=_chunk_ms, default=100, metavar="N",
+                        help="audio per message, ms (default 100)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="pace sending at real time, as a live source would, and report "
+                             "each cut's finalisation latency")
+    parser.add_argument("--mode", choices=("speech", "song"), default=None,
+                        help="speech (no separation) or song (default: the server's)")
+    for flag, what in (
+        ("--min-segment", "shortest segment"),
+        ("--max-segment", "longest segment before a forced cut; 0 = no maximum"),
+        ("--min-gap", "minimum distance between pause cuts; 0 = off"),
+        ("--min-pause", "shortest silence that counts as a pause"),
+    ):
+        parser.add_argument(flag, type=_seconds, default=None, metavar="S",
+                            help=f"{what}, seconds (default: the server's)")
+    parser.add_argument("--json", dest="json_out", metavar="OUT", default=None,
+                        help="write the cut points as JSON to OUT ('-' for stdout)")
+    parser.add_argument("--segments", dest="segments_dir", metavar="DIR", default=None,
+                        help="write the segments as DIR/0000.wav ... (same container and "
+                             "sample format as FILE; they concatenate to FILE exactly)")
+    parser.add_argument("--offline", action="store_true",
+                        help="analyse in this process with the server's defaults; no server")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print nothing but errors (and --json -)")
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
+
+
+def options_from_args(args: argparse.Namespace, info: AudioInfo) -> StreamOptions:
+    """The stream config for ``args`` and the file described by ``info``."""
+    return StreamOptions(
+        sample_rate_hz=info.sample_rate_hz,
+        channels=info.channels,
+        encoding=info.wire_encoding,
+        mode=args.mode,
+        min_segment_ms=_ms(args.min_segment),
+        max_segment_ms=_ms(args.max_segment),
+        min_gap_ms=_ms(args.min_gap),
+        min_pause_ms=_ms(args.min_pause),
+        chunk_traces=False,  # not shown; saves a message per block
+        request_id=REQUEST_ID,
+    )
+
+
+# ---------------------------------------------------------------- sending
+
+
+def chunk_frames_for(sample_rate_hz: int, chunk_ms: int) -> int:
+    """Frames per chunk of ``chunk_ms`` milliseconds (at least one)."""
+    return max(1, round(sample_rate_hz * chunk_ms / 1000))
+
+
+def chunk_ends(frames: int, chunk_frames: int) -> list[int]:
+    """End frame (exclusive) of each chunk that :func:`iter_chunks` yields."""
+    return [min(start + chunk_frames, frames) for start in range(0, frames, chunk_frames)]
+
+
+def iter_chunks(
+    frames: npt.NDArray[np.generic], encoding: EncodingName, chunk_frames: int
+) -> Iterator[tuple[int, bytes]]:
+    """``(end_frame, bytes)`` per chunk of ``chunk_frames`` frames (the last may be shorter)."""
+    for start in range(0, len(frames), chunk_frames):
+        end = min(start + chunk_frames, len(frames))
+        yield end, encode(frames[start:end], encoding)
+
+
+class SendLog:
+    """When the audio went out, for finalisation latency (``time.monotonic`` seconds).
+
+    With ``--realtime`` a chunk is due when a live source would have it: at
+    ``t0 + end_frame / rate`` (sleeping to this schedule, not per chunk, so it never
+    drifts). ``sent_at`` gives the recorded send time of the chunk holding a sample, or
+    its due time if it has not gone out yet (a cut final earlier than the worst case).
+    """
+
+    def __init__(self, ends: Sequence[int], sample_rate_hz: int) -> None:
+        self.ends = list(ends)
+        self.rate = sample_rate_hz
+        self.t0 = time.monotonic()
+        self.sent: list[float] = []
+
+    def due(self, end: int) -> float:
+        return self.t0 + end / self.rate
+
+    def record(self, t: float) -> None:
+        self.sent.append(t)
+
+    def sent_at(self, sample: int) -> float | None:
+        """When the audio up to ``sample`` (exclusive) had been sent; None if no audio."""
+        if not self.ends:
+            return None
+        k = bisect.bisect_left(self.ends, min(max(sample, 1), self.ends[-1]))
+        return self.sent[k] if k < len(self.sent) else self.due(self.ends[k])
+
+
+async def _send_all(
+    stream: AsyncStream, chunks: Iterator[tuple[int, bytes]], log: SendLog, *, realtime: bool
+) -> None:
+    log.t0 = time.monotonic()
+    try:
+        for end, data in chunks:
+            if realtime:
+                delay = log.due(end) - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await stream.send(data)
+            log.record(time.monotonic())
+        await stream.close_send()
+    except SeamcutRpcError:
+        raise  # the reader reports the same status
+    except Exception:
+        await stream.aclose()  # the server would wait for audio that never comes
+        raise
+
+
+# ---------------------------------------------------------------- output
+
+
+class _Printer:
+    def __init__(self, out: TextIO, *, quiet: bool, realtime: bool) -> None:
+        self.out, self.quiet, self.realtime = out, quiet, realtime
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.out, flush=True)
+
+    def ready(self, ev: ReadyEvent, info: AudioInfo, opts: StreamOptions) -> None:
+        self.line(format_ready(ev, file=str(info.path), sample_rate_hz=info.sample_rate_hz,
+                               channels=info.channels, encoding=f"{info.subtype}->{opts.encoding}"))
+        self.line(table_header(realtime=self.realtime))
+
+    def cut(self, row: CutRow) -> None:
+        self.line(format_row(row, realtime=self.realtime))
+
+    def notice(self, ev: NoticeEvent) -> None:
+        print(f"notice: {ev.code}: {ev.message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- online / offline
+
+
+async def stream_file(
+    args: argparse.Namespace, frames: npt.NDArray[np.generic], info: AudioInfo,
+    opts: StreamOptions, printer: _Printer, connected: list[bool],
+) -> tuple[list[Event], dict[int, float]]:
+    """Stream ``frames`` to the server; print cuts as they come. Returns the events
+    and each cut's finalisation latency in ms (real-time runs only), by cut index."""
+    chunk_frames = chunk_frames_for(info.sample_rate_hz, args.chunk_ms)
+    log = SendLog(chunk_ends(info.frames, chunk_frames), info.sample_rate_hz)
+    events: list[Event] = []
+    latencies: dict[int, float] = {}
+    lookahead = 0
+    async with AsyncClient(args.server) as client, client.stream(opts) as stream:
+        sender = asyncio.create_task(_send_all(
+            stream, iter_chunks(frames, opts.encoding, chunk_frames), log,
+            realtime=args.realtime,
+        ))
+        send_error: BaseException | None = None
+        try:
+            async for ev in stream:
+                now = time.monotonic()
+                events.append(ev)
+                if isinstance(ev, ReadyEvent):
+                    connected[0] = True
+                    lookahead = ev.lookahead_samples
+                    printer.ready(ev, info, opts)
+                elif isinstance(ev, CutEvent):
+                    sent = log.sent_at(ev.sample - opts.start_sample + lookahead)
+                    if args.realtime and sent is not None:
+                        latencies[ev.index] = (now - sent) * 1000
+                    printer.cut(CutRow(cut=ev, latency_ms=latencies.get(ev.index)))
+                elif isinstance(ev, NoticeEvent):
+                    printer.notice(ev)
+        finally:
+            if not sender.done():
+                sender.cancel()
+            await asyncio.wait({sender})
+            if not sender.cancelled():
+                send_error = sender.exception()
+        if send_error is not None:
+            raise send_error
+    return events, latencies
+
+
+def analyze_offline(frames: npt.NDArray[np.generic], info: AudioInfo, opts: StreamOptions,
+                    chunk_ms: int) -> list[Event]:
+    """Run the server's pipeline in this process; return its events as client events.
+
+    Raises SeamcutRpcError with the status the server would have sent for its errors.
+    """
+    # Lazy: the client must import without the server's dependencies (torch, ...).
+    from seamcut.server import events as E
+    from seamcut.server.config import AudioFormat, Encoding, Mode, load_config, stream_spec
+    from seamcut.server.errors import SeamcutError
+    from seamcut.server.offline import analyze
+    from seamcut.server.transport.status import status_for
+
+    from seamcut import __version__
+
+    chunk_frames = chunk_frames_for(info.sample_rate_hz, chunk_ms)
+    chunks = [data for _, data in iter_chunks(frames, opts.encoding, chunk_frames)]
+    wire = opts.to_proto()
+    try:
+        cfg = load_config()
+        spec = stream_spec(
+            cfg,
+            format=AudioFormat(encoding=Encoding(opts.encoding),
+                               sample_rate_hz=opts.sample_rate_hz, channels=opts.channels),
+            mode=Mode(opts.mode) if opts.mode else None,
+            policy_overrides={
+                f.name: getattr(wire.policy, f.name)
+                for f in wire.policy.DESCRIPTOR.fields if wire.policy.HasField(f.name)
+            },
+            event_overrides={
+                f.name: getattr(wire.events, f.name)
+                for f in wire.events.DESCRIPTOR.fields if wire.events.HasField(f.name)
+            },
+            request_id=opts.request_id,
+            start_sample=opts.start_sample,
+        )
+        server_events = analyze(cfg, spec, chunks)
+    except SeamcutError as exc:
+        raise SeamcutRpcError(status_for(exc), str(exc), {}) from exc
+    in_force = StreamOptions(
+        sample_rate_hz=spec.format.sample_rate_hz, channels=spec.format.channels,
+        encoding=opts.encoding, mode=spec.mode.value,
+        min_segment_ms=spec.policy.min_segment_ms, max_segment_ms=spec.policy.max_segment_ms,
+        min_gap_ms=spec.policy.min_gap_ms, min_pause_ms=spec.policy.min_pause_ms,
+        pause_search_ms=spec.policy.pause_search_ms, vad_threshold=spec.policy.vad_threshold,
+        vad_segments=spec.events.vad_segments, chunk_traces=spec.events.chunk_traces,
+        progress=spec.events.progress, request_id=spec.request_id,
+        start_sample=spec.start_sample,
+    )
+    out: list[Event] = []
+    for ev in server_events:
+        # Only what split shows is mapped; the rest of the offline events is not needed.
+        if isinstance(ev, E.Ready):
+            out.append(ReadyEvent(
+                session_id=ev.session_id, lookahead_ms=ev.lookahead_ms,
+                lookahead_samples=ev.lookahead_samples, block_ms=ev.block_ms,
+                device=ev.device, server_version=__version__, config=in_force,
+            ))
+        elif isinstance(ev, E.Cut):
+            out.append(CutEvent(
+                sample=ev.sample, seconds=ev.seconds, kind=ev.kind.value,
+                score=ev.score, pause_start_sample=ev.pause_start_sample,
+                pause_end_sample=ev.pause_end_sample, index=ev.index,
+            ))
+        elif isinstance(ev, E.Notice):
+            out.append(NoticeEvent(code=ev.code, message=ev.message))
+    return out
+
+
+def describe_error(exc: SeamcutRpcError, *, target: str, connected: bool) -> str:
+    """The one-line (or two-line) message printed for a failed stream."""
+    details = exc.details
+    if exc.code == grpc.StatusCode.UNAVAILABLE and not connected and (
+        "connect" in details.lower() or "dns" in details.lower()
+    ):
+        return (f"error: server unavailable at {target} (UNAVAILABLE) — is `seamcut serve` "
+                f"running?\n  {details}")
+    msg = f"error: {details} ({exc.code.name})"
+    if exc.retry_after_ms is not None:
+        msg += f"; retry after {exc.retry_after_ms} ms"
+    return msg
+
+
+def _fail(message: str, code: int) -> int:
+    print(message, file=sys.stderr, flush=True)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``seamcut split`` with parsed ``args``; return the exit code."""
+    try:
+        frames, info = read_native(args.file)
+        opts = options_from_args(args, info)
+        if args.segments_dir is not None:
+            Path(args.segments_dir).mkdir(parents=True, exist_ok=True)
+        if args.json_out not in (None, "-") and not Path(args.json_out).parent.is_dir():
+            raise AudioError(f"--json {args.json_out}: directory does not exist")
+    except (AudioError, OSError, ValueError) as exc:
+        return _fail(f"error: {exc}", 2)
+
+    printer = _Printer(sys.stdout, quiet=args.quiet, realtime=args.realtime)
+    connected = [False]
+    latencies: dict[int, float] = {}
+    t0 = time.monotonic()
+    try:
+        if args.offline:
+            events = analyze_offline(frames, info, opts, args.chunk_ms)
+            for ev in events:
+                if isinstance(ev, ReadyEvent):
+                    printer.ready(ev, info, opts)
+                elif isinstance(ev, CutEvent):
+                    printer.cut(CutRow(cut=ev))
+                elif isinstance(ev, NoticeEvent):
+                    printer.notice(ev)
+        else:
+            events, latencies = asyncio.run(
+                stream_file(args, frames, info, opts, printer, connected)
+            )
+    except SeamcutRpcError as exc:
+        return _fail(describe_error(exc, target=args.server, connected=connected[0]), 1)
+    except ImportError as exc:
+        return _fail(f"error: --offline needs the server's dependencies ({exc})", 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    report = build_report(
+        events, file=str(args.file), sample_rate_hz=info.sample_rate_hz,
+        channels=info.channels, frames=info.frames, wall_seconds=time.monotonic() - t0,
+        mode=opts.mode or "", realtime=args.realtime, latencies_ms=latencies,
+    )
+    printer.line(summary_line(report))
+    return _write_outputs(args, report, info)
+
+
+def _write_outputs(args: argparse.Namespace, report: SplitReport, info: AudioInfo) -> int:
+    try:
+        if args.json_out is not None:
+            text = json.dumps(report_json(report), indent=2) + "\n"
+            if args.json_out == "-":
+                sys.stdout.write(text)
+            else:
+                Path(args.json_out).write_text(text)
+        if args.segments_dir is not None:
+            paths = write_segments(info.path, [r.cut.sample for r in report.cuts],
+                                   args.segments_dir)
+            if not args.quiet:
+                print(f"wrote {len(paths)} segments to {args.segments_dir}", flush=True)
+    except (AudioError, OSError) as exc:
+        return _fail(f"error: {exc}", 2)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m seamcut.client.split FILE ...``."""
+    parser = argparse.ArgumentParser(
+        prog="seamcut split", description="Find the cut points of an audio file."
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
