@@ -37,6 +37,7 @@ from seamcut.client.stream import (
     ReadyEvent,
     SeamcutRpcError,
     StreamOptions,
+    event_from_proto,
 )
 from seamcut.client.table import (
     CutRow,
@@ -274,66 +275,26 @@ def analyze_offline(frames: npt.NDArray[np.generic], info: AudioInfo, opts: Stre
     Raises SeamcutRpcError with the status the server would have sent for its errors.
     """
     # Lazy: the client must import without the server's dependencies (torch, ...).
-    from seamcut.server import events as E
-    from seamcut.server.config import AudioFormat, Encoding, Mode, load_config, stream_spec
+    from seamcut.server.config import load_config
     from seamcut.server.errors import SeamcutError
     from seamcut.server.offline import analyze
+    from seamcut.server.transport import convert
     from seamcut.server.transport.status import status_for
-
-    from seamcut import __version__
 
     chunk_frames = chunk_frames_for(info.sample_rate_hz, chunk_ms)
     chunks = [data for _, data in iter_chunks(frames, opts.encoding, chunk_frames)]
-    wire = opts.to_proto()
     try:
         cfg = load_config()
-        spec = stream_spec(
-            cfg,
-            format=AudioFormat(encoding=Encoding(opts.encoding),
-                               sample_rate_hz=opts.sample_rate_hz, channels=opts.channels),
-            mode=Mode(opts.mode) if opts.mode else None,
-            policy_overrides={
-                f.name: getattr(wire.policy, f.name)
-                for f in wire.policy.DESCRIPTOR.fields if wire.policy.HasField(f.name)
-            },
-            event_overrides={
-                f.name: getattr(wire.events, f.name)
-                for f in wire.events.DESCRIPTOR.fields if wire.events.HasField(f.name)
-            },
-            request_id=opts.request_id,
-            start_sample=opts.start_sample,
-        )
+        # The server's own StreamConfig -> spec path (stream_spec inside), so offline
+        # validates and applies defaults exactly as a served stream would.
+        spec = convert.spec_from_proto(cfg, opts.to_proto())
         server_events = analyze(cfg, spec, chunks)
     except SeamcutError as exc:
         raise SeamcutRpcError(status_for(exc), str(exc), {}) from exc
-    in_force = StreamOptions(
-        sample_rate_hz=spec.format.sample_rate_hz, channels=spec.format.channels,
-        encoding=opts.encoding, mode=spec.mode.value,
-        min_segment_ms=spec.policy.min_segment_ms, max_segment_ms=spec.policy.max_segment_ms,
-        min_gap_ms=spec.policy.min_gap_ms, min_pause_ms=spec.policy.min_pause_ms,
-        pause_search_ms=spec.policy.pause_search_ms, vad_threshold=spec.policy.vad_threshold,
-        vad_segments=spec.events.vad_segments, chunk_traces=spec.events.chunk_traces,
-        progress=spec.events.progress, request_id=spec.request_id,
-        start_sample=spec.start_sample,
-    )
-    out: list[Event] = []
-    for ev in server_events:
-        # Only what split shows is mapped; the rest of the offline events is not needed.
-        if isinstance(ev, E.Ready):
-            out.append(ReadyEvent(
-                session_id=ev.session_id, lookahead_ms=ev.lookahead_ms,
-                lookahead_samples=ev.lookahead_samples, block_ms=ev.block_ms,
-                device=ev.device, server_version=__version__, config=in_force,
-            ))
-        elif isinstance(ev, E.Cut):
-            out.append(CutEvent(
-                sample=ev.sample, seconds=ev.seconds, kind=ev.kind.value,
-                score=ev.score, pause_start_sample=ev.pause_start_sample,
-                pause_end_sample=ev.pause_end_sample, index=ev.index,
-            ))
-        elif isinstance(ev, E.Notice):
-            out.append(NoticeEvent(code=ev.code, message=ev.message))
-    return out
+    # Through the server's event -> message conversion too: offline events are exactly
+    # what the wire would carry, with no second mapping to keep in step.
+    converted = (event_from_proto(convert.event_to_proto(ev, spec)) for ev in server_events)
+    return [ev for ev in converted if ev is not None]
 
 
 def describe_error(exc: SeamcutRpcError, *, target: str, connected: bool) -> str:
