@@ -95,6 +95,18 @@ def read_native(path: str | Path) -> tuple[npt.NDArray[np.generic], AudioInfo]:
     return np.asarray(data), info
 
 
+def read_for_wire(path: str | Path) -> tuple[npt.NDArray[np.generic], AudioInfo]:
+    """Read a whole file in the dtype it is sent in: int16 for files sent as pcm_s16le,
+    float32 otherwise (exact for 24-bit PCM and float; 32-bit PCM is rounded)."""
+    info = probe(path)
+    dtype = "int16" if info.wire_encoding == "pcm_s16le" else "float32"
+    try:
+        data, _ = sf.read(str(info.path), dtype=dtype, always_2d=True)
+    except (sf.SoundFileError, OSError) as exc:
+        raise AudioError(f"{info.path}: cannot read audio ({exc})") from exc
+    return np.asarray(data), info
+
+
 def read_audio(path: str | Path) -> tuple[npt.NDArray[np.float32], int, str]:
     """Read a file as float32 ``[frames, channels]`` in [-1, 1].
 

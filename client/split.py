@@ -27,7 +27,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 from seamcut.client.aio import DEFAULT_TARGET, AsyncClient, AsyncStream
-from seamcut.client.audio import AudioInfo, encode, read_native, write_segments
+from seamcut.client.audio import AudioInfo, encode, read_for_wire, write_segments
 from seamcut.client.stream import (
     AudioError,
     CutEvent,
@@ -241,6 +241,7 @@ async def stream_file(
             stream, iter_chunks(frames, opts.encoding, chunk_frames), log,
             realtime=args.realtime,
         ))
+        error: SeamcutRpcError | None = None
         send_error: BaseException | None = None
         try:
             async for ev in stream:
@@ -257,12 +258,20 @@ async def stream_file(
                     printer.cut(CutRow(cut=ev, latency_ms=latencies.get(ev.index)))
                 elif isinstance(ev, NoticeEvent):
                     printer.notice(ev)
+        except SeamcutRpcError as exc:
+            error = exc
         finally:
             if not sender.done():
                 sender.cancel()
             await asyncio.wait({sender})
             if not sender.cancelled():
                 send_error = sender.exception()
+        # A sender failure of its own (not the stream's status) is the cause of the
+        # CANCELLED the reader then saw, so it is the error to report.
+        if send_error is not None and not isinstance(send_error, SeamcutRpcError):
+            raise send_error
+        if error is not None:
+            raise error
         if send_error is not None:
             raise send_error
     return events, latencies
@@ -319,7 +328,7 @@ def _fail(message: str, code: int) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run ``seamcut split`` with parsed ``args``; return the exit code."""
     try:
-        frames, info = read_native(args.file)
+        frames, info = read_for_wire(args.file)
         opts = options_from_args(args, info)
         if args.segments_dir is not None:
             Path(args.segments_dir).mkdir(parents=True, exist_ok=True)
@@ -348,6 +357,8 @@ def run(args: argparse.Namespace) -> int:
             )
     except SeamcutRpcError as exc:
         return _fail(describe_error(exc, target=args.server, connected=connected[0]), 1)
+    except AudioError as exc:
+        return _fail(f"error: {exc}", 2)
     except ImportError as exc:
         return _fail(f"error: --offline needs the server's dependencies ({exc})", 2)
     except KeyboardInterrupt:

@@ -50,7 +50,7 @@ from seamcut.client import (
     write_segments,
 )
 from seamcut.client import split as split_cli
-from seamcut.client.audio import segment_bounds
+from seamcut.client.audio import read_for_wire, segment_bounds
 from seamcut.client.table import build_report, format_row, format_time, report_json, summary_line
 
 from seamcut.v1 import seamcut_pb2 as pb
@@ -171,6 +171,9 @@ def test_24_bit_pcm_splits_losslessly(tmp_path: Path) -> None:
     src = tmp_path / "in.wav"
     sf.write(str(src), x, 48000, subtype="PCM_24")
     assert probe(src).wire_encoding == "f32le"
+    sent, _ = read_for_wire(src)  # what split sends: float32, exact for 24 bits
+    assert sent.dtype == np.float32
+    np.testing.assert_array_equal(sent.astype(np.float64) * 2.0**31, x)
     paths = write_segments(src, [100, 250, 500], tmp_path / "out")
     got = np.concatenate([sf.read(str(p), dtype="int32")[0] for p in paths])
     np.testing.assert_array_equal(got, x)
