@@ -12,12 +12,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seamcut.server.config import Encoding, load_config  # noqa: E402
-from seamcut.server.engine.pipeline import Engine  # noqa: E402
-from seamcut.server.events import Cut, CutKind  # noqa: E402
-from seamcut.server.offline import analyze  # noqa: E402
-from tests.corpus import default_corpus  # noqa: E402
-from tests.helpers import encode, slice_bytes, speech_spec  # noqa: E402
+from seamcut.server.config import Encoding, load_config
+from seamcut.server.engine.pipeline import Engine
+from seamcut.server.events import Cut, CutKind
+from seamcut.server.offline import analyze
+
+from tests.corpus import default_corpus
+from tests.helpers import encode, slice_bytes, speech_spec
 
 
 def main() -> None:

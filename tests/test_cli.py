@@ -30,8 +30,8 @@ def start_serve(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[byt
 
     Its output goes to a file, so a chatty log can never block it on a full pipe.
     """
-    log = tempfile.NamedTemporaryFile(prefix="seamcut-serve-", suffix=".log", delete=False)
-    with log:
+    with tempfile.NamedTemporaryFile(prefix="seamcut-serve-", suffix=".log",
+                                     delete=False) as log:
         proc = subprocess.Popen([*SEAMCUT, "serve", "--host", "127.0.0.1", "--port", "0"],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 60
@@ -62,8 +62,8 @@ def served() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
 
 
 def split(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([*SEAMCUT, "split", *args], capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run([*SEAMCUT, "split", *args], check=False, capture_output=True,
+                         text=True, timeout=300)
     if check:
         assert res.returncode == 0, res.stderr
     return res
