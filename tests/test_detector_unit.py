@@ -10,13 +10,13 @@ from seamcut.server.config import CutPolicy, DetectorConfig
 from seamcut.server.dsp.detector import (
     BlockInput,
     CutDecision,
-    DecisionKind,
     DetectorParams,
     DetectorState,
     SpeechSegment,
     detect_finish,
     detect_step,
 )
+from seamcut.server.events import CutKind
 
 pytestmark = pytest.mark.unit
 RATE = 16000
@@ -63,14 +63,14 @@ def test_cuts_land_in_pauses_of_at_least_min_pause() -> None:
     probs, energy = features(PATTERN)
     events, _ = run(probs, energy, PARAMS, [32])
     cuts = [e for e in events if isinstance(e, CutDecision)]
-    pause_cuts = [c.sample // 160 for c in cuts if c.kind is DecisionKind.PAUSE]
+    pause_cuts = [c.sample // 160 for c in cuts if c.kind is CutKind.PAUSE]
     # Silences >= 30 hops after speech: hops 230-290, 440-475, 675-795 and the trailing
     # 1205-1285 (longer than pause_search, so decided); 885-905 is too short.
     assert len(pause_cuts) == 4
     for hop, (lo, hi) in zip(pause_cuts, [(230, 290), (440, 475), (675, 795), (1205, 1285)],
                              strict=True):
         assert lo < hop < hi
-    assert cuts[-1].kind is DecisionKind.END and cuts[-1].sample == len(probs) * 160
+    assert cuts[-1].kind is CutKind.END and cuts[-1].sample == len(probs) * 160
 
 
 @settings(max_examples=60, deadline=None)
@@ -112,7 +112,7 @@ def test_forced_cut_in_endless_speech() -> None:
     params = DetectorParams.build(CutPolicy(max_segment_ms=3000), DetectorConfig(), RATE)
     events, _ = run(probs, energy, params, [32])
     kinds = [e.kind for e in events if isinstance(e, CutDecision)]
-    assert kinds.count(DecisionKind.FORCED) == 3 and kinds[-1] is DecisionKind.END
+    assert kinds.count(CutKind.FORCED) == 3 and kinds[-1] is CutKind.END
 
 
 def test_nms_keeps_the_better_of_two_close_pauses() -> None:
@@ -122,7 +122,7 @@ def test_nms_keeps_the_better_of_two_close_pauses() -> None:
                                   DetectorConfig(), RATE)
     events, _ = run(probs, energy, params, [32])
     pause = [e.sample // 160 for e in events if isinstance(e, CutDecision)
-             and e.kind is DecisionKind.PAUSE]
+             and e.kind is CutKind.PAUSE]
     assert len(pause) == 1 and 172 < pause[0] < 262  # the longer second pause wins
 
 

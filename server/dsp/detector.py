@@ -18,19 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, CutPolicy, DetectorConfig
 from seamcut.server.dsp.refine import snap_to_zero_crossing
+from seamcut.server.events import CutKind
 
 FORCED_PROB_WEIGHT_DB = 40.0  # in a forced cut's cost, speech probability 1 costs 40 dB
-
-
-class DecisionKind(Enum):
-    PAUSE = "pause"
-    FORCED = "forced"
-    END = "end"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -38,7 +32,7 @@ class CutDecision:
     """A final cut in client frames (before the stream's start_sample offset)."""
 
     sample: int
-    kind: DecisionKind
+    kind: CutKind
     score: float
     pause_start: int
     pause_end: int
@@ -182,7 +176,7 @@ class _Run:
         return snap_to_zero_crossing(self.ring, self.ring_start, target, self.p.snap_radius)
 
     # ---- cut emission and policy
-    def _emit(self, c: _Candidate, kind: DecisionKind) -> None:
+    def _emit(self, c: _Candidate, kind: CutKind) -> None:
         sample = max(self._snap(c.hop), self.last_cut_client + 1)
         self.events.append(
             CutDecision(
@@ -198,7 +192,7 @@ class _Run:
 
     def _accept(self, c: _Candidate) -> None:
         if c.hop - self.last_cut >= self.p.min_segment:
-            self._emit(c, DecisionKind.PAUSE)
+            self._emit(c, CutKind.PAUSE)
 
     def _offer(self, c: _Candidate) -> None:
         if self.p.min_gap == 0:
@@ -246,7 +240,7 @@ class _Run:
         hop = lo + int(np.argmin(cost))
         prob = float(self._p(hop, hop)[0])
         self._emit(_Candidate(hop=hop, score=0.5 * (1.0 - prob), pause_start=hop, pause_end=hop),
-                   DecisionKind.FORCED)
+                   CutKind.FORCED)
 
     def _close_segment(self, end_hop: int) -> None:
         if self.segment_start >= 0 and self.segment_hops:
@@ -349,7 +343,7 @@ def detect_finish(
         end_hop = run.silence_start if run.silence_start >= 0 else run.next_hop
         run._close_segment(end_hop)
     run.events.append(
-        CutDecision(sample=total_client, kind=DecisionKind.END, score=1.0,
+        CutDecision(sample=total_client, kind=CutKind.END, score=1.0,
                     pause_start=total_client, pause_end=total_client)
     )
     run.last_cut_client = total_client

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, AppConfig, StreamSpec
-from seamcut.server.dsp.detector import CutDecision, DecisionKind, DetectorParams, SpeechSegment
+from seamcut.server.dsp.detector import CutDecision, DetectorParams, SpeechSegment
 from seamcut.server.dsp.pcm import decode, downmix
 from seamcut.server.engine.blocks import Block, BlockResult, StreamState
 from seamcut.server.engine.pipeline import Engine
@@ -18,7 +18,6 @@ from seamcut.server.errors import InvalidAudio, SeamcutError, SequenceError
 from seamcut.server.events import (
     ChunkTrace,
     Cut,
-    CutKind,
     Event,
     Flushed,
     Progress,
@@ -32,8 +31,6 @@ from seamcut.server.session.reblock import GridBlock, Reblocker
 # Chunks longer than this are decoded off the event loop so one big message cannot
 # stall every other stream.
 INLINE_DECODE_FRAMES = 8192
-_KINDS = {DecisionKind.PAUSE: CutKind.PAUSE, DecisionKind.FORCED: CutKind.FORCED,
-          DecisionKind.END: CutKind.END}
 _STAGES = ("queue", "vad", "features", "total")
 _STAT_WINDOW = 10_000  # Summary percentiles cover the last this many blocks
 
@@ -283,7 +280,7 @@ class Session:
         self.stats.cuts += 1
         return Cut(
             sample=ev.sample + off, seconds=(ev.sample + off) / self.spec.format.sample_rate_hz,
-            kind=_KINDS[ev.kind], score=float(ev.score), pause_start_sample=ev.pause_start + off,
+            kind=ev.kind, score=float(ev.score), pause_start_sample=ev.pause_start + off,
             pause_end_sample=ev.pause_end + off, index=index,
         )
 
