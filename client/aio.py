@@ -21,11 +21,9 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-import numpy as np
-import numpy.typing as npt
-from seamcut.client.audio import encode
+from seamcut.client.audio import Audio, to_wire
 from seamcut.client.stream import (
-    AudioError,
+    CORE_WRITE_ERROR,
     Event,
     FlushedEvent,
     ReadyEvent,
@@ -34,6 +32,7 @@ from seamcut.client.stream import (
     StreamClosedError,
     StreamOptions,
     event_from_proto,
+    status_now,
 )
 
 from seamcut.v1 import seamcut_pb2 as pb
@@ -48,7 +47,6 @@ SEND_QUEUE_MESSAGES = 8
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_MESSAGE_MS = 5_000
 
-Audio = bytes | bytearray | memoryview | npt.ArrayLike
 Metadata = Sequence[tuple[str, str | bytes]]
 
 
@@ -151,6 +149,7 @@ class AsyncStream:
         self._ready_event: ReadyEvent | None = None
         self._flushes: dict[int, asyncio.Future[FlushedEvent]] = {}
         self._error: SeamcutStreamError | None = None
+        self._first_status: SeamcutStreamError | None = None
         self._send_closed = False
         self._seq = 0
         self._flush_id = 0
@@ -168,8 +167,14 @@ class AsyncStream:
         self._call = self._client._get_stub().StreamCuts(
             _Requests(self.options.to_proto(), self._requests), metadata=self._client.metadata
         )
+        self._call.add_done_callback(self._on_call_done)
         self._reader = asyncio.create_task(self._read(), name="seamcut-stream-reader")
         return self
+
+    def _on_call_done(self, call: grpc.aio.Call) -> None:
+        # Runs synchronously when the call first gets a status: keep it, as grpc may
+        # overwrite it before any task looks (see _status_error).
+        self._first_status = status_now(call)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -215,7 +220,7 @@ class AsyncStream:
         size that does not fit the config, StreamClosedError after close_send(), and
         SeamcutStreamError if the stream has already failed.
         """
-        data = self._to_bytes(audio)
+        data = to_wire(audio, self.options.encoding, self.options.channels)
         step = self._max_frames * self.options.frame_bytes
         async with self._send_lock:
             self._check_open()
@@ -250,26 +255,6 @@ class AsyncStream:
             if not self._finished.is_set():
                 await self._put(None)
 
-    def _to_bytes(self, audio: Audio) -> bytes:
-        opts = self.options
-        if isinstance(audio, (bytes, bytearray, memoryview)):
-            data = bytes(audio)
-            if len(data) % opts.frame_bytes:
-                raise AudioError(
-                    f"{len(data)} bytes is not a whole number of frames ({opts.frame_bytes} "
-                    f"bytes per frame: {opts.channels} channel(s) of {opts.encoding})"
-                )
-            return data
-        frames = np.asarray(audio)
-        channels = 1 if frames.ndim == 1 else frames.shape[-1]
-        if frames.ndim not in (1, 2) or channels != opts.channels:
-            raise AudioError(
-                f"audio shape {frames.shape} does not match the stream's {opts.channels} "
-                "channel(s): pass [frames, channels] (or [frames] for mono)"
-            )
-        encoded: bytes = encode(frames, opts.encoding)
-        return encoded
-
     def _check_open(self) -> None:
         if self._call is None:
             raise RuntimeError("the stream is not open: use `async with client.stream(...)`")
@@ -289,13 +274,15 @@ class AsyncStream:
         ended = asyncio.ensure_future(self._finished.wait())
         try:
             await asyncio.wait({put, ended}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            put.cancel()
+            raise
         finally:
             ended.cancel()
-            if not put.done():
-                put.cancel()
-        if put.cancelled():
-            raise self._error or StreamClosedError("the stream has ended")
-
+        if put.done():
+            return
+        put.cancel()  # the call ended first: the message was not queued
+        raise self._error or StreamClosedError("the stream has ended")
 
     # ------------------------------------------------------------ reading
 
@@ -330,6 +317,7 @@ class AsyncStream:
     async def _read(self) -> None:
         assert self._call is not None and self._ready is not None
         error: SeamcutStreamError | None = None
+        ended = False
         try:
             async for msg in self._call:
                 ev = event_from_proto(msg)
@@ -343,20 +331,40 @@ class AsyncStream:
                     if fut is not None and not fut.done():
                         fut.set_result(ev)
                 self._events.put_nowait(ev)
+            ended = True
         except grpc.aio.AioRpcError as exc:
-            error = SeamcutStreamError.from_rpc_error(exc)
-        except asyncio.CancelledError:
-            error = SeamcutStreamError(
-                grpc.StatusCode.CANCELLED, "the stream was cancelled by the client", {}
-            )
-            raise
+            error = await self._status_error(exc)
+            ended = True
         except Exception as exc:  # a client bug must reach the caller, not vanish in a task
             error = SeamcutStreamError(
                 grpc.StatusCode.UNKNOWN, f"reading the stream failed: {exc!r}", {}
             )
             error.__cause__ = exc
+            ended = True
         finally:
+            if not ended:  # cancelled, also while in a handler above
+                error = SeamcutStreamError(
+                    grpc.StatusCode.CANCELLED, "the stream was cancelled by the client", {}
+                )
             self._finish(error)
+
+    async def _status_error(self, exc: grpc.aio.AioRpcError) -> SeamcutStreamError:
+        """The stream's real status. grpc.aio reports INTERNAL "Internal error from Core"
+        instead of the server's status when a write was in flight as the server ended the
+        stream (grpc/grpc#36066): the server's status either came first (kept by
+        _on_call_done) or replaces the INTERNAL a moment later."""
+        if (exc.code(), exc.details()) != CORE_WRITE_ERROR:
+            return SeamcutStreamError.from_rpc_error(exc)
+        first = self._first_status
+        if first is not None and (first.code, first.details) != CORE_WRITE_ERROR:
+            return first
+        assert self._call is not None
+        for _ in range(40):  # up to ~200 ms, only on this rare path
+            await asyncio.sleep(0.005)
+            now = status_now(self._call)
+            if now is not None and (now.code, now.details) != CORE_WRITE_ERROR:
+                return now
+        return SeamcutStreamError.from_rpc_error(exc)
 
     def _finish(self, error: SeamcutStreamError | None) -> None:
         self._error = error

@@ -35,6 +35,9 @@ _EXTENSIONS = {"WAV": ".wav", "WAVEX": ".wav", "RF64": ".wav", "FLAC": ".flac", 
                "W64": ".w64", "CAF": ".caf"}
 _INT16_SCALE = 32768.0
 
+# What AsyncStream.send takes: wire bytes, or frames to encode.
+Audio = bytes | bytearray | memoryview | npt.ArrayLike
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AudioInfo:
@@ -154,6 +157,28 @@ def encode(frames: npt.ArrayLike, encoding: EncodingName) -> bytes:
             a = a.astype(np.float32) * np.float32(1.0 / _INT16_SCALE)
         return np.ascontiguousarray(a, dtype="<f4").tobytes()
     raise AudioError(f"unknown encoding {encoding!r}; expected pcm_s16le or f32le")
+
+
+def to_wire(audio: Audio, encoding: EncodingName, channels: int) -> bytes:
+    """Bytes for an AudioChunk: ``audio`` is bytes already in ``encoding`` (checked to
+    hold whole frames) or an array ``[frames, channels]`` (``[frames]`` for mono),
+    encoded with :func:`encode`. Raises AudioError if it does not fit ``channels``."""
+    frame_bytes = channels * (2 if encoding == "pcm_s16le" else 4)
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        data = bytes(audio)
+        if len(data) % frame_bytes:
+            raise AudioError(
+                f"{len(data)} bytes is not a whole number of frames ({frame_bytes} bytes "
+                f"per frame: {channels} channel(s) of {encoding})"
+            )
+        return data
+    frames = np.asarray(audio)
+    if frames.ndim not in (1, 2) or (1 if frames.ndim == 1 else frames.shape[1]) != channels:
+        raise AudioError(
+            f"audio shape {frames.shape} does not match the stream's {channels} channel(s): "
+            "pass [frames, channels] (or [frames] for mono)"
+        )
+    return encode(frames, encoding)
 
 
 def decode(data: bytes, encoding: EncodingName, channels: int) -> npt.NDArray[np.generic]:

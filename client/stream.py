@@ -17,8 +17,8 @@ Exceptions::
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Self, TypeVar
 
 import grpc
 
@@ -27,6 +27,7 @@ from seamcut.v1 import seamcut_pb2 as pb
 EncodingName = Literal["pcm_s16le", "f32le"]
 ModeName = Literal["speech", "song"]
 CutKindName = Literal["pause", "forced", "end"]
+T = TypeVar("T")
 
 ENCODINGS: dict[str, pb.Encoding] = {"pcm_s16le": pb.PCM_S16LE, "f32le": pb.F32LE}
 MODES: dict[str, pb.Mode] = {"speech": pb.SPEECH, "song": pb.SONG}
@@ -98,6 +99,31 @@ class SeamcutRpcError(ClientError):
 
 class SeamcutStreamError(SeamcutRpcError):
     """The StreamCuts call ended with a non-OK status (raised from event iteration)."""
+
+
+# grpc.aio can report a server's status as this when a client write was in flight as
+# the server ended the stream (grpc/grpc#36066); see AsyncStream._status_error.
+CORE_WRITE_ERROR = (grpc.StatusCode.INTERNAL, "Internal error from Core")
+
+
+def status_now(call: Any) -> SeamcutStreamError | None:
+    """The status of a *finished* grpc.aio call, read synchronously (e.g. in a done
+    callback): its status coroutines return without suspending once the call is done.
+    None if the call is still running or ended OK."""
+    values = []
+    for method in (call.code, call.details, call.trailing_metadata):
+        coro = method()  # one at a time: an early return must leave none un-awaited
+        try:
+            coro.send(None)
+        except StopIteration as stop:
+            values.append(stop.value)
+        else:  # it suspended: the call is not finished
+            coro.close()
+            return None
+    code, details, trailing = values
+    if code == grpc.StatusCode.OK:
+        return None
+    return SeamcutStreamError(code, details, _metadata_dict(trailing or ()))
 
 
 def _metadata_dict(items: Iterable[Any]) -> dict[str, str | bytes]:
@@ -325,11 +351,10 @@ Event = (
 )
 
 
-def _progress(p: pb.Progress) -> ProgressEvent:
-    return ProgressEvent(
-        samples_received=p.samples_received, samples_processed=p.samples_processed,
-        samples_final=p.samples_final, last_seq=p.last_seq,
-    )
+def _copy(cls: type[T], msg: Any, **override: Any) -> T:
+    # The event classes mirror their messages field for field (names and units).
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    return cls(**{n: getattr(msg, n) for n in names if n not in override}, **override)
 
 
 def event_from_proto(msg: pb.ServerMessage) -> Event | None:
@@ -341,56 +366,30 @@ def event_from_proto(msg: pb.ServerMessage) -> Event | None:
     kind = msg.WhichOneof("msg")
     if kind == "ready":
         r = msg.ready
-        return ReadyEvent(
-            session_id=r.session_id, lookahead_ms=r.lookahead_ms,
-            lookahead_samples=r.lookahead_samples, block_ms=r.block_ms, device=r.device,
-            server_version=r.server_version,
-            config=StreamOptions.from_proto(r.config) if r.HasField("config") else None,
-        )
+        config = StreamOptions.from_proto(r.config) if r.HasField("config") else None
+        return _copy(ReadyEvent, r, config=config)
     if kind == "cut":
-        c = msg.cut
-        return CutEvent(
-            # A kind this client does not know (a newer server) is still a cut; report it
-            # as the generic kind rather than dropping a position the user relies on.
-            sample=c.sample, seconds=c.seconds, kind=_CUT_KINDS.get(c.kind, "pause"),
-            score=c.score, pause_start_sample=c.pause_start_sample,
-            pause_end_sample=c.pause_end_sample, index=c.index,
-        )
+        # A kind this client does not know (a newer server) is still a cut; report it as
+        # the generic kind rather than dropping a position the user relies on.
+        return _copy(CutEvent, msg.cut, kind=_CUT_KINDS.get(msg.cut.kind, "pause"))
     if kind == "vad_segment":
-        v = msg.vad_segment
-        return VadSegmentEvent(
-            start_sample=v.start_sample, end_sample=v.end_sample,
-            mean_probability=v.mean_probability,
-        )
+        return _copy(VadSegmentEvent, msg.vad_segment)
     if kind == "trace":
-        t = msg.trace
-        return TraceEvent(
-            block_index=t.block_index, start_sample=t.start_sample, end_sample=t.end_sample,
-            first_seq=t.first_seq, last_seq=t.last_seq,
-            client_send_time_ns=t.client_send_time_ns,
-            server_receive_time_ns=t.server_receive_time_ns, queue_wait_ms=t.queue_wait_ms,
-            h2d_ms=t.h2d_ms, separation_ms=t.separation_ms, vad_ms=t.vad_ms,
-            features_ms=t.features_ms, d2h_ms=t.d2h_ms, total_ms=t.total_ms,
-            batch_size=t.batch_size, separation_batch_size=t.separation_batch_size,
-            device=t.device, gpu_pipeline_used=t.gpu_pipeline_used,
-        )
+        return _copy(TraceEvent, msg.trace)
     if kind == "progress":
-        return _progress(msg.progress)
+        return _copy(ProgressEvent, msg.progress)
     if kind == "flushed":
-        return FlushedEvent(flush_id=msg.flushed.flush_id, progress=_progress(msg.flushed.progress))
+        return FlushedEvent(flush_id=msg.flushed.flush_id,
+                            progress=_copy(ProgressEvent, msg.flushed.progress))
     if kind == "notice":
-        return NoticeEvent(code=msg.notice.code, message=msg.notice.message)
+        return _copy(NoticeEvent, msg.notice)
     if kind == "summary":
         s = msg.summary
-        return SummaryEvent(
-            end_reason=pb.EndReason.Name(s.end_reason).lower()
-            if s.end_reason in pb.EndReason.values() else str(s.end_reason),
-            samples_received=s.samples_received, samples_processed=s.samples_processed,
-            chunks=s.chunks, blocks=s.blocks, cuts=s.cuts, vad_segments=s.vad_segments,
-            wall_seconds=s.wall_seconds,
-            stages=tuple(
-                StageStats(stage=x.stage, p50_ms=x.p50_ms, p95_ms=x.p95_ms, count=x.count)
-                for x in s.stages
-            ),
+        reason = s.end_reason
+        return _copy(
+            SummaryEvent, s,
+            end_reason=pb.EndReason.Name(reason).lower() if reason in pb.EndReason.values()
+            else str(reason),
+            stages=tuple(_copy(StageStats, x) for x in s.stages),
         )
     return None

@@ -20,7 +20,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
-from seamcut.client.aio import DEFAULT_TARGET, AsyncClient, AsyncStream, Audio, Metadata
+from seamcut.client.aio import DEFAULT_TARGET, AsyncClient, AsyncStream, Metadata
+from seamcut.client.audio import Audio, to_wire
 from seamcut.client.stream import Event, FlushedEvent, ReadyEvent, StreamOptions
 
 from seamcut.v1 import seamcut_pb2 as pb
@@ -163,7 +164,8 @@ class Stream:
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._astream is not None:
+        # A closed client has already cancelled its calls.
+        if self._astream is not None and not self._client._lt.loop.is_closed():
             self._run(self._astream.aclose())
 
     @property
@@ -184,7 +186,7 @@ class Stream:
     def send(self, audio: Audio) -> None:
         """Send audio (bytes or an array; see AsyncStream.send). Blocks under back-pressure."""
         # Encode on the caller's thread: it is CPU work the loop's reader should not wait on.
-        data = self._a._to_bytes(audio)
+        data = to_wire(audio, self.options.encoding, self.options.channels)
         self._run(self._a.send(data))
 
     def flush(self, timeout: float | None = None) -> FlushedEvent:

@@ -14,7 +14,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,7 +50,8 @@ from seamcut.client import (
     write_segments,
 )
 from seamcut.client import split as split_cli
-from seamcut.client.audio import read_for_wire, segment_bounds
+from seamcut.client.audio import read_for_wire, segment_bounds, to_wire
+from seamcut.client.stream import status_now
 from seamcut.client.table import build_report, format_row, format_time, report_json, summary_line
 
 from seamcut.v1 import seamcut_pb2 as pb
@@ -112,6 +113,16 @@ def test_encode_interleaves_and_clips() -> None:
 def test_encode_rejects_ambiguous_or_broken_audio(bad: np.ndarray) -> None:
     with pytest.raises(AudioError):
         encode(bad, "pcm_s16le")
+
+
+@pytest.mark.unit
+def test_to_wire_checks_frames_against_the_stream() -> None:
+    stereo = np.zeros((3, 2), np.float32)
+    assert to_wire(stereo, "f32le", 2) == bytes(24)
+    assert to_wire(bytearray(8), "pcm_s16le", 2) == bytes(8)
+    for audio, channels in ((stereo, 1), (np.zeros(4, np.float32), 2), (bytes(6), 2)):
+        with pytest.raises(AudioError):
+            to_wire(audio, "pcm_s16le", channels)
 
 
 # ---------------------------------------------------------------- segments
@@ -287,6 +298,37 @@ def test_rpc_errors_keep_code_details_and_hints() -> None:
     assert "RESOURCE_EXHAUSTED" in str(err)
 
 
+class _Pending:
+    def __await__(self) -> Generator[None, None, None]:
+        yield None  # suspends, like a status that has not arrived
+
+
+class _Call:
+    def __init__(self, code: grpc.StatusCode | None) -> None:
+        self._code = code
+
+    async def code(self) -> grpc.StatusCode | None:
+        if self._code is None:
+            await _Pending()
+        return self._code
+
+    async def details(self) -> str:
+        return "seq gap"
+
+    async def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("last-accepted-seq", "41"),)
+
+
+@pytest.mark.unit
+def test_status_now_reads_a_finished_call_synchronously() -> None:
+    err = status_now(_Call(grpc.StatusCode.ABORTED))
+    assert err is not None
+    assert (err.code, err.details, err.last_accepted_seq) == (grpc.StatusCode.ABORTED,
+                                                              "seq gap", 41)
+    assert status_now(_Call(grpc.StatusCode.OK)) is None
+    assert status_now(_Call(None)) is None  # still running: nothing read, nothing leaked
+
+
 # ---------------------------------------------------------------- the split command
 
 
@@ -416,7 +458,7 @@ def test_stream_error_messages() -> None:
 
 class FakeServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]
     """Scripted by StreamConfig.request_id: "" echo, "fail" RESOURCE_EXHAUSTED after Ready,
-    "hold" stop reading until ``release`` is set."""
+    "hold" stop reading until ``release`` is set, "hold-fail" then fail with ABORTED."""
 
     def __init__(self) -> None:
         self.received: list[pb.ClientMessage] = []
@@ -436,9 +478,12 @@ class FakeServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]
         if script == "fail":
             context.set_trailing_metadata((("retry-after-ms", "250"),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy")
-        if script == "hold":
+        if script.startswith("hold"):
             self.release = asyncio.Event()
             await self.release.wait()
+        if script == "hold-fail":
+            context.set_trailing_metadata((("last-accepted-seq", "3"),))
+            await context.abort(grpc.StatusCode.ABORTED, "seq gap")
         frames = 0
         async for msg in request_iterator:
             self.received.append(msg)
@@ -572,6 +617,34 @@ def test_send_waits_under_back_pressure_without_blocking_reads(fake: FakeServer)
 
     asyncio.run(go())
     assert len(fake.servicer.received) == total + 1
+
+
+@pytest.mark.integration
+def test_blocked_send_fails_when_the_stream_ends(fake: FakeServer) -> None:
+    async def go() -> None:
+        async with AsyncClient(fake.target) as client, client.stream(
+            StreamOptions(sample_rate_hz=16000, request_id="hold-fail")
+        ) as s:
+            await s.wait_ready()
+
+            async def sender() -> None:
+                while True:
+                    await s.send(bytes(128_000))
+
+            task = asyncio.create_task(sender())
+            await asyncio.sleep(0.5)
+            assert not task.done()  # blocked by back-pressure
+            release = fake.servicer.release
+            assert release is not None
+            fake.loop.call_soon_threadsafe(release.set)
+            with pytest.raises(SeamcutStreamError) as info:
+                await asyncio.wait_for(task, 30)
+            assert info.value.code == grpc.StatusCode.ABORTED
+            assert info.value.last_accepted_seq == 3
+            with pytest.raises(SeamcutStreamError):
+                await s.flush()
+
+    asyncio.run(go())
 
 
 @pytest.mark.integration

@@ -26,7 +26,7 @@ from seamcut.server.events import (
     Summary,
     VadSegment,
 )
-from seamcut.server.session.reblock import GridBlock, Reblocker
+from seamcut.server.dsp.reblock import GridBlock, Reblocker
 
 # Chunks longer than this are decoded off the event loop so one big message cannot
 # stall every other stream.

@@ -24,16 +24,21 @@ class GridBlock:
 
 
 class Reblocker:
-    """Client mono audio in, fixed 16 kHz blocks out, whatever the message sizes.
+    """Analysis source + client mono in, fixed 16 kHz blocks out, whatever the slicing.
 
-    Block k covers analysis samples [k*B, (k+1)*B) and client frames
-    [floor(k*B*R/16k), floor((k+1)*B*R/16k)); the last block takes what is left.
+    The source is what detection runs on (the downmixed mix in SPEECH mode, the
+    separated or client-supplied vocal in SONG mode) at ``source_rate_hz``; it is
+    resampled to 16 kHz. The client mono (the mix, at the client's rate) rides along
+    for the zero-crossing snap. Block k covers analysis samples [k*B, (k+1)*B) and
+    client frames [floor(k*B*R/16k), floor((k+1)*B*R/16k)); the last block takes
+    what is left.
     """
 
-    def __init__(self, client_rate_hz: int, block_samples: int) -> None:
+    def __init__(self, client_rate_hz: int, block_samples: int,
+                 source_rate_hz: int | None = None) -> None:
         self.rate = client_rate_hz
         self.block = block_samples
-        self.resampler = StreamResampler(client_rate_hz, ANALYSIS_RATE_HZ)
+        self.resampler = StreamResampler(source_rate_hz or client_rate_hz, ANALYSIS_RATE_HZ)
         self._buf16 = _EMPTY
         self._start16 = 0
         self._halo = np.zeros(HOP_SAMPLES, np.float32)
@@ -46,13 +51,15 @@ class Reblocker:
     def buffered_frames(self) -> int:
         return int(self._client.shape[0])
 
-    def push(self, mono: np.ndarray) -> list[GridBlock]:
-        """Add client-rate mono samples; return the blocks that are now complete."""
-        if mono.size == 0:
-            return []
-        self.received += int(mono.shape[0])
-        self._client = np.concatenate([self._client, mono])
-        self._buf16 = np.concatenate([self._buf16, self.resampler.process(mono)])
+    def push(self, source: np.ndarray, client: np.ndarray | None = None) -> list[GridBlock]:
+        """Add source samples (and the client mono they go with; default: the source
+        itself); return the blocks that are now complete."""
+        client = source if client is None else client
+        if client.size:
+            self.received += int(client.shape[0])
+            self._client = np.concatenate([self._client, client])
+        if source.size:
+            self._buf16 = np.concatenate([self._buf16, self.resampler.process(source)])
         out = []
         while self._buf16.shape[0] >= self.block:
             out.append(self._cut(self.block, last=False))
