@@ -171,16 +171,43 @@ class EventOptions:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SeparatorConfig:
-    """SONG-mode separation (stage S1). Only ``none`` is served until SONG mode lands."""
+    """SONG-mode separation (stage S1). MDX numbers left at 0/"" come from the model."""
 
-    default_backend: str = "none"
+    default_backend: str = "builtin"  # "builtin" | "mdx" | "none"
+    allow_stream_backend: bool = True  # may a stream pick another loaded backend?
+    mdx_model_path: str = ""  # an MDX-Net ONNX file; loaded at start-up when set
+    mdx_n_fft: int = 0
+    mdx_hop: int = 0
+    mdx_dim_f: int = 0
+    mdx_dim_t: int = 0
+    mdx_rate_hz: int = 0
+    mdx_stem: str = ""  # "vocals" | "instrumental" (what the model outputs)
+    mdx_compensate: float = 0.0
+    threads: int = 0  # ONNX Runtime intra-op threads for the separator (0 = all cores)
+    overlap: float = 0.25  # default overlap of separation windows (fraction of a window)
 
     def __post_init__(self) -> None:
         _check(
-            self.default_backend in ("none",),
+            self.default_backend in ("builtin", "mdx", "none"),
             "separator.default_backend",
-            f"this server supports only 'none', got {self.default_backend!r}",
+            f"must be builtin, mdx or none, got {self.default_backend!r}",
         )
+        _check(
+            self.default_backend != "mdx" or bool(self.mdx_model_path),
+            "separator.mdx_model_path",
+            "must be set when default_backend is mdx",
+        )
+        _check(self.mdx_stem in ("", "vocals", "instrumental"), "separator.mdx_stem",
+               f"must be vocals or instrumental, got {self.mdx_stem!r}")
+        _in_range(self.threads, 0, 256, "separator.threads")
+        _in_range(self.overlap, 0.0, 0.75, "separator.overlap")
+
+    def mdx_overrides(self) -> dict[str, Any]:
+        """Explicit MDX numbers (the ones not left to the model's metadata)."""
+        vals = {"n_fft": self.mdx_n_fft, "hop": self.mdx_hop, "dim_f": self.mdx_dim_f,
+                "dim_t": self.mdx_dim_t, "rate_hz": self.mdx_rate_hz, "stem": self.mdx_stem,
+                "compensate": self.mdx_compensate}
+        return {k: v for k, v in vals.items() if v}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -234,6 +261,9 @@ class StreamSpec:
     events: EventOptions
     request_id: str = ""
     start_sample: int = 0
+    separator: str = "none"  # S1 backend for this stream ("none" = no separation)
+    vocal_stem_channels: tuple[int, ...] = ()  # client channels that carry the vocal
+    window_hop_ms: int = 0  # separation hop (0 = the backend's default)
 
 
 def stream_spec(
@@ -245,22 +275,46 @@ def stream_spec(
     event_overrides: Mapping[str, Any],
     request_id: str = "",
     start_sample: int = 0,
+    separator: str = "",
+    vocal_stem_channels: tuple[int, ...] = (),
+    window_hop_ms: int = 0,
 ) -> StreamSpec:
-    """Apply a stream's overrides to the server defaults (the one place this happens)."""
+    """Apply a stream's overrides to the server defaults (the one place this happens).
+
+    Whether the chosen separator is loaded is checked by the engine.
+    """
     _check(len(request_id.encode()) <= 128, "config.request_id", "must be <= 128 bytes")
     _check(start_sample >= 0, "config.start_sample", f"must be >= 0, got {start_sample}")
-    if mode is Mode.SONG:
-        raise ConfigError(
-            "config.mode: SONG is not available on this server yet (separator backends: "
-            f"{app.separator.default_backend}); use SPEECH"
-        )
+    mode = mode or Mode.SPEECH
+    if mode is Mode.SPEECH:
+        _check(not (separator not in ("", "none") or vocal_stem_channels or window_hop_ms),
+               "config.separation", "separation options need mode SONG")
+        backend = "none"
+    else:
+        stems = tuple(vocal_stem_channels)
+        _check(len(set(stems)) == len(stems) and all(0 <= c < format.channels for c in stems),
+               "config.separation.vocal_stem_channels",
+               f"must be distinct channel indices in 0 ..= {format.channels - 1}, got {stems}")
+        _check(not stems or len(stems) < format.channels,
+               "config.separation.vocal_stem_channels",
+               "at least one channel must carry the mix (cuts snap on it)")
+        backend = "none" if stems else (separator or app.separator.default_backend)
+        _check(not separator or separator == app.separator.default_backend
+               or app.separator.allow_stream_backend,
+               "config.separation.backend", "this server does not let streams pick a backend")
+        _check(backend != "none" or bool(stems), "config.separation.backend",
+               "SONG mode needs a separator (builtin, mdx) or vocal_stem_channels")
+        _in_range(window_hop_ms, 0, 60_000, "config.separation.window_hop_ms")
     return StreamSpec(
         format=format,
-        mode=mode or Mode.SPEECH,
+        mode=mode,
         policy=dataclasses.replace(app.policy, **dict(policy_overrides)),
         events=dataclasses.replace(app.events, **dict(event_overrides)),
         request_id=request_id,
         start_sample=start_sample,
+        separator=backend,
+        vocal_stem_channels=tuple(vocal_stem_channels),
+        window_hop_ms=window_hop_ms,
     )
 
 

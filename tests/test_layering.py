@@ -15,7 +15,7 @@ ALLOWED = {
     "transport": {"transport", "session", "engine", "models", "dsp", "offline"},
     "offline": {"session", "engine"},
     "main": {"transport"},
-    "session": {"session", "engine", "dsp"},
+    "session": {"session", "engine", "models", "dsp"},
     "engine": {"engine", "models", "dsp"},
     "models": {"models"},
     "dsp": {"dsp"},

@@ -178,6 +178,10 @@ class _Run:
     # ---- cut emission and policy
     def _emit(self, c: _Candidate, kind: CutKind) -> None:
         sample = max(self._snap(c.hop), self.last_cut_client + 1)
+        if sample >= self.ring_start + self.ring.shape[0]:
+            # Past the client's last frame: only at the very end, when a separated
+            # vocal runs a few samples longer than the mix after resampling.
+            return
         self.events.append(
             CutDecision(
                 sample=sample,

@@ -46,14 +46,21 @@ class Reblocker:
         self._client_start = 0
         self.received = 0  # client frames pushed
         self.index = 0
+        self._client_complete = False
 
     @property
     def buffered_frames(self) -> int:
         return int(self._client.shape[0])
 
-    def push(self, source: np.ndarray, client: np.ndarray | None = None) -> list[GridBlock]:
+    def push(self, source: np.ndarray, client: np.ndarray | None = None, *,
+             client_complete: bool = False) -> list[GridBlock]:
         """Add source samples (and the client mono they go with; default: the source
-        itself); return the blocks that are now complete."""
+        itself); return the blocks that are now complete.
+
+        ``client_complete`` says the client audio has ended: a source that runs a few
+        samples longer (resampler rounding) then gets empty client slices.
+        """
+        self._client_complete = client_complete
         client = source if client is None else client
         if client.size:
             self.received += int(client.shape[0])
@@ -79,6 +86,8 @@ class Reblocker:
         start16 = self._start16
         end16 = start16 + n
         client_end = self.received if last else end16 * self.rate // ANALYSIS_RATE_HZ
+        if self._client_complete:
+            client_end = min(client_end, self.received)
         take = client_end - self._client_start
         if take < 0 or take > self._client.shape[0]:
             raise InternalError(

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from seamcut.server.dsp.detector import DetectorEvent, DetectorParams, DetectorState
+from seamcut.server.dsp.overlap_add import OverlapAdd
+from seamcut.server.dsp.reblock import GridBlock, Reblocker
 from seamcut.server.errors import SeamcutError
 from seamcut.server.events import StageTimes
 from seamcut.server.models.vad import VadState
@@ -25,9 +27,11 @@ class StreamState:
     key: str
     params: DetectorParams
     deliver: Callable[[BlockResult], None]  # called from a worker thread
+    block_samples: int = 5120  # 16 kHz block length (for blocks S1 makes)
     vad: VadState = field(default_factory=VadState.initial)
     detector: DetectorState = field(default_factory=DetectorState)
     closed: threading.Event = field(default_factory=threading.Event)
+    song: SongState | None = None  # SONG mode with a separator: S1's per-stream state
 
 
 @dataclass(slots=True)
@@ -52,10 +56,42 @@ class Block:
     times: dict[str, float] = field(default_factory=dict)
     probs: np.ndarray | None = None  # per VAD frame, set by S2
     batch_size: int = 0
+    releases: int = 1  # session slots freed when this block's result arrives
+    marker: bool = False  # carries only a release through the stages, in order
+    separation_ms: float = 0.0
+    separation_batch: int = 0
 
     @property
     def client_end(self) -> int:
         return self.client_start + int(self.client.shape[0])
+
+
+@dataclass(slots=True)
+class SongState:
+    """S1's per-stream state: overlap-add of window outputs and the 16 kHz re-blocking
+    of the separated vocal."""
+
+    separator: str
+    ola: OverlapAdd
+    reblock: Reblocker
+
+
+@dataclass(slots=True)
+class SepJob:
+    """Separation windows of one stream, plus the client mono that arrived with them."""
+
+    stream: StreamState
+    windows: np.ndarray  # [m, 2, size] at the separator's rate (m may be 0)
+    client: np.ndarray  # client-rate mono mix received since the previous job
+    total_model: int  # model samples in the whole stream; -1 until the last job
+    is_last: bool
+    first_seq: int
+    last_seq: int
+    client_send_time_ns: int
+    receive_time_ns: int
+    t_submit: float = 0.0
+    t_queue: float = 0.0
+    t_enqueued: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,4 +110,20 @@ class BlockResult:
     final_client: int
     times: StageTimes
     batch_size: int
+    releases: int = 1
+    marker: bool = False
+    separation_batch: int = 0
     error: SeamcutError | None = None
+
+
+def block_from_grid(
+    stream: StreamState, gb: GridBlock, *, first_seq: int, last_seq: int, send_ns: int,
+    recv_ns: int, releases: int = 1,
+) -> Block:
+    """Wrap a grid block for the pipeline, with the client chunk info its trace echoes."""
+    return Block(
+        stream=stream, index=gb.index, start16=gb.start16, length16=gb.length16,
+        samples16=gb.samples16, client_start=gb.client_start, client=gb.client,
+        first_seq=first_seq, last_seq=last_seq, client_send_time_ns=send_ns,
+        receive_time_ns=recv_ns, is_last=gb.is_last, releases=releases,
+    )

@@ -16,11 +16,14 @@ from seamcut.server.config import (
 )
 from seamcut.server.dsp.detector import BlockInput, DetectorEvent, detect_finish, detect_step
 from seamcut.server.dsp.features import band_energy_db
-from seamcut.server.engine.blocks import Block, BlockResult
+from seamcut.server.engine.blocks import Block, BlockResult, SepJob
 from seamcut.server.engine.device import Device, confirm_device, ort_providers, select_device
+from seamcut.server.engine.separation import SeparationRunner
 from seamcut.server.engine.stages import Stage
-from seamcut.server.errors import InternalError, SeamcutError
+from seamcut.server.errors import ConfigError, InternalError, SeamcutError
 from seamcut.server.events import StageTimes
+from seamcut.server.models.loader import load_separators
+from seamcut.server.models.separator import Separator
 from seamcut.server.models.vad import SileroVad, VadState
 
 log = logging.getLogger(__name__)
@@ -54,12 +57,32 @@ class Engine:
         device = select_device(cfg.engine.device)
         self.vad = SileroVad(providers=ort_providers(device), threads=cfg.engine.vad_threads)
         self.device: Device = confirm_device(device, self.vad.providers)
+        self.separators = load_separators(
+            cfg.separator, device=self.device.name, providers=ort_providers(self.device)
+        )
         self.counters = EngineCounters()
         wait_s = cfg.engine.batch_wait_ms / 1000
-        self._s3 = Stage("s3-detect", self._run_s3, max_streams=cfg.engine.max_batch_streams,
-                         wait_s=0.0, on_drop=self._dropped)
-        self._s2 = Stage("s2-vad", self._run_s2, max_streams=cfg.engine.max_batch_streams,
-                         wait_s=wait_s, on_drop=self._dropped)
+        self._s3: Stage[Block] = Stage(
+            "s3-detect",
+            self._run_s3,
+            max_streams=cfg.engine.max_batch_streams,
+            wait_s=0.0,
+            on_drop=self._dropped,
+        )
+        self._s2: Stage[Block] = Stage(
+            "s2-vad",
+            self._run_s2,
+            max_streams=cfg.engine.max_batch_streams,
+            wait_s=wait_s,
+            on_drop=self._dropped,
+        )
+        self._s1: Stage[SepJob] = Stage(
+            "s1-separate",
+            SeparationRunner(self.separators, self._s2.put, self._fail_job),
+            max_streams=cfg.engine.max_batch_streams,
+            wait_s=wait_s,
+            on_drop=self._dropped_job,
+        )
         self._started = False
         self._lock = threading.Lock()
 
@@ -67,6 +90,7 @@ class Engine:
     def start(self) -> None:
         with self._lock:
             if not self._started:
+                self._s1.start()
                 self._s2.start()
                 self._s3.start()
                 self._started = True
@@ -74,6 +98,7 @@ class Engine:
     def stop(self) -> None:
         with self._lock:
             if self._started:
+                self._s1.stop()
                 self._s2.stop()
                 self._s3.stop()
                 self._started = False
@@ -82,6 +107,18 @@ class Engine:
         """Run the model once so the first stream does not pay for initialisation."""
         frames = [np.zeros((1, VAD_FRAME_SAMPLES), np.float32)]
         self.vad.run_sequences(frames, [VadState.initial()])
+        for sep in self.separators.values():
+            sep.separate(np.zeros((1, 2, sep.window_samples), np.float32))
+
+    def separator(self, name: str) -> Separator:
+        """The loaded backend ``name`` (ConfigError naming the loaded ones otherwise)."""
+        if name not in self.separators:
+            loaded = ", ".join(self.separators) or "none"
+            raise ConfigError(
+                f"config.separation.backend: {name!r} is not loaded on this server "
+                f"(loaded: {loaded}; see GetCapabilities.separators)"
+            )
+        return self.separators[name]
 
     # ---------------------------------------------------------------- streams
     def submit(self, block: Block) -> None:
@@ -90,11 +127,42 @@ class Engine:
         block.t_submit = time.perf_counter()
         self._s2.put(block)
 
+    def submit_job(self, job: SepJob) -> None:
+        """Queue separation windows of a SONG stream (never blocks)."""
+        self.counters.add("blocks_submitted")
+        job.t_submit = time.perf_counter()
+        self._s1.put(job)
+
     def queue_depths(self) -> dict[str, int]:
-        return {"s2": self._s2.depth(), "s3": self._s3.depth()}
+        return {"s1": self._s1.depth(), "s2": self._s2.depth(), "s3": self._s3.depth()}
 
     def _dropped(self, block: Block) -> None:
+        if block.releases:
+            self.counters.add("blocks_dropped")
+
+    def _dropped_job(self, job: SepJob) -> None:
         self.counters.add("blocks_dropped")
+
+    def _fail_job(self, job: SepJob, err: SeamcutError) -> None:
+        self.counters.add("blocks_done")
+        job.stream.deliver(
+            BlockResult(
+                index=-1,
+                client_start=0,
+                client_end=0,
+                first_seq=job.first_seq,
+                last_seq=job.last_seq,
+                client_send_time_ns=job.client_send_time_ns,
+                receive_time_ns=job.receive_time_ns,
+                is_last=job.is_last,
+                events=(),
+                final_client=0,
+                times=StageTimes(),
+                batch_size=0,
+                marker=True,
+                error=err,
+            )
+        )
 
     # ---------------------------------------------------------------- S2: VAD
     def _run_s2(self, batch: list[Block]) -> None:
@@ -141,6 +209,10 @@ class Engine:
     # ---------------------------------------------------------------- S3: detection
     def _run_s3(self, batch: list[Block]) -> None:
         for b in batch:
+            if b.marker:
+                self._done(b)
+                b.stream.deliver(_result(b, (), 0, StageTimes()))
+                continue
             t0 = time.perf_counter()
             try:
                 result = self._detect(b)
@@ -152,11 +224,12 @@ class Engine:
             total = (time.perf_counter() - b.t_submit) * 1000
             times = StageTimes(
                 queue_wait_ms=b.t_queue * 1000,
+                separation_ms=b.separation_ms,
                 vad_ms=b.times.get("vad_ms", 0.0),
                 features_ms=dt,
                 total_ms=total,
             )
-            self.counters.add("blocks_done")
+            self._done(b)
             b.stream.deliver(_result(b, result[0], result[1], times))
 
     def _detect(self, b: Block) -> tuple[tuple[DetectorEvent, ...], int]:
@@ -164,16 +237,25 @@ class Engine:
         det = self.cfg.detector
         n_hops = -(-b.length16 // HOP_SAMPLES)
         energy = band_energy_db(
-            b.samples16, n_hops, rate_hz=ANALYSIS_RATE_HZ,
-            low_hz=det.band_low_hz, high_hz=det.band_high_hz,
+            b.samples16,
+            n_hops,
+            rate_hz=ANALYSIS_RATE_HZ,
+            low_hz=det.band_low_hz,
+            high_hz=det.band_high_hz,
         )
         assert b.probs is not None
         hop_pos = b.start16 + HOP_SAMPLES * np.arange(n_hops)
         frame_idx = (hop_pos - b.start16) // VAD_FRAME_SAMPLES
         state, events = detect_step(
-            st.detector, st.params,
-            BlockInput(start_hop=b.start16 // HOP_SAMPLES, probs=b.probs[frame_idx],
-                       energy_db=energy, client_start=b.client_start, client=b.client),
+            st.detector,
+            st.params,
+            BlockInput(
+                start_hop=b.start16 // HOP_SAMPLES,
+                probs=b.probs[frame_idx],
+                energy_db=energy,
+                client_start=b.client_start,
+                client=b.client,
+            ),
         )
         if b.is_last:
             state, tail = detect_finish(state, st.params, b.client_end)
@@ -181,8 +263,13 @@ class Engine:
         st.detector = state
         return tuple(events), state.final_client
 
+    def _done(self, b: Block) -> None:
+        """A submitted unit is finished when the block carrying its release is."""
+        if b.releases:
+            self.counters.add("blocks_done")
+
     def _fail(self, b: Block, err: SeamcutError) -> None:
-        self.counters.add("blocks_done")
+        self._done(b)
         b.stream.deliver(_result(b, (), b.stream.detector.final_client, StageTimes(), err))
 
 
@@ -200,14 +287,27 @@ def _vad_frames(b: Block) -> np.ndarray:
 
 
 def _result(
-    b: Block, events: tuple[DetectorEvent, ...], final_client: int, times: StageTimes,
+    b: Block,
+    events: tuple[DetectorEvent, ...],
+    final_client: int,
+    times: StageTimes,
     error: SeamcutError | None = None,
 ) -> BlockResult:
     return BlockResult(
-        index=b.index, client_start=b.client_start, client_end=b.client_end,
-        first_seq=b.first_seq, last_seq=b.last_seq,
-        client_send_time_ns=b.client_send_time_ns, receive_time_ns=b.receive_time_ns,
-        is_last=b.is_last, events=events,
-        final_client=final_client, times=times, batch_size=b.batch_size, error=error,
+        index=b.index,
+        client_start=b.client_start,
+        client_end=b.client_end,
+        first_seq=b.first_seq,
+        last_seq=b.last_seq,
+        client_send_time_ns=b.client_send_time_ns,
+        receive_time_ns=b.receive_time_ns,
+        is_last=b.is_last,
+        events=events,
+        final_client=final_client,
+        times=times,
+        batch_size=b.batch_size,
+        error=error,
+        releases=b.releases,
+        marker=b.marker,
+        separation_batch=b.separation_batch,
     )
-

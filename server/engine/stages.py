@@ -7,13 +7,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
-from seamcut.server.engine.blocks import Block
+from seamcut.server.engine.blocks import Block, SepJob
+
+Item = TypeVar("Item", Block, SepJob)
 
 log = logging.getLogger(__name__)
 
 
-class Stage:
+class Stage(Generic[Item]):
     """Runs ``process(batch)`` on a thread; a batch holds blocks of up to
     ``max_streams`` distinct streams, taken in arrival order so that no stream starves.
     Blocks of streams that were closed are dropped (``on_drop`` is told)."""
@@ -21,18 +24,18 @@ class Stage:
     def __init__(
         self,
         name: str,
-        process: Callable[[list[Block]], None],
+        process: Callable[[list[Item]], None],
         *,
         max_streams: int,
         wait_s: float,
-        on_drop: Callable[[Block], None],
+        on_drop: Callable[[Item], None],
     ) -> None:
         self.name = name
-        self._process = process
+        self._process: Callable[[list[Item]], None] = process
         self._max_streams = max_streams
         self._wait_s = wait_s
-        self._on_drop = on_drop
-        self._queue: deque[Block] = deque()
+        self._on_drop: Callable[[Item], None] = on_drop
+        self._queue: deque[Item] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"seamcut-{name}", daemon=True)
@@ -46,7 +49,7 @@ class Stage:
             self._cond.notify_all()
         self._thread.join()
 
-    def put(self, block: Block) -> None:
+    def put(self, block: Item) -> None:
         block.t_enqueued = time.perf_counter()
         with self._cond:
             self._queue.append(block)
@@ -55,7 +58,7 @@ class Stage:
     def depth(self) -> int:
         return len(self._queue)
 
-    def _take(self) -> list[Block] | None:
+    def _take(self) -> list[Item] | None:
         with self._cond:
             while not self._queue and not self._stopping:
                 self._cond.wait()
@@ -64,8 +67,8 @@ class Stage:
             if self._wait_s > 0 and len(self._queue) < self._max_streams:
                 # Work exists: wait briefly for other streams' blocks to batch with.
                 self._cond.wait(self._wait_s)
-            batch: list[Block] = []
-            keep: deque[Block] = deque()
+            batch: list[Item] = []
+            keep: deque[Item] = deque()
             streams: set[str] = set()
             while self._queue:
                 b = self._queue.popleft()

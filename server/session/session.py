@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, AppConfig, StreamSpec
 from seamcut.server.dsp.detector import CutDecision, DetectorParams, SpeechSegment
-from seamcut.server.dsp.pcm import decode, downmix
-from seamcut.server.engine.blocks import Block, BlockResult, StreamState
+from seamcut.server.dsp.pcm import decode
+from seamcut.server.dsp.reblock import GridBlock
+from seamcut.server.engine.blocks import BlockResult, SepJob, StreamState, block_from_grid
 from seamcut.server.engine.pipeline import Engine
 from seamcut.server.errors import InvalidAudio, SeamcutError, SequenceError
 from seamcut.server.events import (
@@ -26,12 +27,12 @@ from seamcut.server.events import (
     Summary,
     VadSegment,
 )
-from seamcut.server.dsp.reblock import GridBlock, Reblocker
+from seamcut.server.session.frontend import DirectFrontend, Frontend, SongFrontend, Unit
 
 # Chunks longer than this are decoded off the event loop so one big message cannot
 # stall every other stream.
 INLINE_DECODE_FRAMES = 8192
-_STAGES = ("queue", "vad", "features", "total")
+_STAGES = ("queue", "separation", "vad", "features", "total")
 _STAT_WINDOW = 10_000  # Summary percentiles cover the last this many blocks
 
 
@@ -95,8 +96,14 @@ class Session:
         self._loop = asyncio.get_running_loop()
         fmt = spec.format
         self._params = DetectorParams.build(spec.policy, cfg.detector, fmt.sample_rate_hz)
-        self._reblock = Reblocker(fmt.sample_rate_hz, cfg.engine.block_samples)
         self._stream = StreamState(key=self.id, params=self._params, deliver=self._deliver)
+        self._front: Frontend
+        if spec.separator != "none":
+            song = SongFrontend(spec, cfg, engine.separator(spec.separator))
+            self._stream.song = song.song
+            self._front = song
+        else:
+            self._front = DirectFrontend(spec, cfg)
         self._per_stream = asyncio.Semaphore(cfg.engine.max_inflight_per_stream)
         self._room = asyncio.Event()
         self._room.set()
@@ -105,9 +112,9 @@ class Session:
         self._next_seq = 0
         self._processed = 0
         self._final = 0
-        self._submitted_index = -1
-        self._done_index = -1
-        self._flushes: deque[tuple[int, int]] = deque()  # (block index, flush id)
+        self._submitted = 0  # units of work handed to the engine
+        self._released = 0  # ... and finished
+        self._flushes: deque[tuple[int, int]] = deque()  # (units to finish, flush id)
         self._t0 = time.perf_counter()
         self._closed = False
         self._finished = False
@@ -116,7 +123,7 @@ class Session:
 
     # ---------------------------------------------------------------- protocol
     def ready(self) -> Ready:
-        delay = self._reblock.resampler.delay_out_samples()
+        delay = self._front.extra_delay16()
         la16 = lookahead_16k(self._params, self.cfg.engine.block_samples, delay)
         rate = self.spec.format.sample_rate_hz
         return Ready(
@@ -147,34 +154,34 @@ class Session:
                 f"{fmt.sample_rate_hz} Hz); send smaller chunks"
             )
         if frames_in > INLINE_DECODE_FRAMES:
-            blocks = await asyncio.to_thread(self._decode_and_block, data)
+            units = await asyncio.to_thread(self._decode, data)
         else:
-            blocks = self._decode_and_block(data)
+            units = self._decode(data)
         self._next_seq = seq + 1
         self.stats.chunks += 1
-        self._chunks.append(_Chunk(seq, self._reblock.received, send_ns, recv_ns))
-        for gb in blocks:
-            await self._submit(gb)
+        self._chunks.append(_Chunk(seq, self._front.received, send_ns, recv_ns))
+        for unit in units:
+            await self._submit(unit)
         self._progress()
 
-    def _decode_and_block(self, data: bytes) -> list[GridBlock]:
+    def _decode(self, data: bytes) -> list[Unit]:
         frames = decode(data, self.spec.format)
         if frames.shape[0] == 0:
             return []
-        return self._reblock.push(downmix(frames))
+        return self._front.push(frames)
 
     async def flush(self, flush_id: int) -> None:
-        """Answer with Flushed once every block submitted so far has been processed."""
-        if self._done_index >= self._submitted_index:
+        """Answer with Flushed once every unit submitted so far has been processed."""
+        if self._released >= self._submitted:
             self._put(Flushed(flush_id=flush_id, progress=self._progress_event()))
         else:
-            self._flushes.append((self._submitted_index, flush_id))
+            self._flushes.append((self._submitted, flush_id))
 
     async def finish(self) -> None:
         """End of audio: process the tail; the Summary and ``None`` follow in events."""
         self._finished = True
-        for gb in self._reblock.finish():
-            await self._submit(gb)
+        for unit in self._front.finish():
+            await self._submit(unit)
 
     def close(self) -> None:
         """Release every per-stream resource (idempotent; safe at any point)."""
@@ -192,7 +199,7 @@ class Session:
         return self._inflight
 
     # ---------------------------------------------------------------- back-pressure
-    async def _submit(self, gb: GridBlock) -> None:
+    async def _submit(self, unit: Unit) -> None:
         limit = self.cfg.server.writer_queue_events
         while self.events.qsize() > limit and not self._closed:
             self._room.clear()
@@ -204,17 +211,20 @@ class Session:
             self._per_stream.release()
             return
         self._inflight += 1
-        first = self._seq_at(gb.client_start)
+        self._submitted += 1
         last = self._chunks[-1] if self._chunks else _Chunk(0, 0, 0, time.time_ns())
-        self._submitted_index = gb.index
-        self.engine.submit(
-            Block(
-                stream=self._stream, index=gb.index, start16=gb.start16, length16=gb.length16,
-                samples16=gb.samples16, client_start=gb.client_start, client=gb.client,
-                first_seq=first, last_seq=last.seq, client_send_time_ns=last.send_ns,
-                receive_time_ns=last.recv_ns, is_last=gb.is_last,
-            )
-        )
+        if isinstance(unit, GridBlock):
+            self.engine.submit(block_from_grid(
+                self._stream, unit, first_seq=self._seq_at(unit.client_start),
+                last_seq=last.seq, send_ns=last.send_ns, recv_ns=last.recv_ns,
+            ))
+        else:
+            self.engine.submit_job(SepJob(
+                stream=self._stream, windows=unit.windows, client=unit.client,
+                total_model=unit.total_model, is_last=unit.is_last,
+                first_seq=self._chunks[0].seq if self._chunks else 0, last_seq=last.seq,
+                client_send_time_ns=last.send_ns, receive_time_ns=last.recv_ns,
+            ))
 
     def consumed(self) -> None:
         """The writer took an event off the queue."""
@@ -235,13 +245,25 @@ class Session:
     def _on_result(self, r: BlockResult) -> None:
         if self._closed:
             return
-        self._inflight -= 1
-        self._budget.release()
-        self._per_stream.release()
+        for _ in range(r.releases):
+            self._inflight -= 1
+            self._released += 1
+            self._budget.release()
+            self._per_stream.release()
         if r.error is not None:
             self.error = r.error
             self.events.put_nowait(None)
             return
+        if not r.marker:
+            self._block_done(r)
+        while self._flushes and self._flushes[0][0] <= self._released:
+            _, fid = self._flushes.popleft()
+            self._put(Flushed(flush_id=fid, progress=self._progress_event()))
+        if r.is_last:
+            self._put(self._summary())
+            self.events.put_nowait(None)
+
+    def _block_done(self, r: BlockResult) -> None:
         off = self.spec.start_sample
         for ev in r.events:
             if isinstance(ev, CutDecision):
@@ -252,11 +274,10 @@ class Session:
                                      mean_probability=ev.mean_probability))
         self._processed = r.client_end
         self._final = r.final_client
-        self._done_index = r.index
         self.stats.blocks += 1
         t = r.times
-        for name, value in zip(_STAGES, (t.queue_wait_ms, t.vad_ms, t.features_ms, t.total_ms),
-                               strict=True):
+        values = (t.queue_wait_ms, t.separation_ms, t.vad_ms, t.features_ms, t.total_ms)
+        for name, value in zip(_STAGES, values, strict=True):
             self.stats.stage_ms[name].append(value)
         if self.spec.events.chunk_traces:
             self._put(ChunkTrace(
@@ -264,16 +285,10 @@ class Session:
                 end_sample=r.client_end + off, first_seq=r.first_seq, last_seq=r.last_seq,
                 client_send_time_ns=r.client_send_time_ns,
                 server_receive_time_ns=r.receive_time_ns, times=r.times,
-                batch_size=r.batch_size, separation_batch_size=0,
+                batch_size=r.batch_size, separation_batch_size=r.separation_batch,
                 device=self.engine.device.name, gpu_pipeline_used=self.engine.device.gpu,
             ))
         self._progress()
-        while self._flushes and self._flushes[0][0] <= r.index:
-            _, fid = self._flushes.popleft()
-            self._put(Flushed(flush_id=fid, progress=self._progress_event()))
-        if r.is_last:
-            self._put(self._summary())
-            self.events.put_nowait(None)
 
     def _cut_event(self, ev: CutDecision, off: int) -> Cut:
         index = self.stats.cuts
@@ -287,7 +302,7 @@ class Session:
     def _progress_event(self) -> Progress:
         off = self.spec.start_sample
         return Progress(
-            samples_received=self._reblock.received + off,
+            samples_received=self._front.received + off,
             samples_processed=self._processed + off,
             samples_final=self._final + off,
             last_seq=self._next_seq - 1 if self._next_seq else 0,
@@ -311,7 +326,7 @@ class Session:
             for name, v in self.stats.stage_ms.items()
         )
         return Summary(
-            samples_received=self._reblock.received, samples_processed=self._processed,
+            samples_received=self._front.received, samples_processed=self._processed,
             chunks=self.stats.chunks, blocks=self.stats.blocks, cuts=self.stats.cuts,
             vad_segments=self.stats.vad_segments,
             wall_seconds=time.perf_counter() - self._t0, stages=stages,

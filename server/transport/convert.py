@@ -39,11 +39,6 @@ def spec_from_proto(cfg: C.AppConfig, msg: pb.StreamConfig) -> C.StreamSpec:
         encoding=_ENCODINGS[f.encoding], sample_rate_hz=f.sample_rate_hz, channels=f.channels
     )
     sep = msg.separation
-    if sep.vocal_stem_channels or sep.backend not in ("", "none") or sep.HasField("window_hop_ms"):
-        raise ConfigError(
-            "config.separation: SONG-mode separation options are not available on this "
-            "server yet; leave them unset"
-        )
     if msg.mode not in (pb.MODE_UNSPECIFIED, *_MODES):
         raise ConfigError(f"config.mode: unknown value {msg.mode}")
     return C.stream_spec(
@@ -54,6 +49,9 @@ def spec_from_proto(cfg: C.AppConfig, msg: pb.StreamConfig) -> C.StreamSpec:
         event_overrides=_set_fields(msg.events, _EVENT_FIELDS),
         request_id=msg.request_id,
         start_sample=msg.start_sample,
+        separator=sep.backend,
+        vocal_stem_channels=tuple(sep.vocal_stem_channels),
+        window_hop_ms=sep.window_hop_ms,
     )
 
 
@@ -67,7 +65,10 @@ def spec_to_proto(spec: C.StreamSpec) -> pb.StreamConfig:
         ),
         mode=_MODES_PB[spec.mode],
         policy=pb.CutPolicy(**dataclasses.asdict(spec.policy)),
-        separation=pb.SeparationOptions(backend="none"),
+        separation=pb.SeparationOptions(
+            backend=spec.separator, vocal_stem_channels=list(spec.vocal_stem_channels),
+            window_hop_ms=spec.window_hop_ms,
+        ),
         events=pb.EventOptions(**dataclasses.asdict(spec.events)),
         request_id=spec.request_id,
         start_sample=spec.start_sample,
@@ -81,7 +82,7 @@ def default_spec(cfg: C.AppConfig) -> C.StreamSpec:
     )
 
 
-def capabilities(cfg: C.AppConfig, device: str) -> pb.Capabilities:
+def capabilities(cfg: C.AppConfig, device: str, separators: list[str]) -> pb.Capabilities:
     return pb.Capabilities(
         server_version=__version__,
         encodings=list(_ENCODINGS),
@@ -90,8 +91,8 @@ def capabilities(cfg: C.AppConfig, device: str) -> pb.Capabilities:
         max_channels=C.MAX_CHANNELS,
         max_message_bytes=cfg.server.max_message_bytes,
         max_chunk_ms=cfg.server.max_chunk_ms,
-        modes=[pb.SPEECH],
-        separators=["none"],
+        modes=[pb.SPEECH, pb.SONG],
+        separators=separators,
         device=device,
         block_ms=cfg.engine.block_ms,
         defaults=spec_to_proto(default_spec(cfg)),

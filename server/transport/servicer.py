@@ -47,7 +47,8 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
     async def GetCapabilities(
         self, request: pb.GetCapabilitiesRequest, context: grpc.aio.ServicerContext
     ) -> pb.Capabilities:
-        return convert.capabilities(self.cfg, self.engine.device.name)
+        return convert.capabilities(self.cfg, self.engine.device.name,
+                                    [*self.engine.separators, "none"])
 
     async def StreamCuts(
         self,

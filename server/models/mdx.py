@@ -1,0 +1,169 @@
+"""MDX-Net-style ONNX vocal models (the UVR / MDX23 format).
+
+Input ``[B, 4, dim_f, dim_t]``: the stereo STFT (n_fft, hop, Hann, centred) of a
+window of ``hop * (dim_t - 1)`` samples as [L.re, L.im, R.re, R.im], top bins above
+``dim_f`` dropped; output the same shape for one stem. The numbers differ per model,
+so they come from the model's ONNX metadata or explicit config, never from defaults,
+and a model whose declared input shape contradicts them is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from seamcut.server.errors import ConfigError
+
+_KEYS = {  # our name -> metadata keys we accept
+    "n_fft": ("n_fft",),
+    "hop": ("hop", "hop_length"),
+    "dim_f": ("dim_f",),
+    "dim_t": ("dim_t",),
+    "stem": ("stem", "target", "primary_stem"),
+    "compensate": ("compensate", "compensation"),
+    "rate_hz": ("sample_rate", "sample_rate_hz", "sr"),
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MdxParams:
+    n_fft: int
+    hop: int
+    dim_f: int
+    dim_t: int
+    stem: str  # "vocals" or "instrumental": what the model outputs
+    compensate: float
+    rate_hz: int
+
+    @property
+    def window_samples(self) -> int:
+        return self.hop * (self.dim_t - 1)
+
+    def __post_init__(self) -> None:
+        if self.stem not in ("vocals", "instrumental"):
+            raise ConfigError(f"MDX model stem must be vocals or instrumental, got {self.stem!r}")
+        if not 0 < self.dim_f <= self.n_fft // 2 + 1:
+            raise ConfigError(
+                f"MDX dim_f={self.dim_f} must be in 1 ..= n_fft/2+1 = {self.n_fft // 2 + 1}"
+            )
+        if self.dim_t < 2 or self.hop <= 0 or self.n_fft <= 0 or self.rate_hz <= 0:
+            raise ConfigError("MDX n_fft, hop, dim_t and sample rate must be positive")
+
+
+def read_params(meta: Mapping[str, str], overrides: Mapping[str, Any], where: str) -> MdxParams:
+    """Model numbers from explicit config first, then the ONNX metadata."""
+    values: dict[str, Any] = {}
+    missing = []
+    for name, keys in _KEYS.items():
+        if overrides.get(name) not in (None, ""):
+            values[name] = overrides[name]
+            continue
+        found = next((meta[k] for k in keys if k in meta), None)
+        if found is None:
+            if name == "compensate":
+                found = "1.0"
+            elif name == "stem":
+                found = "vocals"
+            else:
+                missing.append(name)
+                continue
+        values[name] = found
+    if missing:
+        raise ConfigError(
+            f"{where}: the model's metadata lacks {', '.join(missing)}; give them in the "
+            "[separator] config (mdx_n_fft, mdx_hop, mdx_dim_f, mdx_dim_t, mdx_rate_hz)"
+        )
+    try:
+        return MdxParams(
+            n_fft=int(values["n_fft"]), hop=int(values["hop"]), dim_f=int(values["dim_f"]),
+            dim_t=int(values["dim_t"]), stem=str(values["stem"]).lower(),
+            compensate=float(values["compensate"]), rate_hz=int(values["rate_hz"]),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where}: bad MDX parameter: {exc}") from exc
+
+
+class MdxOnnxSeparator:
+    """Runs an MDX-Net ONNX model with STFT/iSTFT in torch on the model's device."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        providers: Sequence[str | tuple[str, dict[str, str]]],
+        overrides: Mapping[str, Any] | None = None,
+        threads: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        import torch
+
+        self._torch = torch
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts,
+                                                providers=list(providers))
+        except Exception as exc:  # ORT raises its own error types for unreadable models
+            raise ConfigError(f"separator model {path}: cannot load: {exc}") from exc
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.params = read_params(meta, overrides or {}, f"separator model {path}")
+        p = self.params
+        inp = self.session.get_inputs()[0]
+        shape = list(inp.shape)
+        expect = [None, 4, p.dim_f, p.dim_t]
+        if len(shape) != 4 or any(
+            isinstance(s, int) and e is not None and s != e for s, e in zip(shape, expect,
+                                                                            strict=False)
+        ):
+            raise ConfigError(
+                f"separator model {path}: input shape {shape} contradicts the configured "
+                f"[B, 4, dim_f={p.dim_f}, dim_t={p.dim_t}]"
+            )
+        self._input = inp.name
+        self.max_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else 64
+        self.name = f"mdx:{Path(path).stem}"
+        self.rate_hz = p.rate_hz
+        self.window_samples = p.window_samples
+        self.default_hop_samples = p.window_samples * 3 // 4
+        self.device = device
+        self.providers = self.session.get_providers()
+        self._tdev = torch.device(device)
+        self._window = torch.hann_window(p.n_fft, device=self._tdev)
+
+    def _spec(self, x: Any) -> Any:
+        torch, p = self._torch, self.params
+        b = x.shape[0]
+        z = torch.stft(x.reshape(b * 2, -1), p.n_fft, p.hop, window=self._window, center=True,
+                       return_complex=True)
+        z = torch.view_as_real(z).permute(0, 3, 1, 2)  # [2B, 2, bins, T]
+        return z.reshape(b, 4, z.shape[2], z.shape[3])[:, :, : p.dim_f]
+
+    def _ispec(self, y: Any) -> Any:
+        torch, p = self._torch, self.params
+        b = y.shape[0]
+        bins = p.n_fft // 2 + 1
+        y = torch.nn.functional.pad(y, (0, 0, 0, bins - p.dim_f))
+        y = y.reshape(b * 2, 2, bins, p.dim_t).permute(0, 2, 3, 1).contiguous()
+        z = torch.istft(torch.view_as_complex(y), p.n_fft, p.hop, window=self._window,
+                        center=True, length=p.window_samples)
+        return z.reshape(b, 2, -1)
+
+    def separate(self, windows: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self._tdev)
+        spec = self._spec(x).contiguous().cpu().numpy()
+        outs = [
+            self.session.run(None, {self._input: spec[i : i + self.max_batch]})[0]
+            for i in range(0, spec.shape[0], self.max_batch)
+        ]
+        y = torch.from_numpy(np.concatenate(outs).astype(np.float32)).to(self._tdev)
+        stem = (self._ispec(y) * self.params.compensate).cpu().numpy().astype(np.float32)
+        if self.params.stem == "instrumental":
+            stem = windows - stem
+        return np.asarray(stem, dtype=np.float32)

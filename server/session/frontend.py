@@ -1,0 +1,116 @@
+"""Per-stream front ends: decoded client frames in, units of engine work out.
+
+SPEECH (and SONG with a client-supplied vocal stem): grid blocks of the analysis
+source, straight to S2. SONG with a separator: stereo windows at the separator's
+rate for S1, which turns them back into grid blocks after overlap-add.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from seamcut.server.config import ANALYSIS_RATE_HZ, AppConfig, StreamSpec
+from seamcut.server.dsp.overlap_add import OverlapAdd
+from seamcut.server.dsp.pcm import downmix
+from seamcut.server.dsp.reblock import GridBlock, Reblocker
+from seamcut.server.dsp.windows import WindowFeeder
+from seamcut.server.engine.blocks import SongState
+from seamcut.server.errors import ConfigError
+from seamcut.server.models.separator import Separator
+
+_EMPTY = np.zeros(0, np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class SongUnit:
+    windows: np.ndarray  # [m, 2, size]
+    client: np.ndarray  # client mono since the previous unit
+    total_model: int  # -1 until the last unit
+    is_last: bool
+
+
+Unit = GridBlock | SongUnit
+
+
+class DirectFrontend:
+    """Detection on the mix (SPEECH) or on client-supplied vocal stem channels (SONG)."""
+
+    def __init__(self, spec: StreamSpec, cfg: AppConfig) -> None:
+        rate = spec.format.sample_rate_hz
+        self.reblock = Reblocker(rate, cfg.engine.block_samples)
+        stems = list(spec.vocal_stem_channels)
+        self._stems = stems
+        self._mix = [c for c in range(spec.format.channels) if c not in stems]
+        self.received = 0
+
+    def push(self, frames: np.ndarray) -> list[Unit]:
+        self.received += int(frames.shape[0])
+        if not self._stems:
+            return list(self.reblock.push(downmix(frames)))
+        source = downmix(frames[:, self._stems])
+        return list(self.reblock.push(source, downmix(frames[:, self._mix])))
+
+    def finish(self) -> list[Unit]:
+        return list(self.reblock.finish())
+
+    def extra_delay16(self) -> int:
+        return self.reblock.resampler.delay_out_samples()
+
+
+class SongFrontend:
+    """Separation windows at the model rate; the mix mono rides along for snapping."""
+
+    def __init__(self, spec: StreamSpec, cfg: AppConfig, sep: Separator) -> None:
+        rate = spec.format.sample_rate_hz
+        size = sep.window_samples
+        if spec.window_hop_ms:
+            hop = spec.window_hop_ms * sep.rate_hz // 1000
+        else:
+            hop = size - int(size * cfg.separator.overlap)
+        if not size // 4 <= hop <= size:
+            lo, hi = -(-size // 4 * 1000 // sep.rate_hz), size * 1000 // sep.rate_hz
+            raise ConfigError(
+                f"config.separation.window_hop_ms: must be {lo} ..= {hi} ms for backend "
+                f"{sep.name} (window {hi} ms)"
+            )
+        self.feeder = WindowFeeder(rate, sep.rate_hz, size, hop)
+        self.song = SongState(
+            separator=spec.separator,
+            ola=OverlapAdd(2, size, hop),
+            reblock=Reblocker(rate, cfg.engine.block_samples, source_rate_hz=sep.rate_hz),
+        )
+        self._sep = sep
+        self._pending: list[np.ndarray] = []
+        self.received = 0
+
+    def push(self, frames: np.ndarray) -> list[Unit]:
+        self.received += int(frames.shape[0])
+        self._pending.append(downmix(frames))
+        stereo = frames if frames.shape[1] >= 2 else np.repeat(frames, 2, axis=1)
+        windows = self.feeder.push(stereo[:, :2])
+        if not windows.shape[0]:
+            return []
+        return [SongUnit(windows=windows, client=self._take_client(), total_model=-1,
+                         is_last=False)]
+
+    def finish(self) -> list[Unit]:
+        windows, total = self.feeder.finish()
+        return [SongUnit(windows=windows, client=self._take_client(), total_model=total,
+                         is_last=True)]
+
+    def _take_client(self) -> np.ndarray:
+        out = np.concatenate(self._pending) if self._pending else _EMPTY
+        self._pending = []
+        return out
+
+    def extra_delay16(self) -> int:
+        """Separation delay (a sample is final once every window over it is in) plus both
+        resamplers' hold-back, in analysis samples."""
+        sep = self._sep
+        model = sep.window_samples + self.feeder.resampler.delay_out_samples()
+        return (-(-model * ANALYSIS_RATE_HZ // sep.rate_hz)
+                + self.song.reblock.resampler.delay_out_samples())
+
+
+Frontend = DirectFrontend | SongFrontend
