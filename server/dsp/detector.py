@@ -25,6 +25,9 @@ from seamcut.server.dsp.refine import snap_to_zero_crossing
 from seamcut.server.events import CutKind
 
 FORCED_PROB_WEIGHT_DB = 40.0  # in a forced cut's cost, speech probability 1 costs 40 dB
+SPEECH_LEVEL_UNKNOWN = -1000.0
+MIX_GATE_DB = 20.0  # the mix VAD counts where the vocal is within this of its speech level
+LEVEL_ALPHA = 0.02  # per-hop smoothing of the running speech level (~0.5 s)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -109,8 +112,15 @@ class BlockInput:
     start_hop: int
     probs: np.ndarray
     energy_db: np.ndarray
+    # SONG mode: Silero on the mix as well. Where the separated vocal still carries
+    # energy near its running speech level, the mix's vote counts too (speech if either
+    # says so), which covers separation artefacts that hollow out a sung word; where
+    # the separated vocal is far below that level, the vocal alone decides, so
+    # vocal-like accompaniment in a pause cannot veto the cut.
+    probs_mix: np.ndarray | None = None
     client_start: int  # first client frame of ``client``
     client: np.ndarray  # mono client-rate audio that this block adds, for snapping
+    is_last: bool = False  # the stream ends with this block
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -132,6 +142,7 @@ class DetectorState:
     ring_start: int = 0  # client frame index of ring[0]
     ring: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
     final_client: int = 0
+    speech_level_db: float = SPEECH_LEVEL_UNKNOWN  # running energy of speech hops
 
 
 class _Run:
@@ -155,6 +166,8 @@ class _Run:
         self.hist_p = s.hist_p
         self.ring_start = s.ring_start
         self.ring = s.ring
+        self.speech_level_db = s.speech_level_db
+        self.at_end = False
         self.events: list[DetectorEvent] = []
 
     # ---- helpers over the history window
@@ -178,10 +191,13 @@ class _Run:
     # ---- cut emission and policy
     def _emit(self, c: _Candidate, kind: CutKind) -> None:
         sample = max(self._snap(c.hop), self.last_cut_client + 1)
-        if sample >= self.ring_start + self.ring.shape[0]:
+        end = self.ring_start + self.ring.shape[0]
+        if sample >= end:
             # Past the client's last frame: only at the very end, when a separated
             # vocal runs a few samples longer than the mix after resampling.
             return
+        if self.at_end and end - sample < self.p.to_client(self.p.min_segment):
+            return  # the stream ends within min_segment: merge into the last segment
         self.events.append(
             CutDecision(
                 sample=sample,
@@ -296,7 +312,24 @@ class _Run:
             last_cut_client=self.last_cut_client, pending=self.pending,
             hist_start=self.hist_start, hist_e=self.hist_e, hist_p=self.hist_p,
             ring_start=self.ring_start, ring=self.ring, final_client=final_client,
+            speech_level_db=self.speech_level_db,
         )
+
+    def effective_probs(self, block: BlockInput) -> np.ndarray:
+        """Per-hop speech probability after the SONG-mode mix gate (see BlockInput)."""
+        if block.probs_mix is None:
+            return block.probs.astype(np.float32)
+        out = np.empty(block.probs.shape[-1], np.float32)
+        level = self.speech_level_db
+        for i, (pv, pm, e) in enumerate(zip(block.probs.tolist(), block.probs_mix.tolist(),
+                                            block.energy_db.tolist(), strict=True)):
+            gate = level == SPEECH_LEVEL_UNKNOWN or e > level - MIX_GATE_DB
+            pe = max(pv, pm) if gate else pv
+            if pv >= self.p.threshold:
+                level = e if level == SPEECH_LEVEL_UNKNOWN else level + LEVEL_ALPHA * (e - level)
+            out[i] = pe
+        self.speech_level_db = level
+        return out
 
 
 def detect_step(
@@ -308,13 +341,15 @@ def detect_step(
     if block.client.size and block.client_start != state.ring_start + state.ring.size:
         raise ValueError("client audio is not contiguous with the detector's ring")
     run = _Run(state, params)
+    run.at_end = block.is_last
     n = int(block.probs.shape[-1])
+    probs = run.effective_probs(block)
     run.hist_e = np.concatenate([run.hist_e, block.energy_db.astype(np.float32)])
-    run.hist_p = np.concatenate([run.hist_p, block.probs.astype(np.float32)])
+    run.hist_p = np.concatenate([run.hist_p, probs])
     if block.client.size:
         run.ring = np.concatenate([run.ring, block.client.astype(np.float32)])
-    for i in range(n):
-        run.hop(block.start_hop + i, float(block.probs[i]))
+    for i, prob in enumerate(probs.tolist()):
+        run.hop(block.start_hop + i, prob)
     h_last = block.start_hop + n - 1
     run.next_hop = block.start_hop + n
     # Keep just the history later decisions can look at.

@@ -42,6 +42,11 @@ class OverlapAdd:
         self._origin = -(size - hop)  # absolute index of _acc[:, 0]
         self.emitted = 0  # absolute index of the next sample to emit
         self.windows = 0
+        self.total: int | None = None  # stream length once known: nothing past it is emitted
+
+    def set_total(self, total: int) -> None:
+        """Declare the stream length (before adding the zero-padded last windows)."""
+        self.total = total
 
     def add(self, y: np.ndarray) -> np.ndarray:
         """Add the next window's output [channels, size]; return newly final samples."""
@@ -61,15 +66,21 @@ class OverlapAdd:
 
     def finish(self, total: int) -> np.ndarray:
         """Emit everything up to ``total`` samples (callers add the covering windows first)."""
+        self.total = total
         return self._emit(total)
 
     def _emit(self, until: int) -> np.ndarray:
+        if self.total is not None:
+            until = min(until, self.total)
         until = max(until, self.emitted)
         lo, hi = self.emitted - self._origin, until - self._origin
         out = (self._acc[:, lo:hi] / self._wsum[lo:hi]).astype(np.float32)
         self.emitted = until
-        keep = self.emitted - self._origin
-        self._acc = self._acc[:, keep:]
-        self._wsum = self._wsum[keep:]
-        self._origin = self.emitted
+        # Keep what the next window still overlaps (it may start before `emitted`
+        # when windows overlap by more than half).
+        drop = min(self.emitted, window_start(self.windows, self.size, self.hop)) - self._origin
+        if drop > 0:
+            self._acc = self._acc[:, drop:]
+            self._wsum = self._wsum[drop:]
+            self._origin += drop
         return out

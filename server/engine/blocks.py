@@ -55,6 +55,8 @@ class Block:
     t_enqueued: float = 0.0
     times: dict[str, float] = field(default_factory=dict)
     probs: np.ndarray | None = None  # per VAD frame, set by S2
+    mix16: np.ndarray | None = None  # SONG: the mix over the block at 16 kHz (mix VAD)
+    probs_mix: np.ndarray | None = None
     batch_size: int = 0
     releases: int = 1  # session slots freed when this block's result arrives
     marker: bool = False  # carries only a release through the stages, in order
@@ -74,6 +76,9 @@ class SongState:
     separator: str
     ola: OverlapAdd
     reblock: Reblocker
+    mix16: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    mix16_start: int = 0  # analysis index of mix16[0]
+    vad_mix: VadState = field(default_factory=VadState.initial)
 
 
 @dataclass(slots=True)
@@ -83,6 +88,7 @@ class SepJob:
     stream: StreamState
     windows: np.ndarray  # [m, 2, size] at the separator's rate (m may be 0)
     client: np.ndarray  # client-rate mono mix received since the previous job
+    mix16: np.ndarray  # the same mix at 16 kHz
     total_model: int  # model samples in the whole stream; -1 until the last job
     is_last: bool
     first_seq: int

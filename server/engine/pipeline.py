@@ -196,15 +196,29 @@ class Engine:
         self.counters.add("batches")
 
     def _vad_groups(self, streams: list[list[Block]]) -> None:
-        frames = [np.concatenate([_vad_frames(b) for b in group]) for group in streams]
-        probs, states = self.vad.run_sequences(frames, [g[0].stream.vad for g in streams])
-        for group, p, st in zip(streams, probs, states, strict=True):
-            offset = 0
-            for b in group:
-                n = _frame_count(b.length16)
-                b.probs = p[offset : offset + n]
-                offset += n
-            group[0].stream.vad = st
+        """One batched Silero pass: each stream's frames, plus the mix for SONG streams."""
+        frames = [np.concatenate([_vad_frames(b.samples16[HOP_SAMPLES:], b.length16)
+                                  for b in g]) for g in streams]
+        states = [g[0].stream.vad for g in streams]
+        mixed = [g for g in streams if g[0].stream.song is not None]
+        for g in mixed:
+            frames.append(np.concatenate([
+                _vad_frames(b.samples16[:0] if b.mix16 is None else b.mix16, b.length16)
+                for b in g
+            ]))
+            song = g[0].stream.song
+            assert song is not None
+            states.append(song.vad_mix)
+        probs, new_states = self.vad.run_sequences(frames, states)
+        for g, p, st in zip(streams, probs, new_states, strict=False):
+            _scatter(g, p, "probs")
+            g[0].stream.vad = st
+        for g, p, st in zip(mixed, probs[len(streams):], new_states[len(streams):],
+                            strict=True):
+            _scatter(g, p, "probs_mix")
+            song = g[0].stream.song
+            assert song is not None
+            song.vad_mix = st
 
     # ---------------------------------------------------------------- S3: detection
     def _run_s3(self, batch: list[Block]) -> None:
@@ -252,9 +266,11 @@ class Engine:
             BlockInput(
                 start_hop=b.start16 // HOP_SAMPLES,
                 probs=b.probs[frame_idx],
+                probs_mix=None if b.probs_mix is None else b.probs_mix[frame_idx],
                 energy_db=energy,
                 client_start=b.client_start,
                 client=b.client,
+                is_last=b.is_last,
             ),
         )
         if b.is_last:
@@ -277,10 +293,18 @@ def _frame_count(length16: int) -> int:
     return -(-length16 // VAD_FRAME_SAMPLES)
 
 
-def _vad_frames(b: Block) -> np.ndarray:
-    """The block's samples as [n, 512] VAD frames, the last one zero-padded."""
-    n = _frame_count(b.length16)
-    x = b.samples16[HOP_SAMPLES:]
+def _scatter(group: list[Block], probs: np.ndarray, attr: str) -> None:
+    offset = 0
+    for b in group:
+        n = _frame_count(b.length16)
+        setattr(b, attr, probs[offset : offset + n])
+        offset += n
+
+
+def _vad_frames(x: np.ndarray, length16: int) -> np.ndarray:
+    """``length16`` samples as [n, 512] VAD frames, the last one zero-padded."""
+    n = _frame_count(length16)
+    x = x[:length16]
     if x.shape[0] < n * VAD_FRAME_SAMPLES:
         x = np.pad(x, (0, n * VAD_FRAME_SAMPLES - x.shape[0]))
     return x.reshape(n, VAD_FRAME_SAMPLES)

@@ -75,9 +75,25 @@ class SeparationRunner:
                 b.t_queue = job.t_queue
                 self._forward(b)
 
+    @staticmethod
+    def _mix_slice(job: SepJob, start16: int, length16: int) -> np.ndarray:
+        """The mix over [start16, start16 + length16) at 16 kHz; zeros past its end (the
+        vocal path can run a few samples longer after two resamplers)."""
+        song = job.stream.song
+        assert song is not None
+        lo = start16 - song.mix16_start
+        out = song.mix16[lo : lo + length16]
+        song.mix16 = song.mix16[lo + length16 :]
+        song.mix16_start = start16 + length16
+        if out.shape[0] < length16:
+            out = np.pad(out, (0, length16 - out.shape[0]))
+        return out
+
     def _post(self, job: SepJob, vocal: np.ndarray) -> list[Block]:
         song = job.stream.song
         assert song is not None
+        if job.is_last:
+            song.ola.set_total(job.total_model)
         parts = [song.ola.add(v) for v in vocal]
         if job.is_last:
             parts.append(song.ola.finish(job.total_model))
@@ -86,12 +102,15 @@ class SeparationRunner:
         grid = song.reblock.push(mono, job.client, client_complete=job.is_last)
         if job.is_last:
             grid += song.reblock.finish()
+        song.mix16 = np.concatenate([song.mix16, job.mix16])
         blocks = [
             block_from_grid(job.stream, gb, first_seq=job.first_seq, last_seq=job.last_seq,
                             send_ns=job.client_send_time_ns, recv_ns=job.receive_time_ns,
                             releases=0)
             for gb in grid
         ]
+        for b in blocks:
+            b.mix16 = self._mix_slice(job, b.start16, b.length16)
         if blocks:
             blocks[-1].releases = 1
             return blocks

@@ -14,6 +14,7 @@ from seamcut.server.config import ANALYSIS_RATE_HZ, AppConfig, StreamSpec
 from seamcut.server.dsp.overlap_add import OverlapAdd
 from seamcut.server.dsp.pcm import downmix
 from seamcut.server.dsp.reblock import GridBlock, Reblocker
+from seamcut.server.dsp.resample import StreamResampler
 from seamcut.server.dsp.windows import WindowFeeder
 from seamcut.server.engine.blocks import SongState
 from seamcut.server.errors import ConfigError
@@ -26,6 +27,7 @@ _EMPTY = np.zeros(0, np.float32)
 class SongUnit:
     windows: np.ndarray  # [m, 2, size]
     client: np.ndarray  # client mono since the previous unit
+    mix16: np.ndarray  # the same mix mono at 16 kHz (for the mix VAD), since the previous unit
     total_model: int  # -1 until the last unit
     is_last: bool
 
@@ -81,28 +83,35 @@ class SongFrontend:
             reblock=Reblocker(rate, cfg.engine.block_samples, source_rate_hz=sep.rate_hz),
         )
         self._sep = sep
+        self._mix16 = StreamResampler(rate, ANALYSIS_RATE_HZ)
         self._pending: list[np.ndarray] = []
+        self._pending16: list[np.ndarray] = []
         self.received = 0
 
     def push(self, frames: np.ndarray) -> list[Unit]:
         self.received += int(frames.shape[0])
-        self._pending.append(downmix(frames))
+        mono = downmix(frames)
+        self._pending.append(mono)
+        self._pending16.append(self._mix16.process(mono))
         stereo = frames if frames.shape[1] >= 2 else np.repeat(frames, 2, axis=1)
         windows = self.feeder.push(stereo[:, :2])
         if not windows.shape[0]:
             return []
-        return [SongUnit(windows=windows, client=self._take_client(), total_model=-1,
-                         is_last=False)]
+        return [self._unit(windows, -1)]
 
     def finish(self) -> list[Unit]:
         windows, total = self.feeder.finish()
-        return [SongUnit(windows=windows, client=self._take_client(), total_model=total,
-                         is_last=True)]
+        self._pending16.append(self._mix16.process(_EMPTY, last=True))
+        return [self._unit(windows, total)]
 
-    def _take_client(self) -> np.ndarray:
-        out = np.concatenate(self._pending) if self._pending else _EMPTY
-        self._pending = []
-        return out
+    def _unit(self, windows: np.ndarray, total: int) -> SongUnit:
+        def take(parts: list[np.ndarray]) -> np.ndarray:
+            out = np.concatenate(parts) if parts else _EMPTY
+            parts.clear()
+            return out
+
+        return SongUnit(windows=windows, client=take(self._pending),
+                        mix16=take(self._pending16), total_model=total, is_last=total >= 0)
 
     def extra_delay16(self) -> int:
         """Separation delay (a sample is final once every window over it is in) plus both

@@ -220,7 +220,7 @@ class Session:
             ))
         else:
             self.engine.submit_job(SepJob(
-                stream=self._stream, windows=unit.windows, client=unit.client,
+                stream=self._stream, windows=unit.windows, client=unit.client, mix16=unit.mix16,
                 total_model=unit.total_model, is_last=unit.is_last,
                 first_seq=self._chunks[0].seq if self._chunks else 0, last_seq=last.seq,
                 client_send_time_ns=last.send_ns, receive_time_ns=last.recv_ns,
