@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from seamcut.server.config import AudioFormat, Encoding
 from seamcut.server.dsp.features import band_energy_db
 from seamcut.server.dsp.pcm import decode, downmix
+from seamcut.server.dsp.reblock import Reblocker
 from seamcut.server.dsp.refine import snap_to_zero_crossing
 from seamcut.server.dsp.resample import StreamResampler
 from seamcut.server.errors import InvalidAudio
-from seamcut.server.dsp.reblock import Reblocker
 
 pytestmark = pytest.mark.unit
 RNG = np.random.default_rng(7)
