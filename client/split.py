@@ -97,6 +97,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         parser.add_argument(flag, type=_seconds, default=None, metavar="S",
                             help=f"{what}, seconds (default: the server's)")
+    parser.add_argument("--vocal-stem", metavar="VOCAL", default=None,
+                        help="SONG mode: a clean vocal stem of FILE (same rate and length); "
+                             "detection runs on it, cuts still snap on FILE")
+    parser.add_argument("--separator", default="", metavar="NAME",
+                        help="SONG mode: separator backend (default: the server's)")
     parser.add_argument("--json", dest="json_out", metavar="OUT", default=None,
                         help="write the cut points as JSON to OUT ('-' for stdout)")
     parser.add_argument("--segments", dest="segments_dir", metavar="DIR", default=None,
@@ -112,13 +117,17 @@ def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else round(seconds * 1000)
 
 
-def options_from_args(args: argparse.Namespace, info: AudioInfo) -> StreamOptions:
-    """The stream config for ``args`` and the file described by ``info``."""
+def options_from_args(args: argparse.Namespace, info: AudioInfo,
+                      stem_channels: int = 0) -> StreamOptions:
+    """The stream config for ``args`` and the file described by ``info`` (plus
+    ``stem_channels`` interleaved vocal-stem channels after the file's own)."""
     return StreamOptions(
         sample_rate_hz=info.sample_rate_hz,
-        channels=info.channels,
-        encoding=info.wire_encoding,
-        mode=args.mode,
+        channels=info.channels + stem_channels,
+        encoding="f32le" if stem_channels else info.wire_encoding,
+        mode="song" if stem_channels else args.mode,
+        separator=getattr(args, "separator", ""),
+        vocal_stem_channels=tuple(range(info.channels, info.channels + stem_channels)),
         min_segment_ms=_ms(args.min_segment),
         max_segment_ms=_ms(args.max_segment),
         min_gap_ms=_ms(args.min_gap),
@@ -306,6 +315,27 @@ def analyze_offline(frames: npt.NDArray[np.generic], info: AudioInfo, opts: Stre
     return [ev for ev in converted if ev is not None]
 
 
+def with_vocal_stem(frames: npt.NDArray[np.generic], info: AudioInfo,
+                    stem_path: str) -> npt.NDArray[np.float32]:
+    """Interleave the downmixed stem after the mix's channels, as float32 (exact for
+    int16 and float files)."""
+    stem, stem_info = read_for_wire(stem_path)
+    if (stem_info.sample_rate_hz, stem_info.frames) != (info.sample_rate_hz, info.frames):
+        raise AudioError(
+            f"--vocal-stem {stem_path}: {stem_info.frames} frames at "
+            f"{stem_info.sample_rate_hz} Hz, but {info.path} has {info.frames} at "
+            f"{info.sample_rate_hz} Hz; they must match"
+        )
+
+    def as_float(a: npt.NDArray[np.generic]) -> npt.NDArray[np.float32]:
+        if a.dtype == np.int16:
+            return a.astype(np.float32) / np.float32(32768)
+        return a.astype(np.float32)
+
+    vocal = as_float(stem).mean(axis=1, keepdims=True, dtype=np.float32)
+    return np.concatenate([as_float(frames), vocal], axis=1)
+
+
 def describe_error(exc: SeamcutRpcError, *, target: str, connected: bool) -> str:
     """The one-line (or two-line) message printed for a failed stream."""
     details = exc.details
@@ -329,7 +359,10 @@ def run(args: argparse.Namespace) -> int:
     """Run ``seamcut split`` with parsed ``args``; return the exit code."""
     try:
         frames, info = read_for_wire(args.file)
-        opts = options_from_args(args, info)
+        stem = getattr(args, "vocal_stem", None)
+        if stem is not None:
+            frames = with_vocal_stem(frames, info, stem)
+        opts = options_from_args(args, info, 1 if stem is not None else 0)
         if args.segments_dir is not None:
             Path(args.segments_dir).mkdir(parents=True, exist_ok=True)
         if args.json_out not in (None, "-") and not Path(args.json_out).parent.is_dir():

@@ -162,6 +162,11 @@ class StreamOptions:
     progress: bool | None = None
     request_id: str = ""
     start_sample: int = 0
+    # SONG mode: separator backend ("" = server default, "builtin", "mdx"), channels
+    # that carry a clean vocal stem (then no separation runs), separation hop in ms.
+    separator: str = ""
+    vocal_stem_channels: tuple[int, ...] = ()
+    window_hop_ms: int | None = None
 
     def __post_init__(self) -> None:
         # Only what the client itself relies on (encoding audio); ranges are the server's.
@@ -202,6 +207,11 @@ class StreamOptions:
             value = getattr(self, name)
             if value is not None:
                 setattr(msg.events, name, value)
+        if self.separator or self.vocal_stem_channels or self.window_hop_ms is not None:
+            msg.separation.backend = self.separator
+            msg.separation.vocal_stem_channels.extend(self.vocal_stem_channels)
+            if self.window_hop_ms is not None:
+                msg.separation.window_hop_ms = self.window_hop_ms
         return msg
 
     @classmethod
@@ -222,6 +232,10 @@ class StreamOptions:
             mode=_MODE_NAMES.get(msg.mode),  # type: ignore[arg-type]
             request_id=msg.request_id,
             start_sample=msg.start_sample,
+            separator=msg.separation.backend,
+            vocal_stem_channels=tuple(msg.separation.vocal_stem_channels),
+            window_hop_ms=(msg.separation.window_hop_ms
+                           if msg.separation.HasField("window_hop_ms") else None),
             **opt,
         )
 

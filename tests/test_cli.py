@@ -120,3 +120,27 @@ def test_sigterm_drains_and_exits() -> None:
     t0 = time.monotonic()
     assert stop_serve(proc) == 0
     assert time.monotonic() - t0 < 10
+
+
+def test_song_mode_with_a_vocal_stem_file(served: tuple[subprocess.Popen[bytes], str],
+                                          tmp_path: Path) -> None:
+    from tests.song_corpus import default_song_corpus
+
+    _, target = served
+    clip = default_song_corpus()[2]
+    sf.write(str(tmp_path / "mix.wav"), clip.mix, clip.sample_rate_hz, subtype="PCM_16")
+    sf.write(str(tmp_path / "vocal.wav"), clip.vocal, clip.sample_rate_hz, subtype="PCM_16")
+    split(str(tmp_path / "mix.wav"), "--vocal-stem", str(tmp_path / "vocal.wav"),
+          "--server", target, "--json", str(tmp_path / "cuts.json"),
+          "--segments", str(tmp_path / "seg"), "--quiet")
+    cuts = read_cuts(tmp_path / "cuts.json")
+    inner = cuts[:-1]
+    assert not [c for c in inner if any(a < c < b for a, b in clip.speech)]
+    long = [(a, b) for a, b in clip.pauses if b - a >= clip.sample_rate_hz // 2]
+    assert all(any(a <= c <= b for c in inner) for a, b in long)
+    original, _ = sf.read(str(tmp_path / "mix.wav"), dtype="int16", always_2d=True)
+    pieces = [sf.read(str(p), dtype="int16", always_2d=True)[0]
+              for p in sorted((tmp_path / "seg").iterdir())]
+    np.testing.assert_array_equal(np.concatenate(pieces), original)
+    bad = split(str(tmp_path / "mix.wav"), "--vocal-stem", SAMPLE, "--offline", check=False)
+    assert bad.returncode == 2 and "must match" in bad.stderr
