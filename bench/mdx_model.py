@@ -9,6 +9,7 @@ Needs torch and onnx (the ``dev`` extra).
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,11 @@ def _unet(width: int, depth: int, levels: int) -> Any:
             self.stem = torch.nn.Conv2d(4, width, 1)
             self.enc = torch.nn.ModuleList(block(c) for c in chans[:-1])
             self.down = torch.nn.ModuleList(
-                torch.nn.Conv2d(a, b, 2, stride=2) for a, b in zip(chans, chans[1:], strict=False))
+                torch.nn.Conv2d(a, b, 2, stride=2) for a, b in itertools.pairwise(chans))
             self.mid = block(chans[-1])
             self.up = torch.nn.ModuleList(
                 torch.nn.ConvTranspose2d(b, a, 2, stride=2)
-                for a, b in zip(chans, chans[1:], strict=False))
+                for a, b in itertools.pairwise(chans))
             self.dec = torch.nn.ModuleList(block(c) for c in chans[:-1])
             self.head = torch.nn.Conv2d(width, 4, 1)
 

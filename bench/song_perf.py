@@ -40,7 +40,8 @@ MDX = {"n_fft": 6144, "hop": 1024, "dim_f": 2048, "dim_t": 256}
 def build_model(path: Path) -> int:
     from seamcut.bench.mdx_model import build_mdx_onnx
 
-    return build_mdx_onnx(path, **MDX, width=36, depth=3, levels=4)
+    return build_mdx_onnx(path, n_fft=MDX["n_fft"], hop=MDX["hop"], dim_f=MDX["dim_f"],
+                          dim_t=MDX["dim_t"], width=36, depth=3, levels=4)
 
 
 def song_audio(seconds: float) -> tuple[np.ndarray, int]:
