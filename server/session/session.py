@@ -219,11 +219,14 @@ class Session:
                 last_seq=last.seq, send_ns=last.send_ns, recv_ns=last.recv_ns,
             ))
         else:
+            first = self._chunks[0].seq if self._chunks else 0
+            while len(self._chunks) > 1:  # the job covers every chunk so far
+                self._chunks.popleft()
             self.engine.submit_job(SepJob(
                 stream=self._stream, windows=unit.windows, client=unit.client, mix16=unit.mix16,
-                total_model=unit.total_model, is_last=unit.is_last,
-                first_seq=self._chunks[0].seq if self._chunks else 0, last_seq=last.seq,
-                client_send_time_ns=last.send_ns, receive_time_ns=last.recv_ns,
+                total_model=unit.total_model, is_last=unit.is_last, first_seq=first,
+                last_seq=last.seq, client_send_time_ns=last.send_ns,
+                receive_time_ns=last.recv_ns,
             ))
 
     def consumed(self) -> None:
