@@ -33,6 +33,7 @@ def load_separators(
         mdx = MdxOnnxSeparator(
             cfg.mdx_model_path, providers=providers, overrides=cfg.mdx_overrides(),
             threads=cfg.threads, device=device,
+            max_batch=cfg.max_batch or (1 if device == "cpu" else 8),
         )
         log.info("loaded separator %s (%s, providers %s)", mdx.name, mdx.params, mdx.providers)
         out["mdx"] = mdx

@@ -98,6 +98,7 @@ class MdxOnnxSeparator:
         overrides: Mapping[str, Any] | None = None,
         threads: int = 0,
         device: str = "cpu",
+        max_batch: int = 64,
     ) -> None:
         import torch
 
@@ -126,7 +127,8 @@ class MdxOnnxSeparator:
                 f"[B, 4, dim_f={p.dim_f}, dim_t={p.dim_t}]"
             )
         self._input = inp.name
-        self.max_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else 64
+        fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        self.max_batch = min(fixed or max_batch, max_batch)
         self.name = f"mdx:{Path(path).stem}"
         self.rate_hz = p.rate_hz
         self.window_samples = p.window_samples
