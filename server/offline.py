@@ -58,7 +58,7 @@ def analyze(
 ) -> list[Event]:
     """Synchronous wrapper: run one stream through a (possibly fresh) engine."""
     own = engine is None
-    eng = engine or Engine(cfg)
+    eng = engine or Engine(cfg, separators=spec.separator != "none")
     eng.start()
     try:
         return asyncio.run(run_session(eng, cfg, spec, chunks))

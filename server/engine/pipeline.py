@@ -52,13 +52,17 @@ class EngineCounters:
 class Engine:
     """S2 (VAD) and S3 (features + detection) workers; S1 joins with SONG mode."""
 
-    def __init__(self, cfg: AppConfig) -> None:
+    def __init__(self, cfg: AppConfig, *, separators: bool = True) -> None:
+        """``separators=False`` skips loading the SONG backends (torch and model files):
+        for in-process SPEECH-only use, where start-up time counts."""
         self.cfg = cfg
         device = select_device(cfg.engine.device)
         self.vad = SileroVad(providers=ort_providers(device), threads=cfg.engine.vad_threads)
         self.device: Device = confirm_device(device, self.vad.providers)
-        self.separators = load_separators(
-            cfg.separator, device=self.device.name, providers=ort_providers(self.device)
+        self.separators = (
+            load_separators(cfg.separator, device=self.device.name,
+                            providers=ort_providers(self.device))
+            if separators else {}
         )
         self.counters = EngineCounters()
         wait_s = cfg.engine.batch_wait_ms / 1000

@@ -28,6 +28,7 @@ from seamcut.server.events import (
     VadSegment,
 )
 from seamcut.server.session.frontend import DirectFrontend, Frontend, SongFrontend, Unit
+from seamcut.server.session.outbox import Outbox
 
 # Chunks longer than this are decoded off the event loop so one big message cannot
 # stall every other stream.
@@ -90,7 +91,7 @@ class Session:
         self.spec = spec
         self.engine = engine
         self.id = uuid.uuid4().hex[:16]
-        self.events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.events = Outbox()
         self.error: SeamcutError | None = None
         self._budget = budget
         self._loop = asyncio.get_running_loop()
