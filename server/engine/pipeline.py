@@ -17,7 +17,7 @@ from seamcut.server.config import (
 from seamcut.server.dsp.detector import BlockInput, DetectorEvent, detect_finish, detect_step
 from seamcut.server.dsp.features import band_energy_db
 from seamcut.server.engine.blocks import Block, BlockResult, SepJob
-from seamcut.server.engine.device import Device, confirm_device, ort_providers, select_device
+from seamcut.server.engine.device import CPU_PROVIDERS, Device, confirm_ort, select_device
 from seamcut.server.engine.separation import SeparationRunner
 from seamcut.server.engine.stages import Stage
 from seamcut.server.errors import ConfigError, InternalError, SeamcutError
@@ -56,14 +56,18 @@ class Engine:
         """``separators=False`` skips loading the SONG backends (torch and model files):
         for in-process SPEECH-only use, where start-up time counts."""
         self.cfg = cfg
-        device = select_device(cfg.engine.device)
-        self.vad = SileroVad(providers=ort_providers(device), threads=cfg.engine.vad_threads)
-        self.device: Device = confirm_device(device, self.vad.providers)
+        self.device: Device = select_device(cfg.engine.device)
+        self.vad = SileroVad(providers=CPU_PROVIDERS, threads=cfg.engine.vad_threads)
         self.separators = (
             load_separators(cfg.separator, device=self.device.name,
-                            providers=ort_providers(self.device))
+                            providers=self.device.ort_providers())
             if separators else {}
         )
+        for sep in self.separators.values():
+            if hasattr(sep, "providers"):  # backends with an ONNX Runtime session
+                self.device = confirm_ort(self.device, list(sep.providers))
+        if self.device.fallback_reason:
+            log.warning("device %s: %s", self.device.name, self.device.fallback_reason)
         self.counters = EngineCounters()
         wait_s = cfg.engine.batch_wait_ms / 1000
         self._s3: Stage[Block] = Stage(

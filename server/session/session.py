@@ -105,6 +105,8 @@ class Session:
             self._front = song
         else:
             self._front = DirectFrontend(spec, cfg)
+        # Only separation can run on a GPU; VAD and detection always run on the CPU.
+        self._device = engine.device.name if self._stream.song else "cpu"
         self._per_stream = asyncio.Semaphore(cfg.engine.max_inflight_per_stream)
         self._room = asyncio.Event()
         self._room.set()
@@ -132,7 +134,7 @@ class Session:
             lookahead_ms=-(-la16 * 1000 // ANALYSIS_RATE_HZ),
             lookahead_samples=-(-la16 * rate // ANALYSIS_RATE_HZ),
             block_ms=self.cfg.engine.block_ms,
-            device=self.engine.device.name,
+            device=self._device,
         )
 
     async def audio(self, seq: int, data: bytes, send_ns: int = 0) -> None:
@@ -290,7 +292,7 @@ class Session:
                 client_send_time_ns=r.client_send_time_ns,
                 server_receive_time_ns=r.receive_time_ns, times=r.times,
                 batch_size=r.batch_size, separation_batch_size=r.separation_batch,
-                device=self.engine.device.name, gpu_pipeline_used=self.engine.device.gpu,
+                device=self._device, gpu_pipeline_used=self._device != "cpu",
             ))
         self._progress()
 

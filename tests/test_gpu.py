@@ -1,0 +1,76 @@
+"""CUDA paths: separation on the GPU agrees with the CPU (skipped without CUDA)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+torch = pytest.importorskip("torch")
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+from seamcut.server.config import AudioFormat, Encoding, Mode, load_config, stream_spec  # noqa: E402
+from seamcut.server.engine.pipeline import Engine  # noqa: E402
+from seamcut.server.events import ChunkTrace, Cut, Ready  # noqa: E402
+from seamcut.server.models.builtin import BuiltinSeparator  # noqa: E402
+from seamcut.server.offline import analyze  # noqa: E402
+
+SONG, RATE = sf.read(str(resources.files("seamcut.samples") / "song_en.flac"),
+                     dtype="float32", always_2d=True)
+
+
+def windows(n: int) -> np.ndarray:
+    size = BuiltinSeparator.window_samples
+    starts = np.linspace(0, SONG.shape[0] - size, n).astype(int)
+    return np.stack([SONG[s : s + size].T for s in starts]).astype(np.float32)
+
+
+def test_builtin_separator_cuda_matches_cpu() -> None:
+    x = windows(4)
+    cpu = BuiltinSeparator("cpu").separate(x)
+    gpu = BuiltinSeparator("cuda:0").separate(x)
+    assert np.abs(cpu - gpu).max() <= 1e-3 * max(1.0, float(np.abs(cpu).max()))
+
+
+def test_builtin_separator_cuda_batch_invariance() -> None:
+    sep = BuiltinSeparator("cuda:0")
+    x = windows(6)
+    batch = sep.separate(x)
+    alone = np.concatenate([sep.separate(x[i : i + 1]) for i in range(6)])
+    assert np.abs(batch - alone).max() <= 1e-5
+
+
+def song_events(device: str, split: int) -> list[object]:
+    cfg = load_config(env={}, overrides={"engine": {"device": device}})
+    spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE, sample_rate_hz=RATE,
+                                               channels=2),
+                       mode=Mode.SONG, policy_overrides={}, event_overrides={})
+    data = SONG.astype("<f4").tobytes()
+    step = split * 8
+    return analyze(cfg, spec, [data[i : i + step] for i in range(0, len(data), step)])
+
+
+def test_song_stream_on_cuda() -> None:
+    gpu = song_events("cuda", RATE // 10)
+    ready = gpu[0]
+    assert isinstance(ready, Ready) and ready.device == "cuda:0"
+    traces = [e for e in gpu if isinstance(e, ChunkTrace)]
+    assert traces and all(t.gpu_pipeline_used and t.device == "cuda:0" for t in traces)
+    cpu = song_events("cpu", RATE // 10)
+    gcuts = [e.sample for e in gpu if isinstance(e, Cut)]
+    ccuts = [e.sample for e in cpu if isinstance(e, Cut)]
+    assert len(gcuts) == len(ccuts)
+    # GPU FFTs differ from the CPU's in the last bits: allow a zero-crossing's worth.
+    assert max(abs(a - b) for a, b in zip(gcuts, ccuts, strict=True)) <= RATE // 50
+    sliced = [e.sample for e in song_events("cuda", 12_345) if isinstance(e, Cut)]
+    assert sliced == gcuts
+
+
+def test_engine_reports_cuda() -> None:
+    eng = Engine(load_config(env={}, overrides={"engine": {"device": "cuda"}}))
+    assert eng.device.name == "cuda:0" and eng.device.gpu
