@@ -9,14 +9,11 @@ mkdir -p "$OUT"
 nvidia-smi -L 2>&1 | tee "$OUT/nvidia.txt"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 1
-# The repo maps folders to import names (server/ -> seamcut.server): a tree of links.
+# The repo maps folders to import names (server/ -> seamcut.server) through its
+# packaging; without installing, links inside seamcut/ do the same (on this copy only).
 root=$PWD
-tree=$root/build/gpu/seamcut
-mkdir -p "$tree"
-ln -sf "$root/seamcut/__init__.py" "$root/seamcut/cli.py" "$tree/"
-for p in v1 samples; do ln -sfn "$root/seamcut/$p" "$tree/$p"; done
-for p in server client bench; do ln -sfn "$root/$p" "$tree/$p"; done
-export PYTHONPATH=/tmp/site:$root/build/gpu:$root
+for p in server client bench; do ln -sfn "../$p" "seamcut/$p"; done
+export PYTHONPATH=/tmp/site:$root
 python3 - <<'PY' 2>&1 | tee "$OUT/env.txt"
 import grpc, google.protobuf, onnxruntime, torch, numpy
 print("grpc", grpc.__version__, "protobuf", google.protobuf.__version__, "ort",
