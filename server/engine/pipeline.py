@@ -50,7 +50,7 @@ class EngineCounters:
 
 
 class Engine:
-    """S2 (VAD) and S3 (features + detection) workers; S1 joins with SONG mode."""
+    """S1 (separation, for SONG streams), S2 (VAD) and S3 (features + detection)."""
 
     def __init__(self, cfg: AppConfig, *, separators: bool = True) -> None:
         """``separators=False`` skips loading the SONG backends (torch and model files):
@@ -112,9 +112,10 @@ class Engine:
                 self._started = False
 
     def warm_up(self) -> None:
-        """Run the model once so the first stream does not pay for initialisation."""
-        frames = [np.zeros((1, VAD_FRAME_SAMPLES), np.float32)]
-        self.vad.run_sequences(frames, [VadState.initial()])
+        """Run every model once so the first stream does not pay for initialisation."""
+        frames = np.zeros((1, VAD_FRAME_SAMPLES), np.float32)
+        self.vad.run_sequence(frames, VadState.initial())
+        self.vad.run_batched([frames] * 3, [VadState.initial()] * 3)
         for sep in self.separators.values():
             sep.separate(np.zeros((1, 2, sep.window_samples), np.float32))
 
