@@ -69,14 +69,18 @@ class DetectorParams:
     snap_radius: int  # client frames
 
     @classmethod
-    def build(cls, policy: CutPolicy, det: DetectorConfig, client_rate_hz: int) -> DetectorParams:
+    def build(cls, policy: CutPolicy, det: DetectorConfig, client_rate_hz: int, *,
+              separated: bool = False) -> DetectorParams:
+        """``separated``: detection runs on a separator's vocal estimate (SONG mode)."""
         def hops(ms: float) -> int:
             return round(ms * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES)
 
         return cls(
             client_rate_hz=client_rate_hz,
             threshold=policy.vad_threshold,
-            neg_threshold=max(policy.vad_threshold - det.neg_threshold_offset, 0.01),
+            neg_threshold=max(policy.vad_threshold - (
+                det.separated_neg_threshold_offset if separated else det.neg_threshold_offset
+            ), 0.01),
             min_pause=hops(policy.min_pause_ms),
             search=hops(policy.pause_search_ms),
             margin_start=hops(det.margin_start_ms),

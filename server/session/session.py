@@ -96,7 +96,8 @@ class Session:
         self._budget = budget
         self._loop = asyncio.get_running_loop()
         fmt = spec.format
-        self._params = DetectorParams.build(spec.policy, cfg.detector, fmt.sample_rate_hz)
+        self._params = DetectorParams.build(spec.policy, cfg.detector, fmt.sample_rate_hz,
+                                            separated=spec.separator != "none")
         self._stream = StreamState(key=self.id, params=self._params, deliver=self._deliver)
         self._front: Frontend
         if spec.separator != "none":
