@@ -7,8 +7,8 @@ import pytest
 import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from seamcut.server.models.vad import SileroVad, VadState
+
 from tests.corpus import default_corpus
 
 pytestmark = pytest.mark.integration
