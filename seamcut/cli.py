@@ -21,6 +21,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_split = sub.add_parser("split", help="stream a WAV/FLAC file, print (and write) cut points")
     split.add_arguments(p_split)
     p_split.set_defaults(run=split.run)
+    from seamcut.bench import cli as bench  # its run() loads the load generator on demand
+
+    p_bench = sub.add_parser("bench", help="load-test a server: latency, throughput, report")
+    bench.add_arguments(p_bench)
+    p_bench.set_defaults(run=bench.run)
     args = parser.parse_args(argv)
     return int(args.run(args))
 
