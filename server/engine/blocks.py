@@ -27,7 +27,6 @@ class StreamState:
     key: str
     params: DetectorParams
     deliver: Callable[[BlockResult], None]  # called from a worker thread
-    block_samples: int = 5120  # 16 kHz block length (for blocks S1 makes)
     vad: VadState = field(default_factory=VadState.initial)
     detector: DetectorState = field(default_factory=DetectorState)
     closed: threading.Event = field(default_factory=threading.Event)

@@ -79,7 +79,7 @@ def lookahead_16k(params: DetectorParams, block_samples: int, resampler_delay: i
 class Session:
     """Drive one stream. Call from the event loop only.
 
-    The transport (or the offline runner) calls :meth:`start`, then :meth:`audio` /
+    The transport (or the offline runner) sends :meth:`ready`, then calls :meth:`audio` /
     :meth:`flush` in message order, then :meth:`finish` at half-close, and reads
     :attr:`events` until ``None``. :meth:`close` releases everything at any point.
     """
@@ -121,7 +121,6 @@ class Session:
         self._flushes: deque[tuple[int, int]] = deque()  # (units to finish, flush id)
         self._t0 = time.perf_counter()
         self._closed = False
-        self._finished = False
         self.stats = SessionStats()
         self._max_chunk_frames = cfg.server.max_chunk_ms * fmt.sample_rate_hz // 1000
 
@@ -183,7 +182,6 @@ class Session:
 
     async def finish(self) -> None:
         """End of audio: process the tail; the Summary and ``None`` follow in events."""
-        self._finished = True
         for unit in self._front.finish():
             await self._submit(unit)
 
