@@ -1,5 +1,5 @@
 # seamcut: `make demo` (set up + main job), `make test` (set up + test suite).
-.PHONY: setup setup-test demo test test-slow lint protos clean
+.PHONY: setup setup-test demo test test-slow soak lint protos clean
 
 setup:
 	@scripts/setup.sh
@@ -17,6 +17,11 @@ test: setup-test
 
 test-slow: setup-test
 	.venv/bin/python -m pytest -q -m slow
+
+# Just the memory soak (10 min of churn + a 3 min leaking control; SOAK_S and
+# SOAK_CONTROL_S change the durations); prints the RSS figures.
+soak: setup-test
+	.venv/bin/python -m pytest -q -m slow -s tests/test_soak.py
 
 lint: setup
 	.venv/bin/ruff check server client bench seamcut tests scripts

@@ -12,7 +12,8 @@ Open a stream with a config, push audio (numpy arrays or bytes), iterate typed e
 
 :class:`Client` is the blocking equivalent (the same code on a private event-loop
 thread). Modules: ``stream`` (options, events, errors, protobuf conversion), ``aio``,
-``sync``, ``audio`` (file I/O, wire encoding, lossless segment writing), ``split`` and
+``sync``, ``audio`` (file I/O, wire encoding, lossless segment writing), ``security``
+(TLS, mTLS and token options), ``split`` and
 ``table`` (the command). May import grpc, numpy, soundfile and ``seamcut.v1``; never
 ``seamcut.server`` except lazily in ``split --offline``.
 """

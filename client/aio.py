@@ -9,7 +9,8 @@ One StreamCuts call per stream, driven by two halves that never wait on each oth
   event and appends it to an unbounded event queue, so a client busy sending never
   stalls the server's output. Events are small (one per cut, block or watermark).
 
-Imports grpc, numpy, the generated stubs and the SDK's ``stream`` and ``audio`` modules.
+Imports grpc, numpy, the generated stubs and the SDK's ``stream``, ``audio`` and
+``security`` modules.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import grpc
 from seamcut.client.audio import Audio, to_wire
+from seamcut.client.security import PemSource, channel_credentials, token_metadata
 from seamcut.client.stream import (
     CORE_WRITE_ERROR,
     Event,
@@ -53,9 +55,14 @@ Metadata = Sequence[tuple[str, str | bytes]]
 class AsyncClient:
     """A connection to a seamcut server (one grpc.aio channel, opened on first use).
 
-    ``credentials``: ``grpc.ssl_channel_credentials(...)`` (possibly composed with call
-    credentials) for TLS, None for plaintext. ``metadata`` is sent with every call
-    (e.g. ``(("authorization", "Bearer ..."),)``); ``options`` are grpc channel args.
+    Security, the convenient way: ``tls_ca`` (the CA of the server's certificate; a
+    path or PEM bytes), ``tls_cert`` + ``tls_key`` (a client certificate for mTLS),
+    ``tls=True`` (TLS with the system's roots), ``token`` (sent as
+    ``authorization: Bearer <token>`` on every call). Or pass ready ``credentials``
+    (``grpc.ssl_channel_credentials(...)``) instead of the ``tls*`` options.
+    ``metadata`` is sent with every call; ``options`` are grpc channel args. A server
+    that wants a client certificate refuses the TLS handshake without one, which shows
+    as UNAVAILABLE, not UNAUTHENTICATED.
     Use as ``async with AsyncClient(...) as client`` or call :meth:`close`.
     """
 
@@ -66,10 +73,24 @@ class AsyncClient:
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata = (),
         options: Sequence[tuple[str, Any]] = (),
+        tls: bool = False,
+        tls_ca: PemSource | None = None,
+        tls_cert: PemSource | None = None,
+        tls_key: PemSource | None = None,
+        token: str | None = None,
     ) -> None:
+        wants_tls = tls or tls_ca is not None or tls_cert is not None or tls_key is not None
+        if credentials is not None and wants_tls:
+            raise ValueError("give credentials or the tls* options, not both")
+        if token is not None and any(k.lower() == "authorization" for k, _ in metadata):
+            raise ValueError("give token or an authorization entry in metadata, not both")
         self.target = target
-        self.metadata: tuple[tuple[str, str | bytes], ...] = tuple(metadata)
-        self._credentials = credentials
+        self.metadata: tuple[tuple[str, str | bytes], ...] = (
+            *tuple(metadata), *token_metadata(token)
+        )
+        self._credentials = credentials if credentials is not None else channel_credentials(
+            tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
+        )
         self._options = tuple(options)
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.SeamcutStub | None = None

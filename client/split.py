@@ -6,7 +6,7 @@ dependencies; imported lazily so the client works without them). Seconds on the
 command line, milliseconds in the protocol. Exit codes: 0 ok, 1 stream error (gRPC
 status printed), 2 usage or file error, 130 interrupted.
 
-Imports the SDK (``aio``, ``audio``, ``stream``, ``table``); ``seamcut.server`` only
+Imports the SDK (``aio``, ``audio``, ``security``, ``stream``, ``table``); ``seamcut.server`` only
 inside :func:`analyze_offline`.
 """
 
@@ -21,11 +21,12 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import grpc
 import numpy as np
 import numpy.typing as npt
+from seamcut.client import security
 from seamcut.client.aio import DEFAULT_TARGET, AsyncClient, AsyncStream
 from seamcut.client.audio import AudioInfo, encode, read_for_wire, write_segments
 from seamcut.client.stream import (
@@ -111,6 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="analyse in this process with the server's defaults; no server")
     parser.add_argument("--quiet", action="store_true",
                         help="print nothing but errors (and --json -)")
+    security.add_arguments(parser)
 
 
 def _ms(seconds: float | None) -> int | None:
@@ -237,15 +239,18 @@ class _Printer:
 async def stream_file(
     args: argparse.Namespace, frames: npt.NDArray[np.generic], info: AudioInfo,
     opts: StreamOptions, printer: _Printer, connected: list[bool],
+    client_kwargs: dict[str, Any] | None = None,
 ) -> tuple[list[Event], dict[int, float]]:
     """Stream ``frames`` to the server; print cuts as they come. Returns the events
-    and each cut's finalisation latency in ms (real-time runs only), by cut index."""
+    and each cut's finalisation latency in ms (real-time runs only), by cut index.
+    ``client_kwargs``: AsyncClient security options (TLS, token)."""
     chunk_frames = chunk_frames_for(info.sample_rate_hz, args.chunk_ms)
     log = SendLog(chunk_ends(info.frames, chunk_frames), info.sample_rate_hz)
     events: list[Event] = []
     latencies: dict[int, float] = {}
     lookahead = 0
-    async with AsyncClient(args.server) as client, client.stream(opts) as stream:
+    async with AsyncClient(args.server, **(client_kwargs or {})) as client, \
+            client.stream(opts) as stream:
         sender = asyncio.create_task(_send_all(
             stream, iter_chunks(frames, opts.encoding, chunk_frames), log,
             realtime=args.realtime,
@@ -363,6 +368,7 @@ def run(args: argparse.Namespace) -> int:
         if stem is not None:
             frames = with_vocal_stem(frames, info, stem)
         opts = options_from_args(args, info, 1 if stem is not None else 0)
+        client_kwargs = security.client_kwargs(args)
         if args.segments_dir is not None:
             Path(args.segments_dir).mkdir(parents=True, exist_ok=True)
         if args.json_out not in (None, "-") and not Path(args.json_out).parent.is_dir():
@@ -386,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
                     printer.notice(ev)
         else:
             events, latencies = asyncio.run(
-                stream_file(args, frames, info, opts, printer, connected)
+                stream_file(args, frames, info, opts, printer, connected, client_kwargs)
             )
     except SeamcutRpcError as exc:
         return _fail(describe_error(exc, target=args.server, connected=connected[0]), 1)

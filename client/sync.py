@@ -8,7 +8,7 @@ thread per :class:`Client` and a thread hop per call (tens of microseconds, smal
 to any audio chunk). Calls may come from several threads at once, e.g. one thread
 sending while another iterates events.
 
-Imports the SDK's ``aio`` and ``stream`` modules.
+Imports the SDK's ``aio``, ``audio``, ``security`` and ``stream`` modules.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import grpc
 from seamcut.client.aio import DEFAULT_TARGET, AsyncClient, AsyncStream, Metadata
 from seamcut.client.audio import Audio, to_wire
+from seamcut.client.security import PemSource
 from seamcut.client.stream import Event, FlushedEvent, ReadyEvent, StreamOptions
 
 from seamcut.v1 import seamcut_pb2 as pb
@@ -97,10 +98,16 @@ class Client:
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata = (),
         options: Sequence[tuple[str, Any]] = (),
+        tls: bool = False,
+        tls_ca: PemSource | None = None,
+        tls_cert: PemSource | None = None,
+        tls_key: PemSource | None = None,
+        token: str | None = None,
     ) -> None:
         self.target = target
         self._aclient = AsyncClient(
-            target, credentials=credentials, metadata=metadata, options=options
+            target, credentials=credentials, metadata=metadata, options=options, tls=tls,
+            tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token=token,
         )
         self._lt = _LoopThread()
 

@@ -71,6 +71,15 @@ class ServerConfig:
     keepalive_timeout_ms: int = 10_000
     min_ping_interval_ms: int = 20_000
     writer_queue_events: int = 256  # per-stream outbound buffer before reading pauses
+    # A stream whose client sends nothing (no audio, control or half-close) this long
+    # ends with DEADLINE_EXCEEDED; it holds a stream slot that others could use.
+    idle_timeout_s: float = 60.0
+    # Longest a stream may stay open, wall seconds (0 = no limit); OUT_OF_RANGE after
+    # it, so a client can resume on a new stream with StreamConfig.start_sample.
+    max_session_s: float = 0.0
+    # A client that stops reading is ended (DEADLINE_EXCEEDED) once no message could be
+    # sent to it for this long; until then it costs its flow-control window + outbox.
+    stall_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         _in_range(self.port, 0, 65535, "server.port")
@@ -79,6 +88,43 @@ class ServerConfig:
         _in_range(self.max_streams, 1, 100_000, "server.max_streams")
         _in_range(self.grace_s, 0, 3600, "server.grace_s")
         _in_range(self.writer_queue_events, 16, 1 << 20, "server.writer_queue_events")
+        _in_range(self.idle_timeout_s, 0.1, 86_400, "server.idle_timeout_s")
+        _in_range(self.max_session_s, 0, 30 * 86_400, "server.max_session_s")
+        _in_range(self.stall_timeout_s, 0.1, 86_400, "server.stall_timeout_s")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SecurityConfig:
+    """TLS, mTLS and bearer tokens. All off by default (plaintext, no token).
+
+    Paths are PEM files read once at start-up. Tokens are secrets: they are never
+    logged or shown in a repr.
+    """
+
+    tls_cert_path: str = ""  # server certificate chain; with tls_key_path turns TLS on
+    tls_key_path: str = ""  # its private key
+    tls_client_ca_path: str = ""  # CA bundle for client certificates: turns mTLS on
+    # With a client CA: refuse clients without a valid certificate (false: verify one
+    # if presented, admit the rest). Clients refused here see UNAVAILABLE, not
+    # UNAUTHENTICATED: the TLS handshake fails before any RPC exists.
+    require_client_auth: bool = True
+    token_file: str = ""  # accepted bearer tokens, one per line ('#' comments)
+    tokens: str = field(default="", repr=False)  # comma-separated; for SEAMCUT_SECURITY_TOKENS
+
+    def __post_init__(self) -> None:
+        _check(bool(self.tls_cert_path) == bool(self.tls_key_path),
+               "security.tls_cert_path / tls_key_path", "set both (TLS) or neither")
+        _check(not self.tls_client_ca_path or bool(self.tls_cert_path),
+               "security.tls_client_ca_path", "mTLS needs TLS: set tls_cert_path and tls_key_path")
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert_path)
+
+    @property
+    def auth(self) -> bool:
+        """Whether calls must carry a bearer token."""
+        return bool(self.token_file or self.tokens.strip(" ,"))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -229,6 +275,7 @@ class AppConfig:
     policy: CutPolicy = field(default_factory=CutPolicy)
     events: EventOptions = field(default_factory=EventOptions)
     separator: SeparatorConfig = field(default_factory=SeparatorConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
 
 SECTIONS: dict[str, type[Any]] = {

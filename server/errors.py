@@ -10,7 +10,11 @@ to one gRPC status in a single table (``seamcut.server.transport.status``)::
     ├── SequenceError          seq gap / duplicate / out of order   ABORTED
     ├── Overloaded             capacity or backlog exceeded         RESOURCE_EXHAUSTED
     ├── Unavailable            draining, shutting down              UNAVAILABLE
-    ├── LimitReached           idle or session limit                DEADLINE_EXCEEDED
+    ├── LimitReached           a time limit ended the stream        DEADLINE_EXCEEDED
+    │   ├── IdleTimeout        no client message for idle_timeout_s DEADLINE_EXCEEDED
+    │   ├── ConsumerStalled    client not reading (stall_timeout_s) DEADLINE_EXCEEDED
+    │   └── SessionTooLong     open longer than max_session_s       OUT_OF_RANGE
+    ├── Unauthenticated        missing or unknown bearer token      UNAUTHENTICATED
     └── InternalError          a bug; carries the session id        INTERNAL
 """
 
@@ -54,7 +58,23 @@ class Unavailable(SeamcutError):
 
 
 class LimitReached(SeamcutError):
-    """An idle or session-length limit ended the stream."""
+    """A time limit (idle, stalled reader, session length) ended the stream."""
+
+
+class IdleTimeout(LimitReached):
+    """The client sent nothing for ``server.idle_timeout_s``."""
+
+
+class ConsumerStalled(LimitReached):
+    """The client stopped reading: no message could be sent for ``server.stall_timeout_s``."""
+
+
+class SessionTooLong(LimitReached):
+    """The stream was open longer than ``server.max_session_s``; resume on a new stream."""
+
+
+class Unauthenticated(SeamcutError):
+    """No bearer token, or one the server does not know. The message never echoes it."""
 
 
 class InternalError(SeamcutError):

@@ -17,6 +17,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML file with [server], [engine], ...")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--max-streams", type=int, help="open streams before RESOURCE_EXHAUSTED")
+    p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain: serve TLS")
+    p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    p.add_argument("--tls-client-ca", metavar="PEM",
+                   help="CA bundle for client certificates: require mTLS")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="accepted bearer tokens, one per line: require 'authorization: "
+                        "Bearer <token>' on every call but health checks")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
 
 
@@ -30,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
             overrides={
                 "server": {"host": args.host, "port": args.port, "max_streams": args.max_streams},
                 "engine": {"device": args.device},
+                "security": {
+                    "tls_cert_path": args.tls_cert, "tls_key_path": args.tls_key,
+                    "tls_client_ca_path": args.tls_client_ca, "token_file": args.token_file,
+                },
             },
         )
     except ConfigError as exc:
@@ -39,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve_forever(cfg))
+    except ConfigError as exc:  # certificate or token files, read at start-up
+        print(f"seamcut serve: configuration error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"seamcut serve: {exc}", file=sys.stderr)
         return 1

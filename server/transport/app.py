@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -13,6 +14,8 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from seamcut.server.config import AppConfig
 from seamcut.server.engine.pipeline import Engine
+from seamcut.server.errors import Unavailable
+from seamcut.server.transport.security import TokenAuth, load_tokens, server_credentials
 from seamcut.server.transport.servicer import SeamcutServicer
 
 from seamcut.v1 import seamcut_pb2 as pb
@@ -31,9 +34,28 @@ def grpc_options(cfg: AppConfig) -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", s.keepalive_timeout_ms),
         ("grpc.http2.min_ping_interval_without_data_ms", s.min_ping_interval_ms),
         ("grpc.keepalive_permit_without_calls", 1),
+        # Any unanswered ping (BDP probes too, which a keepalive waits behind) closes
+        # the connection after the keepalive timeout, not grpc's default 60 s: a frozen
+        # client or a cut cable must free its stream slots in keepalive + timeout.
+        ("grpc.http2.ping_timeout_ms", s.keepalive_timeout_ms),
         # A second server on the same port must fail to bind, not share it silently.
         ("grpc.so_reuseport", 0),
     ]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResourceCounts:
+    """Per-stream resources held right now; all zero on an idle server."""
+
+    sessions_open: int  # admitted streams not yet released
+    sessions_live: int  # Session objects the servicer still holds
+    stream_tasks: int  # reader and watchdog tasks still alive
+    blocks_in_flight: int  # engine: blocks submitted - done - dropped
+
+    @property
+    def idle(self) -> bool:
+        return not (self.sessions_open or self.sessions_live or self.stream_tasks
+                    or self.blocks_in_flight)
 
 
 @dataclass
@@ -43,6 +65,16 @@ class Running:
     health: health_aio.HealthServicer
     engine: Engine
     port: int
+    auth: TokenAuth | None = None
+
+    def resources(self) -> ResourceCounts:
+        """A snapshot of the per-stream resource counters (safe from any thread: it
+        only reads integers), for tests and metrics."""
+        c = self.servicer.counters
+        return ResourceCounts(
+            sessions_open=c.sessions_open, sessions_live=len(self.servicer.sessions),
+            stream_tasks=c.tasks_alive, blocks_in_flight=self.engine.counters.blocks_in_flight,
+        )
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -54,17 +86,31 @@ class Running:
             await self.health.set(name, status)
 
     async def stop(self, grace_s: float | None = None) -> None:
-        """Drain: health NOT_SERVING, refuse new streams, let open ones finish within grace."""
-        self.servicer.draining = True
+        """Drain: health NOT_SERVING, refuse new streams (UNAVAILABLE), tell the open
+        ones (Notice ``draining``) and let them finish within ``grace_s`` (default
+        ``server.grace_s``); streams still open then end with UNAVAILABLE."""
+        grace = self.servicer.cfg.server.grace_s if grace_s is None else grace_s
         await self.set_serving(False)
-        await self.server.stop(self.servicer.cfg.server.grace_s if grace_s is None else grace_s)
+        self.servicer.begin_drain(grace)
+        if not await self.servicer.wait_idle(grace):
+            await self.servicer.end_all(Unavailable(
+                f"server shut down: streams still open after the {grace:g} s drain grace "
+                "period; reconnect to another replica"
+            ))
+        # Every stream of ours has ended; grace covers only calls still in flight
+        # (health, capabilities).
+        await self.server.stop(min(grace, 1.0))
         self.engine.stop()
 
 
 async def start_server(cfg: AppConfig, *, engine: Engine | None = None) -> Running:
     """Start serving on cfg.server.host:port (port 0 picks a free one)."""
+    # Certificate and token files first: a bad path fails before the models load.
+    creds = server_credentials(cfg.security)
+    auth = TokenAuth(load_tokens(cfg.security)) if cfg.security.auth else None
     eng = engine or Engine(cfg)
-    server = grpc.aio.server(options=grpc_options(cfg))
+    interceptors: list[Any] = [auth] if auth is not None else []
+    server = grpc.aio.server(options=grpc_options(cfg), interceptors=interceptors)
     servicer = SeamcutServicer(cfg, eng)
     pb_grpc.add_SeamcutServicer_to_server(servicer, server)
     health = health_aio.HealthServicer()
@@ -75,10 +121,13 @@ async def start_server(cfg: AppConfig, *, engine: Engine | None = None) -> Runni
              reflection.SERVICE_NAME),
             server,
         )
-    port = server.add_insecure_port(f"{cfg.server.host}:{cfg.server.port}")
-    if port == 0:
-        raise OSError(f"could not bind {cfg.server.host}:{cfg.server.port}")
-    running = Running(server, servicer, health, eng, port)
+    address = f"{cfg.server.host}:{cfg.server.port}"
+    try:
+        port = (server.add_secure_port(address, creds) if creds is not None
+                else server.add_insecure_port(address))
+    except RuntimeError as exc:  # grpc raises RuntimeError on a failed bind
+        raise OSError(f"could not bind {address}: {exc}") from exc
+    running = Running(server, servicer, health, eng, port, auth)
     await running.set_serving(False)  # NOT_SERVING until the models are warm
     await server.start()
     eng.start()
@@ -90,12 +139,14 @@ async def start_server(cfg: AppConfig, *, engine: Engine | None = None) -> Runni
 async def serve_forever(cfg: AppConfig) -> None:
     """Run until SIGINT/SIGTERM, then drain within cfg.server.grace_s."""
     running = await start_server(cfg)
-    log.info(
-        "seamcut serving on %s:%d (device %s)", cfg.server.host, running.port,
-        running.engine.device.name,
-    )
+    sec = cfg.security
+    mode = "plaintext" if not sec.tls else "TLS" if not sec.tls_client_ca_path else \
+        "mTLS" if sec.require_client_auth else "TLS, client certificates optional"
+    auth = "bearer token" if sec.auth else "no auth"
+    log.info("seamcut serving on %s:%d (device %s, %s, %s)", cfg.server.host, running.port,
+             running.engine.device.name, mode, auth)
     print(f"seamcut: listening on {cfg.server.host}:{running.port} "
-          f"(device {running.engine.device.name})", flush=True)
+          f"(device {running.engine.device.name}, {mode}, {auth})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,21 +1,44 @@
-"""The Seamcut servicer: thin conversion between gRPC and sessions."""
+"""The Seamcut servicer: thin conversion between gRPC and sessions.
+
+Per stream, three parts: the handler (an async generator) is the writer; a reader task
+feeds client messages to the session; a watchdog task ends a stream whose client has
+stopped reading. Every way a stream can end (half-close, error, client cancel, client
+killed, limit, drain) goes through :meth:`SeamcutServicer._release`, called from the
+handler's ``finally`` and from the RPC's done-callback: grpc.aio may leave a cancelled
+handler suspended at a ``yield``, so ``finally`` alone could run late.
+
+Limits a stream can hit, and their statuses (the table is ``status.py``):
+
+* refused at admission: draining -> UNAVAILABLE; ``max_streams`` open ->
+  RESOURCE_EXHAUSTED with ``retry-after-ms`` (before any per-stream allocation);
+* no client message for ``idle_timeout_s`` -> DEADLINE_EXCEEDED (:class:`IdleTimeout`);
+* open longer than ``max_session_s`` -> OUT_OF_RANGE (:class:`SessionTooLong`);
+* no message could be sent for ``stall_timeout_s`` -> DEADLINE_EXCEEDED
+  (:class:`ConsumerStalled`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import grpc
 from seamcut.server.config import AppConfig
 from seamcut.server.engine.pipeline import Engine
 from seamcut.server.errors import (
+    ConsumerStalled,
+    IdleTimeout,
     InternalError,
     Overloaded,
     ProtocolOrderError,
     SeamcutError,
+    SessionTooLong,
     Unavailable,
 )
+from seamcut.server.events import Notice
 from seamcut.server.session.session import InflightBudget, Session
 from seamcut.server.transport import convert
 from seamcut.server.transport.status import status_for, trailing_metadata
@@ -24,15 +47,52 @@ from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
+DRAIN_NOTICE = "draining"
+# How long ending a stream from outside (stall, drain) waits for its status to be
+# queued before cancelling the handler anyway; the client may not be reading.
+_ABORT_WAIT_S = 0.25
 
 
 class ServerCounters:
-    """Read by tests and metrics: every opened session must be closed."""
+    """Read by tests and metrics: every admitted stream must be released."""
 
     def __init__(self) -> None:
-        self.sessions_open = 0
+        self.sessions_open = 0  # admitted and not yet released
         self.sessions_total = 0
-        self.rejected = 0
+        self.rejected = 0  # refused at admission (capacity or draining)
+        self.tasks_alive = 0  # reader and watchdog tasks not yet finished
+        self.idle_timeouts = 0
+        self.session_limits = 0
+        self.stalls = 0
+        self.drain_notices = 0
+
+
+class _Stream:
+    """One admitted stream's bookkeeping (event-loop only)."""
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self.context = context
+        self.task = asyncio.current_task()  # the RPC's task: it drives the handler
+        self.opened = time.monotonic()
+        self.session: Session | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.watchdog: asyncio.Task[None] | None = None
+        self.failure: SeamcutError | None = None
+        self.writing_since: float | None = None  # monotonic start of a pending write
+        self.ended_from_outside = False
+        self.drain_notified = False
+        self.released = False
+
+    @property
+    def session_id(self) -> str:
+        return self.session.id if self.session is not None else ""
+
+    def fail(self, exc: SeamcutError) -> None:
+        """Record the stream's first failure and wake the writer to report it."""
+        if self.failure is None:
+            self.failure = exc
+        if self.session is not None:
+            self.session.events.put_nowait(None)
 
 
 class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generated base
@@ -41,8 +101,12 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         self.engine = engine
         self.counters = ServerCounters()
         self.draining = False
+        self._drain_message = ""
         self._budget: InflightBudget | None = None
         self.sessions: set[Session] = set()
+        self._streams: set[_Stream] = set()
+        self._idle = asyncio.Event()  # set while no stream is open
+        self._idle.set()
 
     async def GetCapabilities(
         self, request: pb.GetCapabilitiesRequest, context: grpc.aio.ServicerContext
@@ -62,45 +126,51 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
             self.counters.rejected += 1
             await _abort(context, exc, "")
             return
+        st = _Stream(context)
         self.counters.sessions_open += 1
         self.counters.sessions_total += 1
-        session: Session | None = None
-        reader: asyncio.Task[None] | None = None
+        self._streams.add(st)
+        self._idle.clear()
+        context.add_done_callback(lambda _ctx: self._release(st))
         try:
-            first = await _first_message(request_iterator)
-            spec = convert.spec_from_proto(self.cfg, first)
+            first = await self._next(request_iterator, st)
+            spec = convert.spec_from_proto(self.cfg, _config_of(first))
             if self._budget is None:
                 self._budget = InflightBudget(self.cfg.engine.max_inflight_blocks)
             session = Session(self.cfg, self.engine, spec, self._budget)
+            st.session = session
             self.sessions.add(session)
             yield convert.event_to_proto(session.ready(), spec)
-            failure: list[SeamcutError] = []
-            reader = asyncio.create_task(_read(request_iterator, session, failure))
+            if self.draining:  # admitted just before the drain began
+                self._notify_drain(st)
+            st.reader = self._spawn(self._read(request_iterator, st))
+            st.watchdog = self._spawn(self._watch(st))
             while True:
                 ev = await session.events.get()
                 session.consumed()
                 if ev is None:
                     break
+                st.writing_since = time.monotonic()
                 yield convert.event_to_proto(ev, spec)
-            if failure:
-                raise failure[0]
+                st.writing_since = None
+            if st.failure is not None:
+                raise st.failure
             if session.error is not None:
                 raise session.error
         except SeamcutError as exc:
-            await _abort(context, exc, session.id if session else "")
+            if not st.ended_from_outside:
+                await _abort(context, exc, st.session_id)
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as exc:  # a bug: never let it surface as UNKNOWN
-            sid = session.id if session else "-"
+            sid = st.session_id or "-"
             log.exception("session %s failed", sid)
-            await _abort(context, InternalError(f"internal error in session {sid}: {exc!r}"), sid)
+            await _abort(context, InternalError(f"internal error in session {sid}: {exc!r}"),
+                         st.session_id)
         finally:
-            if reader is not None:
-                reader.cancel()
-            if session is not None:
-                session.close()
-                self.sessions.discard(session)
-            self.counters.sessions_open -= 1
+            self._release(st)
+
+    # ------------------------------------------------------------ admission, release
 
     def _admit(self) -> None:
         if self.draining:
@@ -112,48 +182,174 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
                 retry_after_s=1.0,
             )
 
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self.counters.tasks_alive += 1
+        task.add_done_callback(self._task_done)
+        return task
 
-async def _first_message(it: AsyncIterator[pb.ClientMessage]) -> pb.StreamConfig:
-    try:
-        msg = await it.__anext__()
-    except StopAsyncIteration:
-        raise ProtocolOrderError(
-            "stream ended before StreamConfig: send a config message first"
-        ) from None
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.counters.tasks_alive -= 1
+        if not task.cancelled() and task.exception() is not None:
+            log.error("stream task failed", exc_info=task.exception())
+
+    def _release(self, st: _Stream) -> None:
+        """Release everything the stream holds (idempotent; any point, any path)."""
+        if st.released:
+            return
+        st.released = True
+        me = asyncio.current_task()
+        for task in (st.reader, st.watchdog):
+            if task is not None and task is not me:
+                task.cancel()
+        if st.session is not None:
+            st.session.close()
+            self.sessions.discard(st.session)
+        # Break the cycle task -> handler generator -> st -> task, so that a handler
+        # grpc abandoned at a yield is finalised by refcount, not by a later GC pass.
+        st.task = None
+        self._streams.discard(st)
+        self.counters.sessions_open -= 1
+        if not self._streams:
+            self._idle.set()
+
+    # ------------------------------------------------------------ reading
+
+    async def _next(self, it: AsyncIterator[pb.ClientMessage],
+                    st: _Stream) -> pb.ClientMessage | None:
+        """The client's next message, None at half-close. Waits at most until the idle
+        limit or the session limit, whichever is first, and raises that limit's error."""
+        s = self.cfg.server
+        timeout, session_limit = s.idle_timeout_s, False
+        if s.max_session_s > 0:
+            left = st.opened + s.max_session_s - time.monotonic()
+            if left <= timeout:
+                timeout, session_limit = left, True
+        try:
+            if timeout <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(timeout):
+                return await it.__anext__()
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            if session_limit:
+                self.counters.session_limits += 1
+                raise SessionTooLong(
+                    f"stream open longer than server.max_session_s = {s.max_session_s:g} s; "
+                    "open a new stream (StreamConfig.start_sample resumes the time base)"
+                ) from None
+            self.counters.idle_timeouts += 1
+            raise IdleTimeout(
+                f"no message from the client for server.idle_timeout_s = "
+                f"{s.idle_timeout_s:g} s; send audio, a flush, or half-close when done"
+            ) from None
+
+    async def _read(self, it: AsyncIterator[pb.ClientMessage], st: _Stream) -> None:
+        """Reader task: feed messages to the session; on error, record it and wake the writer."""
+        session = st.session
+        assert session is not None
+        try:
+            while (msg := await self._next(it, st)) is not None:
+                kind = msg.WhichOneof("msg")
+                if kind == "audio":
+                    a = msg.audio
+                    await session.audio(a.seq, a.data, a.client_send_time_ns)
+                elif kind == "control":
+                    if msg.control.WhichOneof("control") == "flush":
+                        await session.flush(msg.control.flush.flush_id)
+                elif kind == "config":
+                    raise ProtocolOrderError(
+                        "StreamConfig may be sent only once, as the first message")
+                else:
+                    raise ProtocolOrderError("empty ClientMessage: set config, audio or control")
+            await session.finish()
+        except SeamcutError as exc:
+            st.fail(exc)
+        except grpc.aio.AbortError:
+            pass  # the stream was ended from outside (stall, drain) while this read waited
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("reader of session %s failed", session.id)
+            st.fail(InternalError(f"internal error in session {session.id}: {exc!r}"))
+
+    # ------------------------------------------------------------ stalled readers, drain
+
+    async def _watch(self, st: _Stream) -> None:
+        """Watchdog task: end the stream once one write has been pending for the stall
+        limit (the client stopped reading and HTTP/2 flow control holds the write)."""
+        stall = self.cfg.server.stall_timeout_s
+        period = min(1.0, stall / 4)
+        while True:
+            await asyncio.sleep(period)
+            since = st.writing_since
+            if since is not None and time.monotonic() - since >= stall:
+                break
+        self.counters.stalls += 1
+        await self._end(st, ConsumerStalled(
+            f"the client stopped reading: no message could be sent for "
+            f"server.stall_timeout_s = {stall:g} s; read the stream's messages as they come"
+        ))
+
+    async def _end(self, st: _Stream, exc: SeamcutError) -> None:
+        """End a stream from outside its handler: send ``exc``'s status if the transport
+        takes it, then cancel the handler (it may be blocked in a write that never ends)."""
+        if st.released or st.ended_from_outside:
+            return
+        st.ended_from_outside = True
+        st.failure = st.failure or exc
+        try:
+            async with asyncio.timeout(_ABORT_WAIT_S):
+                await _abort(st.context, exc, st.session_id)
+        except (grpc.aio.AbortError, grpc.aio.UsageError, TimeoutError):
+            pass  # AbortError: the status is queued; the others: the stream is past help
+        if st.task is not None and not st.task.done():
+            st.task.cancel()
+        self._release(st)
+
+    def begin_drain(self, grace_s: float) -> None:
+        """Refuse new streams and tell the open ones (Notice ``draining``) to finish."""
+        self.draining = True
+        self._drain_message = (
+            f"server is shutting down: half-close within {grace_s:g} s to get the "
+            "remaining cuts; open new streams on another replica"
+        )
+        for st in list(self._streams):
+            self._notify_drain(st)
+
+    def _notify_drain(self, st: _Stream) -> None:
+        if st.session is not None and not st.drain_notified:
+            st.drain_notified = True
+            self.counters.drain_notices += 1
+            st.session.events.put_nowait(Notice(code=DRAIN_NOTICE, message=self._drain_message))
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no stream is open (True) or ``timeout_s`` passed (False)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def end_all(self, exc: SeamcutError) -> None:
+        """End every open stream with ``exc``'s status (one failure stops no other)."""
+        results = await asyncio.gather(*(self._end(st, exc) for st in list(self._streams)),
+                                       return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                log.error("ending a stream failed", exc_info=r)
+
+
+def _config_of(msg: pb.ClientMessage | None) -> pb.StreamConfig:
+    if msg is None:
+        raise ProtocolOrderError("stream ended before StreamConfig: send a config message first")
     if msg.WhichOneof("msg") != "config":
         raise ProtocolOrderError(
             f"first message must be StreamConfig, got {msg.WhichOneof('msg') or 'an empty message'}"
         )
     return msg.config
-
-
-async def _read(
-    it: AsyncIterator[pb.ClientMessage], session: Session, failure: list[SeamcutError]
-) -> None:
-    """Reader task: feed messages to the session; on error, record it and wake the writer."""
-    try:
-        async for msg in it:
-            kind = msg.WhichOneof("msg")
-            if kind == "audio":
-                a = msg.audio
-                await session.audio(a.seq, a.data, a.client_send_time_ns)
-            elif kind == "control":
-                if msg.control.WhichOneof("control") == "flush":
-                    await session.flush(msg.control.flush.flush_id)
-            elif kind == "config":
-                raise ProtocolOrderError("StreamConfig may be sent only once, as the first message")
-            else:
-                raise ProtocolOrderError("empty ClientMessage: set config, audio or control")
-        await session.finish()
-    except SeamcutError as exc:
-        failure.append(exc)
-        session.events.put_nowait(None)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.exception("reader of session %s failed", session.id)
-        failure.append(InternalError(f"internal error in session {session.id}: {exc!r}"))
-        session.events.put_nowait(None)
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: SeamcutError, session_id: str) -> None:

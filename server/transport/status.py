@@ -12,6 +12,8 @@ from seamcut.server.errors import (
     ProtocolOrderError,
     SeamcutError,
     SequenceError,
+    SessionTooLong,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -22,7 +24,9 @@ STATUS: dict[type[SeamcutError], grpc.StatusCode] = {
     SequenceError: grpc.StatusCode.ABORTED,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
-    LimitReached: grpc.StatusCode.DEADLINE_EXCEEDED,
+    LimitReached: grpc.StatusCode.DEADLINE_EXCEEDED,  # IdleTimeout, ConsumerStalled
+    SessionTooLong: grpc.StatusCode.OUT_OF_RANGE,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     InternalError: grpc.StatusCode.INTERNAL,
 }
 
