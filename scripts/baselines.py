@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+from typing import Any
 
 import numpy as np
 import soxr
@@ -17,14 +19,21 @@ import soxr
 from tests.song_corpus import SongClip
 
 
-def silero_mix_cuts(clip: SongClip) -> list[int]:
-    import torch
-    from silero_vad import get_speech_timestamps, load_silero_vad
+@functools.cache
+def _silero() -> Any:
+    from silero_vad import load_silero_vad
 
-    model = load_silero_vad(onnx=True)
+    return load_silero_vad(onnx=True)
+
+
+def silero_mix_cuts(clip: SongClip, threshold: float = 0.5,
+                    min_silence_ms: int = 300) -> list[int]:
+    import torch
+    from silero_vad import get_speech_timestamps
+
     mono = soxr.resample(clip.mix.mean(axis=1), clip.sample_rate_hz, 16000).astype(np.float32)
-    ts = get_speech_timestamps(torch.from_numpy(mono), model, sampling_rate=16000,
-                               min_silence_duration_ms=300)
+    ts = get_speech_timestamps(torch.from_numpy(mono), _silero(), sampling_rate=16000,
+                               threshold=threshold, min_silence_duration_ms=min_silence_ms)
     ratio = clip.sample_rate_hz / 16000
     return [int((a["end"] + b["start"]) / 2 * ratio) for a, b in itertools.pairwise(ts)]
 

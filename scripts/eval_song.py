@@ -4,7 +4,9 @@ Compares seamcut SONG mode (built-in separator), seamcut with the clean vocal st
 supplied by the client, Silero VAD run on the mix (cut mid-gap), and an RMS silence
 slicer of the kind singing-voice dataset tools use.
 
-Usage: .venv/bin/python scripts/eval_song.py   (from the repo root)
+Usage (from the repo root):
+    .venv/bin/python scripts/eval_song.py            # the comparison table
+    .venv/bin/python scripts/eval_song.py --sweep    # + sensitivity to the VAD settings
 """
 
 from __future__ import annotations
@@ -77,6 +79,38 @@ def main() -> None:
               f"{np.median(lengths):.1f} / {max(lengths):.1f} |")
         print("    " + " ".join(per_clip), file=sys.stderr)
     engine.stop()
+    if "--sweep" in sys.argv[1:]:
+        sweep(clips)
+
+
+SWEEP = [(0.5, 300), (0.5, 250), (0.5, 350), (0.45, 300), (0.55, 300), (0.45, 250),
+         (0.55, 350)]
+
+
+def sweep(clips: list[SongClip]) -> None:
+    """Both VAD-based methods at the same neighbouring settings (threshold, min pause).
+
+    Shows how far the default's result is from an edge, for seamcut and for Silero on the
+    mix alike: each cell is cuts in words / pauses >= 0.5 s cut.
+    """
+    from scripts.baselines import silero_mix_cuts
+
+    print("\n| VAD threshold | min pause ms | seamcut SONG (built-in) | Silero VAD on the mix |")
+    print("|---|---|---|---|")
+    for thr, pause in SWEEP:
+        cfg = load_config(env={"SEAMCUT_POLICY_VAD_THRESHOLD": str(thr),
+                               "SEAMCUT_POLICY_MIN_PAUSE_MS": str(pause)})
+        engine = Engine(cfg)
+        engine.start()
+        cells = []
+        for method in ("seamcut", "silero"):
+            scores = [score(c, seamcut_cuts(cfg, engine, c, False) if method == "seamcut"
+                            else silero_mix_cuts(c, threshold=thr, min_silence_ms=pause))
+                      for c in clips]
+            cells.append(f"{sum(s[0] for s in scores)} / {sum(s[1] for s in scores)}"
+                         f" of {sum(s[2] for s in scores)}")
+        engine.stop()
+        print(f"| {thr} | {pause} | {cells[0]} | {cells[1]} |", flush=True)
 
 
 if __name__ == "__main__":

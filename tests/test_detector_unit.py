@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -139,3 +141,43 @@ def test_rejects_non_contiguous_blocks() -> None:
         detect_step(DetectorState(), PARAMS, BlockInput(
             start_hop=5, probs=probs, energy_db=energy, client_start=0,
             client=np.zeros(1600, np.float32)))
+
+
+SONG_PARAMS = DetectorParams.build(CutPolicy(), DetectorConfig(), RATE, separated=True)
+
+
+def test_mix_vote_keeps_each_sources_hysteresis() -> None:
+    p = SONG_PARAMS
+    assert p.neg_threshold < p.mix_neg_threshold < p.threshold
+    grid = np.linspace(0, 1, 201)
+    votes = [p.mix_vote(float(x)) for x in grid]
+    assert all(b >= a for a, b in itertools.pairwise(votes))  # monotone
+    assert p.mix_vote(p.mix_neg_threshold) == pytest.approx(p.neg_threshold)
+    assert p.mix_vote(p.threshold) == pytest.approx(p.threshold)
+    assert p.mix_vote(0.9) == 0.9 and p.mix_vote(0.0) == 0.0
+    # Below the mix's own edge the vote is below the vocal's edge, and only there.
+    for x, v in zip(grid, votes, strict=True):
+        assert (v < p.neg_threshold) == (x < p.mix_neg_threshold)
+
+
+def song_pause_cuts(probs_mix: np.ndarray) -> list[int]:
+    """Vocal says pause after hop 100 and speech again at hop 140; the mix votes as given."""
+    n = 250
+    probs = np.full(n, 0.9, np.float32)
+    probs[100:140] = 0.05
+    energy = np.full(n, -20.0, np.float32)  # vocal stays near its speech level: gate open
+    audio = np.zeros(n * 160, np.float32)
+    _, events = detect_step(DetectorState(), SONG_PARAMS, BlockInput(
+        start_hop=0, probs=probs, probs_mix=probs_mix.astype(np.float32), energy_db=energy,
+        client_start=0, client=audio))
+    return [e.sample // 160 for e in events if isinstance(e, CutDecision)]
+
+
+def test_mix_vote_below_its_own_edge_lets_the_pause_through() -> None:
+    mix = np.full(250, 0.9, np.float32)
+    # Between the separated edge (0.2) and the mix's edge (0.35): the mix says silence.
+    mix[100:140] = 0.3
+    assert len(song_pause_cuts(mix)) == 1
+    # Above the mix's edge: the mix still hears speech, so there is no pause.
+    mix[100:140] = 0.4
+    assert song_pause_cuts(mix) == []

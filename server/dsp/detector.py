@@ -58,6 +58,7 @@ class DetectorParams:
     client_rate_hz: int
     threshold: float
     neg_threshold: float
+    mix_neg_threshold: float  # the mix's own hysteresis (SONG mode's mix vote)
     min_pause: int
     search: int
     margin_start: int
@@ -81,6 +82,7 @@ class DetectorParams:
             neg_threshold=max(policy.vad_threshold - (
                 det.separated_neg_threshold_offset if separated else det.neg_threshold_offset
             ), 0.01),
+            mix_neg_threshold=max(policy.vad_threshold - det.neg_threshold_offset, 0.01),
             min_pause=hops(policy.min_pause_ms),
             search=hops(policy.pause_search_ms),
             margin_start=hops(det.margin_start_ms),
@@ -95,6 +97,22 @@ class DetectorParams:
     def to_client(self, hop: int) -> int:
         """Client frame index of a hop's centre (rounded to nearest)."""
         return (hop * HOP_SAMPLES * self.client_rate_hz + ANALYSIS_RATE_HZ // 2) // ANALYSIS_RATE_HZ
+
+    def mix_vote(self, prob_mix: float) -> float:
+        """A mix probability on the vocal's scale, so each source keeps its own hysteresis.
+
+        Silero on a separated vocal scores lower than on a dry voice, hence the vocal's
+        lower ``neg_threshold``; the mix is not separated and keeps the usual one. This
+        monotone piecewise-linear map sends the mix's ``mix_neg_threshold`` to
+        ``neg_threshold`` and ``threshold`` to itself, so ``max(vocal, mix_vote(mix))``
+        crosses each hysteresis edge exactly when one of the two sources crosses its own.
+        """
+        t, nv, nm = self.threshold, self.neg_threshold, self.mix_neg_threshold
+        if prob_mix >= t or nm >= t:
+            return prob_mix
+        if prob_mix >= nm:
+            return nv + (prob_mix - nm) * (t - nv) / (t - nm)
+        return prob_mix * nv / nm
 
     def decision_delay_hops(self) -> int:
         """Worst case of (newest analysed hop - earliest hop a future cut can take)."""
@@ -328,7 +346,7 @@ class _Run:
         for i, (pv, pm, e) in enumerate(zip(block.probs.tolist(), block.probs_mix.tolist(),
                                             block.energy_db.tolist(), strict=True)):
             gate = level == SPEECH_LEVEL_UNKNOWN or e > level - MIX_GATE_DB
-            pe = max(pv, pm) if gate else pv
+            pe = max(pv, self.p.mix_vote(pm)) if gate else pv
             if pv >= self.p.threshold:
                 level = e if level == SPEECH_LEVEL_UNKNOWN else level + LEVEL_ALPHA * (e - level)
             out[i] = pe
