@@ -38,7 +38,7 @@ _POLICY_FIELDS = (
     "min_segment_ms", "max_segment_ms", "min_gap_ms", "min_pause_ms", "pause_search_ms",
     "vad_threshold",
 )
-_EVENT_FIELDS = ("vad_segments", "chunk_traces", "progress")
+_EVENT_FIELDS = ("vad_segments", "chunk_traces", "progress", "progress_interval_ms")
 
 
 # ---------------------------------------------------------------- errors
@@ -160,6 +160,7 @@ class StreamOptions:
     vad_segments: bool | None = None
     chunk_traces: bool | None = None
     progress: bool | None = None
+    progress_interval_ms: int | None = None  # server default 10; 0 = a Progress per message
     request_id: str = ""
     start_sample: int = 0
     # SONG mode: separator backend ("" = server default, "builtin", "mdx"), channels

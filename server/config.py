@@ -220,6 +220,13 @@ class EventOptions:
     vad_segments: bool = False
     chunk_traces: bool = True
     progress: bool = True
+    # At most one Progress per this many ms per stream (0 = one per message and block).
+    # A flood of small messages then costs one outbound message per interval instead
+    # of one per inbound message; an acknowledgement waits at most this long.
+    progress_interval_ms: int = 10
+
+    def __post_init__(self) -> None:
+        _in_range(self.progress_interval_ms, 0, 1000, "events.progress_interval_ms")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -90,14 +90,16 @@ class SeparationOptions(_message.Message):
     def __init__(self, backend: _Optional[str] = ..., vocal_stem_channels: _Optional[_Iterable[int]] = ..., window_hop_ms: _Optional[int] = ...) -> None: ...
 
 class EventOptions(_message.Message):
-    __slots__ = ("vad_segments", "chunk_traces", "progress")
+    __slots__ = ("vad_segments", "chunk_traces", "progress", "progress_interval_ms")
     VAD_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_TRACES_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     vad_segments: bool
     chunk_traces: bool
     progress: bool
-    def __init__(self, vad_segments: _Optional[bool] = ..., chunk_traces: _Optional[bool] = ..., progress: _Optional[bool] = ...) -> None: ...
+    progress_interval_ms: int
+    def __init__(self, vad_segments: _Optional[bool] = ..., chunk_traces: _Optional[bool] = ..., progress: _Optional[bool] = ..., progress_interval_ms: _Optional[int] = ...) -> None: ...
 
 class StreamConfig(_message.Message):
     __slots__ = ("format", "mode", "policy", "separation", "events", "request_id", "start_sample")

@@ -120,6 +120,9 @@ class Session:
         self._released = 0  # ... and finished
         self._flushes: deque[tuple[int, int]] = deque()  # (units to finish, flush id)
         self._t0 = time.perf_counter()
+        self._progress_every = spec.events.progress_interval_ms / 1000
+        self._progress_at = -1e9  # loop time of the last Progress queued
+        self._progress_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.stats = SessionStats()
         self._max_chunk_frames = cfg.server.max_chunk_ms * fmt.sample_rate_hz // 1000
@@ -191,6 +194,9 @@ class Session:
             return
         self._closed = True
         self._stream.closed.set()
+        if self._progress_timer is not None:
+            self._progress_timer.cancel()
+            self._progress_timer = None
         for _ in range(self._inflight):
             self._budget.release()
         self._inflight = 0
@@ -265,6 +271,7 @@ class Session:
             _, fid = self._flushes.popleft()
             self._put(Flushed(flush_id=fid, progress=self._progress_event()))
         if r.is_last:
+            self._flush_progress()
             self._put(self._summary())
             self.events.put_nowait(None)
 
@@ -314,8 +321,28 @@ class Session:
         )
 
     def _progress(self) -> None:
-        if self.spec.events.progress:
+        """Queue a Progress now, or once ``progress_interval_ms`` after the last one."""
+        if not self.spec.events.progress or self._progress_timer is not None:
+            return  # off, or a deferred one will carry the newest state
+        now = self._loop.time()
+        due = self._progress_at + self._progress_every
+        if now >= due:
+            self._progress_at = now
             self._put(self._progress_event())
+        else:
+            self._progress_timer = self._loop.call_at(due, self._deferred_progress)
+
+    def _deferred_progress(self) -> None:
+        self._progress_timer = None
+        if not self._closed:
+            self._progress_at = self._loop.time()
+            self._put(self._progress_event())
+
+    def _flush_progress(self) -> None:
+        """Send a deferred Progress now (before the Summary ends the stream)."""
+        if self._progress_timer is not None:
+            self._progress_timer.cancel()
+            self._deferred_progress()
 
     def _put(self, ev: Event) -> None:
         self.events.put_nowait(ev)
