@@ -26,7 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_bench = sub.add_parser("bench", help="load-test a server: latency, throughput, report")
     bench.add_arguments(p_bench)
     p_bench.set_defaults(run=bench.run)
-    args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw)
+    args.serve_argv = raw[1:] if args.command == "serve" else []  # for worker processes
     return int(args.run(args))
 
 

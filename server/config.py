@@ -80,6 +80,12 @@ class ServerConfig:
     # A client that stops reading is ended (DEADLINE_EXCEEDED) once no message could be
     # sent to it for this long; until then it costs its flow-control window + outbox.
     stall_timeout_s: float = 30.0
+    # Worker processes sharing the port (SO_REUSEPORT): one event loop per process,
+    # each with its own engine and models; max_streams applies per worker.
+    workers: int = 1
+    # Let other processes bind the same port (set for the workers by `seamcut serve
+    # --workers N`, or for several servers under your own process manager).
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         _in_range(self.port, 0, 65535, "server.port")
@@ -91,6 +97,7 @@ class ServerConfig:
         _in_range(self.idle_timeout_s, 0.1, 86_400, "server.idle_timeout_s")
         _in_range(self.max_session_s, 0, 30 * 86_400, "server.max_session_s")
         _in_range(self.stall_timeout_s, 0.1, 86_400, "server.stall_timeout_s")
+        _in_range(self.workers, 1, 256, "server.workers")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

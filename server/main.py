@@ -16,7 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, help="port (default 50051; 0 = any free port)")
     p.add_argument("--config", metavar="FILE", help="TOML file with [server], [engine], ...")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--max-streams", type=int, help="open streams before RESOURCE_EXHAUSTED")
+    p.add_argument("--max-streams", type=int,
+                   help="open streams before RESOURCE_EXHAUSTED (per worker)")
+    p.add_argument("--workers", type=int,
+                   help="server processes sharing the port (default 1; one core each)")
     p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain: serve TLS")
     p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
     p.add_argument("--tls-client-ca", metavar="PEM",
@@ -35,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(
             args.config,
             overrides={
-                "server": {"host": args.host, "port": args.port, "max_streams": args.max_streams},
+                "server": {"host": args.host, "port": args.port, "max_streams": args.max_streams,
+                           "workers": args.workers},
                 "engine": {"device": args.device},
                 "security": {
                     "tls_cert_path": args.tls_cert, "tls_key_path": args.tls_key,
@@ -46,6 +50,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"seamcut serve: configuration error: {exc}", file=sys.stderr)
         return 2
+    if cfg.server.workers > 1:
+        from seamcut.server.transport.workers import Supervisor
+
+        try:
+            return Supervisor(cfg, getattr(args, "serve_argv", [])).run()
+        except OSError as exc:
+            print(f"seamcut serve: {exc}", file=sys.stderr)
+            return 1
     from seamcut.server.transport.app import serve_forever
 
     try:

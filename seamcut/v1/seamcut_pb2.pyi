@@ -314,7 +314,7 @@ class GetCapabilitiesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Capabilities(_message.Message):
-    __slots__ = ("server_version", "encodings", "min_sample_rate_hz", "max_sample_rate_hz", "max_channels", "max_message_bytes", "max_chunk_ms", "modes", "separators", "device", "block_ms", "defaults", "max_streams")
+    __slots__ = ("server_version", "encodings", "min_sample_rate_hz", "max_sample_rate_hz", "max_channels", "max_message_bytes", "max_chunk_ms", "modes", "separators", "device", "block_ms", "defaults", "max_streams", "instance_id")
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     ENCODINGS_FIELD_NUMBER: _ClassVar[int]
     MIN_SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
@@ -328,6 +328,7 @@ class Capabilities(_message.Message):
     BLOCK_MS_FIELD_NUMBER: _ClassVar[int]
     DEFAULTS_FIELD_NUMBER: _ClassVar[int]
     MAX_STREAMS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     server_version: str
     encodings: _containers.RepeatedScalarFieldContainer[Encoding]
     min_sample_rate_hz: int
@@ -341,4 +342,5 @@ class Capabilities(_message.Message):
     block_ms: int
     defaults: StreamConfig
     max_streams: int
-    def __init__(self, server_version: _Optional[str] = ..., encodings: _Optional[_Iterable[_Union[Encoding, str]]] = ..., min_sample_rate_hz: _Optional[int] = ..., max_sample_rate_hz: _Optional[int] = ..., max_channels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_chunk_ms: _Optional[int] = ..., modes: _Optional[_Iterable[_Union[Mode, str]]] = ..., separators: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ..., block_ms: _Optional[int] = ..., defaults: _Optional[_Union[StreamConfig, _Mapping]] = ..., max_streams: _Optional[int] = ...) -> None: ...
+    instance_id: str
+    def __init__(self, server_version: _Optional[str] = ..., encodings: _Optional[_Iterable[_Union[Encoding, str]]] = ..., min_sample_rate_hz: _Optional[int] = ..., max_sample_rate_hz: _Optional[int] = ..., max_channels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_chunk_ms: _Optional[int] = ..., modes: _Optional[_Iterable[_Union[Mode, str]]] = ..., separators: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ..., block_ms: _Optional[int] = ..., defaults: _Optional[_Union[StreamConfig, _Mapping]] = ..., max_streams: _Optional[int] = ..., instance_id: _Optional[str] = ...) -> None: ...

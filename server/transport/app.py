@@ -38,8 +38,9 @@ def grpc_options(cfg: AppConfig) -> list[tuple[str, int]]:
         # the connection after the keepalive timeout, not grpc's default 60 s: a frozen
         # client or a cut cable must free its stream slots in keepalive + timeout.
         ("grpc.http2.ping_timeout_ms", s.keepalive_timeout_ms),
-        # A second server on the same port must fail to bind, not share it silently.
-        ("grpc.so_reuseport", 0),
+        # A second server on the same port must fail to bind, not share it silently,
+        # unless sharing is what we asked for (worker processes).
+        ("grpc.so_reuseport", int(s.reuse_port)),
     ]
 
 

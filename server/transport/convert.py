@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 from typing import Any
 
 from seamcut.server import config as C
@@ -97,6 +99,7 @@ def capabilities(cfg: C.AppConfig, device: str, separators: list[str]) -> pb.Cap
         block_ms=cfg.engine.block_ms,
         defaults=spec_to_proto(default_spec(cfg)),
         max_streams=cfg.server.max_streams,
+        instance_id=f"{socket.gethostname()}:{os.getpid()}",
     )
 
 
