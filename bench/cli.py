@@ -64,7 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"server address (default {DEFAULT_TARGET}); '{SPAWN}' starts a local "
                         "`seamcut serve` for the run and monitors it")
     p.add_argument("--server-pid", type=int, default=None, metavar="PID",
-                   help="pid of a local server process: sample its CPU and RSS")
+                   help="pid of a local server process: sample its CPU and RSS (with its "
+                        "child processes: the workers of `seamcut serve --workers N`)")
     p.add_argument("--streams", type=int, default=1, metavar="N",
                    help="concurrent streams (with --ramp: the most to try); default 1")
     p.add_argument("--realtime", type=_factor, nargs="?", const=1.0, default=None,
@@ -180,7 +181,8 @@ def _run(cfg: BenchConfig, sources: Any, args: argparse.Namespace, argv: list[st
         from seamcut.bench.idle import measure_idle
 
         assert cfg.transport.server_pid is not None
-        idle = asyncio.run(measure_idle(cfg, sources, ProcessGroup([cfg.transport.server_pid])))
+        group = ProcessGroup([cfg.transport.server_pid], children=True)
+        idle = asyncio.run(measure_idle(cfg, sources, group))
         report = build_idle_report(idle, cfg_json=cfg.to_json(), argv=argv, date=date,
                                    machine=machine, target=cfg.transport.target,
                                    software=software)

@@ -114,7 +114,7 @@ class Runner:
         started = time.monotonic()
         await workers.start()
         client = ProcessGroup(sorted({os.getpid(), *workers.pids}))
-        server = ProcessGroup([self.server_pid]) if self.server_pid else None
+        server = ProcessGroup([self.server_pid], children=True) if self.server_pid else None
         try:
             if cfg.ramp is None:
                 await self._fixed(workers, client, server)

@@ -37,11 +37,16 @@ class ProcessGroup:
     interval can be a fraction of a millisecond and read as thousands of percent).
     """
 
-    def __init__(self, pids: list[int]) -> None:
+    def __init__(self, pids: list[int], *, children: bool = False) -> None:
+        """``children``: include each pid's descendants at start (the workers of
+        ``seamcut serve --workers N`` when given the supervisor's pid)."""
         self.procs: list[psutil.Process] = []
         for pid in pids:
             try:
-                self.procs.append(psutil.Process(pid))
+                proc = psutil.Process(pid)
+                self.procs.append(proc)
+                if children:
+                    self.procs += proc.children(recursive=True)
             except psutil.Error:
                 continue
         self.points: list[ResourcePoint] = []
