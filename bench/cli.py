@@ -66,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-pid", type=int, default=None, metavar="PID",
                    help="pid of a local server process: sample its CPU and RSS (with its "
                         "child processes: the workers of `seamcut serve --workers N`)")
+    p.add_argument("--streams-per-connection", type=int, default=8, metavar="N",
+                   help="streams sharing one gRPC connection (default 8; 1 = one connection "
+                        "per stream, like independent live clients)")
     p.add_argument("--streams", type=int, default=1, metavar="N",
                    help="concurrent streams (with --ramp: the most to try); default 1")
     p.add_argument("--realtime", type=_factor, nargs="?", const=1.0, default=None,
@@ -112,7 +115,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(
         files=tuple(args.files),
         transport=TransportOptions(target=args.server, tls_ca=args.tls_ca, token=args.token,
-                                   server_pid=args.server_pid),
+                                   server_pid=args.server_pid,
+                                   streams_per_connection=args.streams_per_connection),
         streams=args.streams, realtime_factor=args.realtime, chunk_ms=args.chunk_ms,
         duration_s=args.duration, warmup_s=args.warmup, mode=args.mode,
         ramp=None if args.ramp is None else RampSpec.parse(args.ramp),

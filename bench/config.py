@@ -86,6 +86,14 @@ class TransportOptions:
     tls_ca: str | None = None  # PEM file with the CA that signed the server's certificate
     token: str | None = None  # sent as ``authorization: Bearer <token>``
     server_pid: int | None = None  # monitor this process's CPU and RSS
+    # Streams that share one gRPC connection (a live client has its own; sharing a
+    # few keeps the client's per-connection cost down, and enough connections let
+    # `seamcut serve --workers N` spread them: the kernel places connections).
+    streams_per_connection: int = 8
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.streams_per_connection <= 10_000, "--streams-per-connection",
+               f"must be >= 1, got {self.streams_per_connection}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

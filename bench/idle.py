@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seamcut.bench.config import BenchConfig
-from seamcut.bench.load import STREAMS_PER_CONNECTION, make_client
+from seamcut.bench.load import make_client
 from seamcut.bench.source import LoopedAudio
 from seamcut.bench.sysmon import ProcessGroup
 from seamcut.client import SeamcutRpcError, StreamOptions
@@ -66,8 +66,8 @@ async def measure_idle(cfg: BenchConfig, sources: list[LoopedAudio],
                        server: ProcessGroup) -> IdleResult:
     """Open ``cfg.streams`` config-only streams and compare the server's RSS."""
     before = await _rss(server)
-    clients = [make_client(cfg.transport)
-               for _ in range(-(-cfg.streams // STREAMS_PER_CONNECTION))]
+    per = cfg.transport.streams_per_connection
+    clients = [make_client(cfg.transport) for _ in range(-(-cfg.streams // per))]
     release = asyncio.Event()
     ready = 0
     errors: dict[str, int] = {}
@@ -81,7 +81,7 @@ async def measure_idle(cfg: BenchConfig, sources: list[LoopedAudio],
                              encoding=src.encoding, mode=cfg.mode,
                              request_id=f"seamcut-bench-idle-{i}")
         try:
-            async with clients[i // STREAMS_PER_CONNECTION].stream(opts) as s:
+            async with clients[i // per].stream(opts) as s:
                 r = await s.wait_ready()
                 lookahead[0] = max(lookahead[0], r.lookahead_ms)
                 ready += 1

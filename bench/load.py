@@ -40,11 +40,6 @@ from seamcut.client import (
     TraceEvent,
 )
 
-# Streams per gRPC connection: live clients each have their own; sharing a few keeps
-# the client's per-connection cost off the measurement without one HTTP/2 connection
-# carrying hundreds of streams.
-STREAMS_PER_CONNECTION = 32
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WorkerReport:
@@ -65,7 +60,7 @@ def make_client(transport: TransportOptions) -> AsyncClient:
             creds = grpc.ssl_channel_credentials(root_certificates=fh.read())
     metadata = (("authorization", f"Bearer {transport.token}"),) if transport.token else ()
     # A local subchannel pool: otherwise channels with equal arguments share one
-    # connection, and STREAMS_PER_CONNECTION would not hold.
+    # connection, and --streams-per-connection would not hold.
     return AsyncClient(transport.target, credentials=creds, metadata=metadata,
                        options=(("grpc.use_local_subchannel_pool", 1),))
 
@@ -129,7 +124,7 @@ class LoadGenerator:
 
     # ---------------------------------------------------------------- streams
     def _client_for(self, n: int) -> AsyncClient:
-        k = n // STREAMS_PER_CONNECTION
+        k = n // self.cfg.transport.streams_per_connection
         while len(self._clients) <= k:
             self._clients.append(make_client(self.cfg.transport))
         return self._clients[k]
