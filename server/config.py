@@ -141,7 +141,13 @@ class EngineConfig:
     max_batch_streams: int = 128  # streams per batched model call
     batch_wait_ms: float = 1.0  # how long a stage waits to fill a batch once work exists
     max_inflight_blocks: int = 2048  # over all streams; beyond it clients are pushed back
-    max_inflight_per_stream: int = 8  # blocks of one stream between session and results
+    # Blocks of one stream between session and results. A flooding stream needs many:
+    # its blocks then share VAD calls (one sequence per stream and call), which took
+    # one stream over gRPC from 260 to 400 audio s/s going from 8 to 64.
+    max_inflight_per_stream: int = 64
+    # ...but at most this many of them go into one batch, so that one flooding stream
+    # cannot make a batch, and with it every other stream's blocks, arbitrarily long.
+    max_batch_blocks_per_stream: int = 16
     vad_threads: int = 1  # ONNX Runtime intra-op threads for Silero (1 is fastest here)
 
     def __post_init__(self) -> None:
@@ -155,6 +161,8 @@ class EngineConfig:
         _in_range(self.max_batch_streams, 1, 4096, "engine.max_batch_streams")
         _in_range(self.batch_wait_ms, 0, 100, "engine.batch_wait_ms")
         _in_range(self.max_inflight_per_stream, 1, 1024, "engine.max_inflight_per_stream")
+        _in_range(self.max_batch_blocks_per_stream, 1, 1024,
+                  "engine.max_batch_blocks_per_stream")
         _in_range(
             self.max_inflight_blocks, self.max_inflight_per_stream, 1 << 20,
             "engine.max_inflight_blocks",

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from seamcut.bench.cli import main as bench
 
-from tests.helpers import ServerThread
+from seamcut.v1 import seamcut_pb2 as pb
+from tests.helpers import ServerThread, audio_msgs, config_msg, run_stream
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +98,23 @@ def test_64_paced_streams_for_60_s(tmp_path: Path) -> None:
     assert abs(s["ack_latency_ms"]["count"] - 64 * 50 * 60) <= 64
     assert 55 <= s["audio_seconds_per_second"] <= 70
     assert rep["resources"]["server"]["rss_mib_max"] > 0
+
+
+def test_echo_server_answers_the_protocol_without_audio_work() -> None:
+    """The transport-floor server (bench/echo.py) speaks enough protocol for the bench."""
+    proc = subprocess.Popen([sys.executable, "-m", "seamcut.bench.echo", "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        target = line.rsplit(" ", 1)[-1].strip()
+        assert "listening on" in line, line
+        msgs = run_stream(target, [config_msg(), *audio_msgs([b"\0\0" * 320] * 5)])
+        kinds = [m.WhichOneof("msg") for m in msgs]
+        assert kinds == ["ready"] + ["progress"] * 5 + ["cut", "summary"]
+        assert [m.progress.last_seq for m in msgs[1:6]] == [0, 1, 2, 3, 4]
+        assert msgs[-2].cut.sample == 5 * 320 and msgs[-2].cut.kind == pb.END
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        if proc.stdout:
+            proc.stdout.close()

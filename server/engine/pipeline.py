@@ -81,6 +81,7 @@ class Engine:
             "s2-vad",
             self._run_s2,
             max_streams=cfg.engine.max_batch_streams,
+            max_per_stream=cfg.engine.max_batch_blocks_per_stream,
             wait_s=wait_s,
             on_drop=self._dropped,
         )

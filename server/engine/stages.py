@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 class Stage(Generic[Item]):
     """Runs ``process(batch)`` on a thread; a batch holds blocks of up to
-    ``max_streams`` distinct streams, taken in arrival order so that no stream starves.
-    Blocks of streams that were closed are dropped (``on_drop`` is told)."""
+    ``max_streams`` distinct streams and at most ``max_per_stream`` blocks of each,
+    taken in arrival order so that no stream starves. Blocks of streams that were
+    closed are dropped (``on_drop`` is told)."""
 
     def __init__(
         self,
@@ -27,12 +28,14 @@ class Stage(Generic[Item]):
         process: Callable[[list[Item]], None],
         *,
         max_streams: int,
+        max_per_stream: int = 1 << 30,
         wait_s: float,
         on_drop: Callable[[Item], None],
     ) -> None:
         self.name = name
         self._process: Callable[[list[Item]], None] = process
         self._max_streams = max_streams
+        self._max_per_stream = max_per_stream
         self._wait_s = wait_s
         self._on_drop: Callable[[Item], None] = on_drop
         self._queue: deque[Item] = deque()
@@ -69,14 +72,18 @@ class Stage(Generic[Item]):
                 self._cond.wait(self._wait_s)
             batch: list[Item] = []
             keep: deque[Item] = deque()
-            streams: set[str] = set()
+            counts: dict[str, int] = {}
+            held: set[str] = set()  # once a block is kept back, its stream's later ones are
             while self._queue:
                 b = self._queue.popleft()
                 key = b.stream.key
-                if key not in streams and len(streams) >= self._max_streams:
+                n = counts.get(key)
+                if key in held or (n is None and len(counts) >= self._max_streams) or (
+                        n is not None and n >= self._max_per_stream):
+                    held.add(key)
                     keep.append(b)
                     continue
-                streams.add(key)
+                counts[key] = (n or 0) + 1
                 batch.append(b)
             self._queue = keep
         now = time.perf_counter()
