@@ -59,7 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``bench`` arguments to ``p`` (a subcommand parser or a fresh one)."""
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="WAV/FLAC files, looped; stream i plays file i mod n from its own "
-                        "offset (default: the bundled speech sample)")
+                        "offset (default: the bundled speech sample; with --mode song the "
+                        "bundled song)")
     p.add_argument("--server", default=DEFAULT_TARGET, metavar="HOST:PORT",
                    help=f"server address (default {DEFAULT_TARGET}); '{SPAWN}' starts a local "
                         "`seamcut serve` for the run and monitors it")
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
 
     try:
         cfg = config_from_args(args)
-        sources = load_sources(cfg.files, cfg.chunk_ms)
+        sources = load_sources(cfg.files, cfg.chunk_ms, cfg.mode)
         from seamcut.client.aio import MAX_MESSAGE_BYTES
 
         for src in sources:

@@ -101,7 +101,7 @@ class BenchConfig:
     """One bench run. ``realtime_factor`` None = flood (send as fast as the server takes);
     1.0 = paced at real time, 2.0 = twice as fast as real time."""
 
-    files: tuple[str, ...] = ()  # empty: the bundled seamcut/samples/speech_en.flac
+    files: tuple[str, ...] = ()  # empty: the bundled speech_en.flac (song_en.flac in song mode)
     transport: TransportOptions = field(default_factory=TransportOptions)
     streams: int = 1
     realtime_factor: float | None = None

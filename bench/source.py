@@ -21,12 +21,13 @@ from seamcut.client.audio import AudioInfo, encode, read_for_wire
 from seamcut.client.stream import EncodingName
 
 GOLDEN = 0.6180339887498949
-SAMPLE_FILE = "speech_en.flac"
+SAMPLE_FILES = {"speech": "speech_en.flac", "song": "song_en.flac"}
 
 
-def bundled_sample() -> Path:
-    """Path of the bundled sample (``seamcut/samples/speech_en.flac``)."""
-    return Path(str(resources.files("seamcut.samples") / SAMPLE_FILE))
+def bundled_sample(mode: str = "speech") -> Path:
+    """Path of the bundled sample for ``mode`` (``seamcut/samples/speech_en.flac`` or
+    ``song_en.flac``)."""
+    return Path(str(resources.files("seamcut.samples") / SAMPLE_FILES[mode]))
 
 
 def stream_offset(stream: int, frames: int) -> int:
@@ -104,7 +105,8 @@ class LoopedAudio:
         return x / np.float32(32768.0) if self.encoding == "pcm_s16le" else x
 
 
-def load_sources(files: tuple[str, ...], chunk_ms: int) -> list[LoopedAudio]:
-    """The files to play (the bundled sample when ``files`` is empty)."""
-    paths = files or (str(bundled_sample()),)
+def load_sources(files: tuple[str, ...], chunk_ms: int,
+                 mode: str = "speech") -> list[LoopedAudio]:
+    """The files to play (the mode's bundled sample when ``files`` is empty)."""
+    paths = files or (str(bundled_sample(mode)),)
     return [LoopedAudio.load(p, chunk_ms) for p in paths]

@@ -182,7 +182,7 @@ def worker_main(conn: Connection, cfg: BenchConfig, worker: int) -> None:
 
 
 async def _worker(conn: Connection, cfg: BenchConfig, worker: int) -> None:
-    sources = load_sources(cfg.files, cfg.chunk_ms)
+    sources = load_sources(cfg.files, cfg.chunk_ms, cfg.mode)
     gen = LoadGenerator(cfg, sources, worker=worker)
     loop = asyncio.get_running_loop()
     conn.send(Hello(worker=worker, pid=os.getpid()))
