@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import json
 import math
 import sys
@@ -28,11 +27,19 @@ import numpy as np
 import numpy.typing as npt
 from seamcut.client import security
 from seamcut.client.aio import DEFAULT_TARGET, AsyncClient, AsyncStream
-from seamcut.client.audio import AudioInfo, encode, read_for_wire, write_segments
+from seamcut.client.audio import AudioInfo, read_for_wire, write_segments
+from seamcut.client.sending import (
+    FILE_CHUNK_MS,
+    REALTIME_CHUNK_MS,
+    SendLog,
+    chunk_ends,
+    chunk_frames_for,
+    frame_bytes,
+    iter_chunks,
+)
 from seamcut.client.stream import (
     AudioError,
     CutEvent,
-    EncodingName,
     Event,
     NoticeEvent,
     ReadyEvent,
@@ -83,8 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="audio file to split (WAV or FLAC)")
     parser.add_argument("--server", default=DEFAULT_TARGET, metavar="HOST:PORT",
                         help=f"server address (default {DEFAULT_TARGET})")
-    parser.add_argument("--chunk-ms", type=_chunk_ms, default=100, metavar="N",
-                        help="audio per message, ms (default 100)")
+    parser.add_argument("--chunk-ms", type=_chunk_ms, default=None, metavar="N",
+                        help="audio per message, ms (default 100 with --realtime, else 1000: "
+                             "fewer, larger messages are faster when sending a whole file)")
     parser.add_argument("--realtime", action="store_true",
                         help="pace sending at real time, as a live source would, and report "
                              "each cut's finalisation latency")
@@ -142,54 +150,6 @@ def options_from_args(args: argparse.Namespace, info: AudioInfo,
 # ---------------------------------------------------------------- sending
 
 
-def chunk_frames_for(sample_rate_hz: int, chunk_ms: int) -> int:
-    """Frames per chunk of ``chunk_ms`` milliseconds (at least one)."""
-    return max(1, round(sample_rate_hz * chunk_ms / 1000))
-
-
-def chunk_ends(frames: int, chunk_frames: int) -> list[int]:
-    """End frame (exclusive) of each chunk that :func:`iter_chunks` yields."""
-    return [min(start + chunk_frames, frames) for start in range(0, frames, chunk_frames)]
-
-
-def iter_chunks(
-    frames: npt.NDArray[np.generic], encoding: EncodingName, chunk_frames: int
-) -> Iterator[tuple[int, bytes]]:
-    """``(end_frame, bytes)`` per chunk of ``chunk_frames`` frames (the last may be shorter)."""
-    for start in range(0, len(frames), chunk_frames):
-        end = min(start + chunk_frames, len(frames))
-        yield end, encode(frames[start:end], encoding)
-
-
-class SendLog:
-    """When the audio went out, for finalisation latency (``time.monotonic`` seconds).
-
-    With ``--realtime`` a chunk is due when a live source would have it: at
-    ``t0 + end_frame / rate`` (sleeping to this schedule, not per chunk, so it never
-    drifts). ``sent_at`` gives the recorded send time of the chunk holding a sample, or
-    its due time if it has not gone out yet (a cut final earlier than the worst case).
-    """
-
-    def __init__(self, ends: Sequence[int], sample_rate_hz: int) -> None:
-        self.ends = list(ends)
-        self.rate = sample_rate_hz
-        self.t0 = time.monotonic()
-        self.sent: list[float] = []
-
-    def due(self, end: int) -> float:
-        return self.t0 + end / self.rate
-
-    def record(self, t: float) -> None:
-        self.sent.append(t)
-
-    def sent_at(self, sample: int) -> float | None:
-        """When the audio up to ``sample`` (exclusive) had been sent; None if no audio."""
-        if not self.ends:
-            return None
-        k = bisect.bisect_left(self.ends, min(max(sample, 1), self.ends[-1]))
-        return self.sent[k] if k < len(self.sent) else self.due(self.ends[k])
-
-
 async def _send_all(
     stream: AsyncStream, chunks: Iterator[tuple[int, bytes]], log: SendLog, *, realtime: bool
 ) -> None:
@@ -244,7 +204,8 @@ async def stream_file(
     """Stream ``frames`` to the server; print cuts as they come. Returns the events
     and each cut's finalisation latency in ms (real-time runs only), by cut index.
     ``client_kwargs``: AsyncClient security options (TLS, token)."""
-    chunk_frames = chunk_frames_for(info.sample_rate_hz, args.chunk_ms)
+    chunk_frames = chunk_frames_for(info.sample_rate_hz, args.chunk_ms,
+                                    frame_bytes(opts))
     log = SendLog(chunk_ends(info.frames, chunk_frames), info.sample_rate_hz)
     events: list[Event] = []
     latencies: dict[int, float] = {}
@@ -304,7 +265,7 @@ def analyze_offline(frames: npt.NDArray[np.generic], info: AudioInfo, opts: Stre
     from seamcut.server.transport import convert
     from seamcut.server.transport.status import status_for
 
-    chunk_frames = chunk_frames_for(info.sample_rate_hz, chunk_ms)
+    chunk_frames = chunk_frames_for(info.sample_rate_hz, chunk_ms, frame_bytes(opts))
     chunks = [data for _, data in iter_chunks(frames, opts.encoding, chunk_frames)]
     try:
         cfg = load_config()
@@ -360,6 +321,13 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def chunk_ms_of(args: argparse.Namespace) -> int:
+    """``--chunk-ms``, or its default: 100 ms paced like a live source, 1 s for a file."""
+    if args.chunk_ms is not None:
+        return int(args.chunk_ms)
+    return REALTIME_CHUNK_MS if args.realtime else FILE_CHUNK_MS
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``seamcut split`` with parsed ``args``; return the exit code."""
     try:
@@ -376,6 +344,7 @@ def run(args: argparse.Namespace) -> int:
     except (AudioError, OSError, ValueError) as exc:
         return _fail(f"error: {exc}", 2)
 
+    args.chunk_ms = chunk_ms_of(args)
     printer = _Printer(sys.stdout, quiet=args.quiet, realtime=args.realtime)
     connected = [False]
     latencies: dict[int, float] = {}

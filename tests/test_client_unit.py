@@ -343,7 +343,10 @@ def test_cli_defaults_and_flags() -> None:
     args = parse("a.wav")
     assert (args.file, args.server, args.chunk_ms, args.realtime, args.mode, args.json_out,
             args.segments_dir, args.offline, args.quiet) == (
-        "a.wav", "localhost:50051", 100, False, None, None, None, False, False)
+        "a.wav", "localhost:50051", None, False, None, None, None, False, False)
+    assert split_cli.chunk_ms_of(args) == 1000  # a whole file: fewer, larger messages
+    assert split_cli.chunk_ms_of(parse("a.wav", "--realtime")) == 100
+    assert split_cli.chunk_ms_of(parse("a.wav", "--realtime", "--chunk-ms", "20")) == 20
     args = parse("a.flac", "--server", "h:1", "--chunk-ms", "37", "--realtime", "--mode",
                  "song", "--min-segment", "1.5", "--max-segment", "0", "--min-gap", "0.25",
                  "--min-pause", "0.3", "--json", "o.json", "--segments", "d", "--offline",
@@ -438,6 +441,16 @@ def test_send_log_reports_when_the_audio_up_to_a_sample_went_out() -> None:
     assert log.sent_at(0) == log.sent_at(100) == 1001.5  # chunk 0 holds samples 0..99
     assert log.sent_at(101) == 1002.0  # not sent yet: when it is due (t0 + 200 / 100)
     assert log.sent_at(10**9) == 1002.5  # past the end: the last chunk
+
+
+@pytest.mark.unit
+def test_file_chunks_stay_under_the_message_limit() -> None:
+    from seamcut.client.sending import MAX_CHUNK_BYTES, chunk_frames_for
+
+    assert chunk_frames_for(16000, 1000, 2) == 16000  # 1 s of 16 kHz mono s16: 32 KB
+    big = chunk_frames_for(192000, 1000, 8 * 4)  # 1 s would be 6 MB
+    assert big * 32 <= MAX_CHUNK_BYTES < (big + 1) * 32
+    assert chunk_frames_for(8000, 1) == 8 and chunk_frames_for(8000, 0) == 1
 
 
 @pytest.mark.unit
