@@ -807,10 +807,27 @@ def _intervals_tuple(a: npt.NDArray[np.integer]) -> tuple[Interval, ...]:
     return tuple((int(s), int(e)) for s, e in a.reshape(-1, 2))
 
 
-def save_clip(clip: SpeechClip, path: str | os.PathLike[str]) -> None:
-    """Store a clip (audio and ground truth) as an uncompressed ``.npz`` file, atomically."""
+def save_npz(path: str | os.PathLike[str], meta: dict[str, object],
+             intervals: dict[str, Sequence[Interval]], **arrays: npt.NDArray[np.generic]) -> None:
+    """Write ``arrays``, interval lists and JSON ``meta`` as an uncompressed ``.npz``,
+    atomically (shared by the speech and song corpora's caches)."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays, **{k: _intervals_array(v) for k, v in intervals.items()},
+                     meta=np.array(json.dumps(meta)))
+        # Atomic rename lets parallel pytest workers share the cache without torn files.
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save_clip(clip: SpeechClip, path: str | os.PathLike[str]) -> None:
+    """Store a clip (audio and ground truth) as an uncompressed ``.npz`` file, atomically."""
     meta = {
         "name": clip.name,
         "sample_rate_hz": clip.sample_rate_hz,
@@ -818,23 +835,8 @@ def save_clip(clip: SpeechClip, path: str | os.PathLike[str]) -> None:
         "voice": clip.voice,
         "snr_db": clip.snr_db,
     }
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                audio=clip.audio,
-                speech=_intervals_array(clip.speech),
-                pauses=_intervals_array(clip.pauses),
-                phrases=_intervals_array(clip.phrases),
-                meta=np.array(json.dumps(meta)),
-            )
-        # Atomic rename lets parallel pytest workers share the cache without torn files.
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    save_npz(path, meta, {"speech": clip.speech, "pauses": clip.pauses,
+                          "phrases": clip.phrases}, audio=clip.audio)
 
 
 def load_clip(path: str | os.PathLike[str]) -> SpeechClip:

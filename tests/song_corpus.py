@@ -59,13 +59,13 @@ from tests.corpus import (
     ESPEAK_RATE_HZ,
     Interval,
     _espeak_version_line,
-    _intervals_array,
     _intervals_tuple,
     _ms_to_samples,
     _readonly,
     _rms,
     _to_rate_inward,
     _to_rate_outward,
+    save_npz,
     speech_intervals,
     synth_phrase,
 )
@@ -1037,8 +1037,6 @@ def save_song(clip: SongClip, path: str | os.PathLike[str]) -> None:
     Only one vocal channel (both are identical) and no mix are stored: :func:`load_song`
     rebuilds them, the mix as ``vocal + accompaniment`` in float32, which is bit-exact.
     """
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "name": clip.name,
         "sample_rate_hz": clip.sample_rate_hz,
@@ -1047,23 +1045,9 @@ def save_song(clip: SongClip, path: str | os.PathLike[str]) -> None:
         "patch": clip.patch,
         "reverb": clip.reverb,
     }
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                vocal=clip.vocal[:, 0],
-                accompaniment=clip.accompaniment,
-                speech=_intervals_array(clip.speech),
-                pauses=_intervals_array(clip.pauses),
-                phrases=_intervals_array(clip.phrases),
-                meta=np.array(json.dumps(meta)),
-            )
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    save_npz(path, meta, {"speech": clip.speech, "pauses": clip.pauses,
+                          "phrases": clip.phrases},
+             vocal=clip.vocal[:, 0], accompaniment=clip.accompaniment)
 
 
 def load_song(path: str | os.PathLike[str]) -> SongClip:
