@@ -139,6 +139,12 @@ async def start_server(cfg: AppConfig, *, engine: Engine | None = None) -> Runni
 
 async def serve_forever(cfg: AppConfig) -> None:
     """Run until SIGINT/SIGTERM, then drain within cfg.server.grace_s."""
+    # Handlers first: a signal while the models load or warm up (streams may already
+    # be served then) still drains, instead of killing the process.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     running = await start_server(cfg)
     sec = cfg.security
     mode = "plaintext" if not sec.tls else "TLS" if not sec.tls_client_ca_path else \
@@ -148,10 +154,6 @@ async def serve_forever(cfg: AppConfig) -> None:
              running.engine.device.name, mode, auth)
     print(f"seamcut: listening on {cfg.server.host}:{running.port} "
           f"(device {running.engine.device.name}, {mode}, {auth})", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print("seamcut: shutting down", flush=True)
     await running.stop()

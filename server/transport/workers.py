@@ -106,7 +106,9 @@ class Supervisor:
                     continue
                 self.procs[i] = None
                 if self.stopping:
-                    failed |= rc != 0
+                    # -SIGTERM: our signal came before the worker's Python had installed
+                    # its handlers (still importing), when it serves nothing yet.
+                    failed |= rc not in (0, -signal.SIGTERM)
                     continue
                 early = time.monotonic() - self.started[i] < _CRASH_WINDOW_S
                 self.early_crashes += early
