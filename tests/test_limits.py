@@ -319,8 +319,10 @@ def test_stalled_reader_costs_bounded_memory_and_is_ended() -> None:
         assert code == CODE.DEADLINE_EXCEEDED and "stopped reading" in details
         assert 2.0 <= ended < 4.0, ended
         assert srv.running.servicer.counters.stalls == 1
-        # The outbox stops at its bound plus what the blocks in flight still deliver.
-        assert 0 < peak_outbox <= queue_bound + 64, peak_outbox
+        # The outbox stops at its bound plus what the blocks in flight still deliver:
+        # a ChunkTrace and a Progress each (cuts are rare in this noise).
+        inflight = srv.running.servicer.cfg.engine.max_inflight_per_stream
+        assert 0 < peak_outbox <= queue_bound + 2 * inflight + 4, peak_outbox
         assert (max(samples) - rss0) < 30 << 20
         assert buffered > 0
         print(f"\nstalled reader: ended after {ended:.2f} s, outbox peak {peak_outbox}, "

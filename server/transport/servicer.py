@@ -224,8 +224,9 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
 
     # ------------------------------------------------------------ reading
 
-    def _limit_due(self, st: _Stream, now: float) -> tuple[float, bool]:
-        """When the pending read times out: (monotonic deadline, is it the session limit)."""
+    def _limit_due(self, st: _Stream) -> tuple[float, bool]:
+        """When the pending read times out: (deadline, is it the session limit). Times are
+        ``time.monotonic()``, the clock of asyncio's default loop (``loop.time()``)."""
         s = self.cfg.server
         assert st.reading_since is not None
         due, session_limit = st.reading_since + s.idle_timeout_s, False
@@ -249,7 +250,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
                     st: _Stream) -> pb.ClientMessage | None:
         """The first message (the config), None at half-close; raises a limit's error."""
         st.reading_since = time.monotonic()
-        due, session_limit = self._limit_due(st, st.reading_since)
+        due, session_limit = self._limit_due(st)
         try:
             async with asyncio.timeout_at(due):
                 return await it.__anext__()
@@ -274,7 +275,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
             if s.max_session_s > 0:  # past the session limit: look again when reading
                 due = min(due, max(now + 0.05, st.opened + s.max_session_s))
         else:
-            due, session_limit = self._limit_due(st, now)
+            due, session_limit = self._limit_due(st)
             if due <= now:
                 st.fail(self._limit_error(session_limit))  # the writer ends the stream
                 return

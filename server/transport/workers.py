@@ -111,7 +111,8 @@ class Supervisor:
                     failed |= rc not in (0, -signal.SIGTERM)
                     continue
                 early = time.monotonic() - self.started[i] < _CRASH_WINDOW_S
-                self.early_crashes += early
+                # Consecutive early deaths only: one that had run for a while resets it.
+                self.early_crashes = self.early_crashes + 1 if early else 0
                 print(f"seamcut: worker {i} (pid {p.pid}) exited with {rc}", flush=True)
                 if self.early_crashes >= _MAX_EARLY_CRASHES:
                     print("seamcut: workers keep failing at start-up; stopping",
