@@ -1,11 +1,13 @@
 """``--server spawn``: a local ``seamcut serve`` child process whose pid the bench knows.
 
 The server listens on 127.0.0.1 on a free port, logs to a temporary file, and is
-stopped with SIGTERM (its graceful drain) when the bench ends. Imports the stdlib only.
+stopped with SIGTERM (its graceful drain) when the bench ends. The tests start their
+``seamcut serve`` processes with it too. Imports the stdlib only.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -24,27 +26,34 @@ class ServerStartError(RuntimeError):
 
 
 class LocalServer:
-    """A ``seamcut serve --host 127.0.0.1 --port 0`` child process."""
+    """A ``seamcut serve --host 127.0.0.1 --port 0`` child process.
 
-    def __init__(self, extra_args: tuple[str, ...] = ()) -> None:
+    ``env``: variables added to this process's environment (``SEAMCUT_*`` settings).
+    ``listeners``: wait until this many processes listen (``--workers N`` prints one
+    line per worker).
+    """
+
+    def __init__(self, extra_args: tuple[str, ...] = (), *,
+                 env: dict[str, str] | None = None, listeners: int = 1) -> None:
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115  # closed in stop()
             prefix="seamcut-bench-serve-", suffix=".log", delete=False)
         self.log_path = Path(self._log.name)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "seamcut.cli", "serve", "--host", "127.0.0.1",
              "--port", "0", *extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **env} if env else None)
         self.pid = self.proc.pid
-        self.target = self._wait_listening()
+        self.target = self._wait_listening(listeners)
 
-    def _wait_listening(self) -> str:
+    def _wait_listening(self, listeners: int) -> str:
         deadline = time.monotonic() + START_TIMEOUT_S
         text = ""
         while time.monotonic() < deadline and self.proc.poll() is None:
             text = self.log_path.read_text(errors="replace")
-            match = _LISTENING.search(text)
-            if match:
-                return match.group(1)
+            found = _LISTENING.findall(text)
+            if len(found) >= listeners:
+                return str(found[0])
             time.sleep(0.05)
         self.stop()
         raise ServerStartError(f"seamcut serve did not start (log {self.log_path}):\n{text}")

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import Any
 
 import grpc
 import numpy as np
-from seamcut.server.config import AppConfig, AudioFormat, Encoding, Mode, StreamSpec, stream_spec
-from seamcut.server.transport.app import Running, start_server
+from seamcut.server.config import (
+    AppConfig,
+    AudioFormat,
+    Encoding,
+    Mode,
+    StreamSpec,
+    load_config,
+    stream_spec,
+)
+from seamcut.server.transport.app import ResourceCounts, Running, start_server
 
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
@@ -34,6 +45,28 @@ class ServerThread:
         self.call(self.running.stop(0))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+
+
+@contextmanager
+def serving(*, security: dict[str, Any] | None = None, **server: Any) -> Iterator[ServerThread]:
+    """A :class:`ServerThread` with these ``server`` (and ``security``) settings."""
+    cfg = load_config(env={}, overrides={
+        "server": {"host": "127.0.0.1", "port": 0, **server}, "security": security or {}})
+    srv = ServerThread(cfg)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def wait_released(srv: ServerThread, timeout_s: float = 5.0) -> tuple[ResourceCounts, float]:
+    """Poll until the server holds no per-stream resource; (last counts, seconds taken)."""
+    t0 = time.monotonic()
+    counts = srv.running.resources()
+    while not counts.idle and time.monotonic() - t0 < timeout_s:
+        time.sleep(0.02)
+        counts = srv.running.resources()
+    return counts, time.monotonic() - t0
 
 
 def encode(audio: np.ndarray, encoding: Encoding) -> bytes:

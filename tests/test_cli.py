@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from importlib import resources
@@ -17,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from seamcut.bench.localserver import LocalServer
 
 from tests.corpus import default_corpus
 
@@ -25,40 +22,11 @@ SEAMCUT = [sys.executable, "-m", "seamcut.cli"]
 SAMPLE = str(resources.files("seamcut.samples") / "speech_en.flac")
 
 
-def start_serve(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `seamcut serve` on a free port; return it and its target once it listens.
-
-    Its output goes to a file, so a chatty log can never block it on a full pipe.
-    """
-    with tempfile.NamedTemporaryFile(prefix="seamcut-serve-", suffix=".log",
-                                     delete=False) as log:
-        proc = subprocess.Popen([*SEAMCUT, "serve", "--host", "127.0.0.1", "--port", "0"],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 60
-    text = ""
-    while time.monotonic() < deadline and proc.poll() is None:
-        text = Path(log.name).read_text()
-        match = re.search(r"listening on ([\d.]+:\d+)", text)
-        if match:
-            return proc, match.group(1)
-        time.sleep(0.05)
-    stop_serve(proc)
-    raise AssertionError("seamcut serve did not start:\n" + text)
-
-
-def stop_serve(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    return proc.wait(30)
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    proc, target = start_serve()
-    try:
-        yield proc, target
-    finally:
-        stop_serve(proc)
+    # LocalServer logs to a file, so a chatty log can never block it on a full pipe.
+    with LocalServer() as srv:
+        yield srv.proc, srv.target
 
 
 def split(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -116,9 +84,9 @@ def test_bad_file_and_unreachable_server_give_clear_errors(tmp_path: Path) -> No
 
 
 def test_sigterm_drains_and_exits() -> None:
-    proc, _ = start_serve(dict(os.environ, SEAMCUT_SERVER_GRACE_S="2"))
+    srv = LocalServer(env={"SEAMCUT_SERVER_GRACE_S": "2"})
     t0 = time.monotonic()
-    assert stop_serve(proc) == 0
+    assert srv.stop() == 0
     assert time.monotonic() - t0 < 10
 
 

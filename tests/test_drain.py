@@ -11,31 +11,34 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from seamcut.bench.localserver import LocalServer
 from seamcut.client import AsyncClient, SeamcutStreamError, StreamOptions
 from seamcut.client.stream import CutEvent, NoticeEvent, SummaryEvent
-from seamcut.server.config import Encoding, load_config
-from seamcut.server.transport.app import ResourceCounts
+from seamcut.server.config import Encoding
 
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
 from tests.corpus import default_corpus
-from tests.helpers import ServerThread, audio_msgs, config_msg, cut_samples, encode, run_stream
+from tests.helpers import (
+    ServerThread,
+    audio_msgs,
+    config_msg,
+    cut_samples,
+    encode,
+    run_stream,
+    serving,
+    wait_released,
+)
 
 pytestmark = pytest.mark.integration
 CODE = grpc.StatusCode
@@ -43,26 +46,6 @@ CLIP = default_corpus()[0]  # 16 kHz mono speech, 12 s
 PCM = encode(CLIP.audio, Encoding.PCM_S16LE)
 CHUNK_BYTES = 3200  # 100 ms
 KEEPALIVE = {"keepalive_time_ms": 500, "keepalive_timeout_ms": 500, "min_ping_interval_ms": 100}
-
-
-@contextmanager
-def serving(**server: Any) -> Iterator[ServerThread]:
-    cfg = load_config(env={}, overrides={"server": {"host": "127.0.0.1", "port": 0, **server}})
-    srv = ServerThread(cfg)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-def wait_released(srv: ServerThread, timeout_s: float) -> tuple[ResourceCounts, float]:
-    """Poll until the server holds no per-stream resource; (last counts, seconds taken)."""
-    t0 = time.monotonic()
-    counts = srv.running.resources()
-    while not counts.idle and time.monotonic() - t0 < timeout_s:
-        time.sleep(0.02)
-        counts = srv.running.resources()
-    return counts, time.monotonic() - t0
 
 
 def chunks() -> list[bytes]:
@@ -219,23 +202,6 @@ def test_fifty_killed_clients_release_everything() -> None:
 # ---------------------------------------------------------------- SIGTERM
 
 
-def start_serve(grace_s: float) -> tuple[subprocess.Popen[bytes], str, Path]:
-    with tempfile.NamedTemporaryFile(prefix="seamcut-serve-", suffix=".log",
-                                     delete=False) as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "seamcut.cli", "serve", "--host", "127.0.0.1",
-             "--port", "0"], stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "SEAMCUT_SERVER_GRACE_S": str(grace_s)})
-    deadline, text = time.monotonic() + 60, ""
-    while time.monotonic() < deadline and proc.poll() is None:
-        text = Path(log.name).read_text()
-        if match := re.search(r"listening on ([\d.]+:\d+)", text):
-            return proc, match.group(1), Path(log.name)
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("seamcut serve did not start:\n" + text)
-
-
 async def drained_stream(client: AsyncClient, *, half_close_on_notice: bool,
                          sigterm_sent: asyncio.Event) -> dict[str, Any]:
     """A real-time stream of a long recording; on the drain notice, half-close or not."""
@@ -275,7 +241,8 @@ async def drained_stream(client: AsyncClient, *, half_close_on_notice: bool,
 
 def test_sigterm_notifies_drains_and_exits_in_time() -> None:
     grace = 3.0
-    proc, target, log = start_serve(grace)
+    srv = LocalServer(env={"SEAMCUT_SERVER_GRACE_S": str(grace)})
+    proc, target, log = srv.proc, srv.target, srv.log_path
     try:
         async def run() -> tuple[dict[str, Any], dict[str, Any], Any, Any, float]:
             sent = asyncio.Event()
@@ -300,10 +267,10 @@ def test_sigterm_notifies_drains_and_exits_in_time() -> None:
         keeps, finishes, health, late, t_term = asyncio.run(run())
         rc = proc.wait(grace + 5)
         exited = time.monotonic() - t_term
+        text = log.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert rc == 0, log.read_text()
+        srv.stop()
+    assert rc == 0, text
     assert exited < grace + 5
     assert health == health_pb2.HealthCheckResponse.NOT_SERVING
     assert late.code == CODE.UNAVAILABLE and "draining" in late.details

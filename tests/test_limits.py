@@ -8,16 +8,9 @@ raw grpc.aio calls where the test must misbehave on purpose.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,15 +18,15 @@ import numpy as np
 import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from seamcut.bench.localserver import LocalServer
 from seamcut.client import AsyncClient, SeamcutStreamError, StreamOptions
 from seamcut.client.stream import CutEvent, TraceEvent
 from seamcut.server.config import Encoding, load_config
-from seamcut.server.transport.app import ResourceCounts
 
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
 from tests.corpus import default_corpus
-from tests.helpers import ServerThread, config_msg, encode
+from tests.helpers import ServerThread, config_msg, encode, serving, wait_released
 
 pytestmark = pytest.mark.integration
 CODE = grpc.StatusCode
@@ -47,45 +40,12 @@ OPTS = StreamOptions(sample_rate_hz=RATE, channels=1)
 def serve_process(**server: Any) -> Iterator[str]:
     """`seamcut serve` in its own process (so the test client does not share its GIL),
     configured through SEAMCUT_SERVER_* variables; yields its target."""
-    env = {**os.environ, **{f"SEAMCUT_SERVER_{k.upper()}": str(v) for k, v in server.items()}}
-    with tempfile.NamedTemporaryFile(prefix="seamcut-serve-", suffix=".log",
-                                     delete=False) as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "seamcut.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--log-level", "WARNING"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    srv = LocalServer(("--log-level", "WARNING"), env={
+        f"SEAMCUT_SERVER_{k.upper()}": str(v) for k, v in server.items()})
     try:
-        deadline, text = time.monotonic() + 60, ""
-        while time.monotonic() < deadline and proc.poll() is None:
-            text = Path(log.name).read_text()
-            if match := re.search(r"listening on ([\d.]+:\d+)", text):
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("seamcut serve did not start:\n" + text)
-        yield match.group(1)
+        yield srv.target
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
-
-
-@contextmanager
-def serving(**server: Any) -> Iterator[ServerThread]:
-    cfg = load_config(env={}, overrides={"server": {"host": "127.0.0.1", "port": 0, **server}})
-    srv = ServerThread(cfg)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-def wait_released(srv: ServerThread, timeout_s: float = 5.0) -> tuple[ResourceCounts, float]:
-    """Poll until the server holds no per-stream resource; (last counts, seconds taken)."""
-    t0 = time.monotonic()
-    counts = srv.running.resources()
-    while not counts.idle and time.monotonic() - t0 < timeout_s:
-        time.sleep(0.02)
-        counts = srv.running.resources()
-    return counts, time.monotonic() - t0
+        assert srv.stop() == 0
 
 
 def clip_chunks() -> list[bytes]:

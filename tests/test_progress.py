@@ -9,11 +9,10 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import numpy as np
 import pytest
-from seamcut.server.config import load_config
 
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
-from tests.helpers import ServerThread, config_msg
+from tests.helpers import ServerThread, config_msg, serving
 
 pytestmark = pytest.mark.integration
 CHUNK = 320  # 20 ms at 16 kHz
@@ -21,10 +20,8 @@ CHUNK = 320  # 20 ms at 16 kHz
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerThread]:
-    cfg = load_config(env={}, overrides={"server": {"host": "127.0.0.1", "port": 0}})
-    srv = ServerThread(cfg)
-    yield srv
-    srv.stop()
+    with serving() as srv:
+        yield srv
 
 
 def chunk(seq: int) -> pb.ClientMessage:

@@ -9,15 +9,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import logging
-import os
-import re
-import signal
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from seamcut.bench.localserver import LocalServer
 from seamcut.client import Client, SeamcutRpcError, StreamOptions
 from seamcut.client.stream import CutEvent
 from seamcut.server.config import Encoding, load_config
 from seamcut.server.errors import ConfigError
 
 from tests.corpus import default_corpus
-from tests.helpers import ServerThread, config_msg, encode, run_stream
+from tests.helpers import ServerThread, config_msg, encode, run_stream, serving
 
 pytestmark = pytest.mark.integration
 CODE = grpc.StatusCode
@@ -133,20 +127,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
                stranger_key=d / "stranger.key", tokens=d / "tokens.txt")
 
 
-@contextmanager
-def serving(server: dict[str, Any] | None = None,
-            security: dict[str, Any] | None = None) -> Iterator[ServerThread]:
-    cfg = load_config(env={}, overrides={
-        "server": {"host": "127.0.0.1", "port": 0, **(server or {})},
-        "security": security or {},
-    })
-    srv = ServerThread(cfg)
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
 def stream_cuts(client: Client) -> list[int]:
     """Stream CLIP through ``client``; its cut samples."""
     data = encode(CLIP.audio, Encoding.PCM_S16LE)
@@ -224,7 +204,7 @@ def _write(path: Path, text: str) -> Path:
 
 def test_token_auth(pki: Pki, plain_cuts: list[int], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    with serving(server={"max_streams": 1}, security={"token_file": str(pki.tokens)}) as srv:
+    with serving(max_streams=1, security={"token_file": str(pki.tokens)}) as srv:
         assert capabilities_code(srv.target) == CODE.UNAUTHENTICATED
         assert capabilities_code(srv.target, token="wrong") == CODE.UNAUTHENTICATED
         assert capabilities_code(srv.target, metadata=(("authorization", TOKEN),)) \
@@ -273,7 +253,7 @@ def _list_services(target: str) -> list[str]:
 
 def test_reflection_can_be_switched_off(server: ServerThread) -> None:
     assert "seamcut.v1.Seamcut" in _list_services(server.target)
-    with serving(server={"reflection": False}) as srv:
+    with serving(reflection=False) as srv:
         with pytest.raises(grpc.RpcError) as info:
             _list_services(srv.target)
         assert info.value.code() == CODE.UNIMPLEMENTED
@@ -281,37 +261,10 @@ def test_reflection_can_be_switched_off(server: ServerThread) -> None:
 
 # ---------------------------------------------------------------- the command line
 
-SEAMCUT = [sys.executable, "-m", "seamcut.cli"]
-
-
-def start_serve(*args: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`seamcut serve ARGS` on a free port; the process and its target once it listens."""
-    with tempfile.NamedTemporaryFile(prefix="seamcut-serve-", suffix=".log",
-                                     delete=False) as log:
-        proc = subprocess.Popen([*SEAMCUT, "serve", "--host", "127.0.0.1", "--port", "0",
-                                 *args], stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "SEAMCUT_SERVER_GRACE_S": "1"})
-    deadline = time.monotonic() + 60
-    text = ""
-    while time.monotonic() < deadline and proc.poll() is None:
-        text = Path(log.name).read_text()
-        if match := re.search(r"listening on ([\d.]+:\d+)", text):
-            return proc, match.group(1)
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("seamcut serve did not start:\n" + text)
-
-
-def stop_serve(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    return proc.wait(30)
-
-
-
 def test_cli_serve_and_split_with_tls_and_token(pki: Pki, tmp_path: Path) -> None:
-    proc, target = start_serve("--tls-cert", str(pki.server_cert), "--tls-key",
-                               str(pki.server_key), "--token-file", str(pki.tokens))
+    srv = LocalServer(("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key),
+                       "--token-file", str(pki.tokens)), env={"SEAMCUT_SERVER_GRACE_S": "1"})
+    target = srv.target
     try:
         wav = tmp_path / "clip.wav"
         sf.write(str(wav), CLIP.audio, CLIP.sample_rate_hz, subtype="PCM_16")
@@ -325,7 +278,7 @@ def test_cli_serve_and_split_with_tls_and_token(pki: Pki, tmp_path: Path) -> Non
                                 timeout=120, check=False)
         assert denied.returncode == 1 and "UNAUTHENTICATED" in denied.stderr, denied.stderr
     finally:
-        assert stop_serve(proc) == 0
+        assert srv.stop() == 0
 
 
 @pytest.mark.unit

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 
 import grpc
 import psutil
 import pytest
+from seamcut.bench.localserver import LocalServer
 from seamcut.server.config import Encoding
 
 from seamcut.v1 import seamcut_pb2 as pb
@@ -31,29 +27,16 @@ PCM = encode(CLIP.audio, Encoding.PCM_S16LE)
 
 @contextmanager
 def supervisor(workers: int) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    with tempfile.NamedTemporaryFile(prefix="seamcut-workers-", suffix=".log",
-                                     delete=False) as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "seamcut.cli", "serve", "--host", "127.0.0.1", "--port",
-             "0", "--workers", str(workers), "--log-level", "WARNING"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ,
-                                                       "SEAMCUT_SERVER_GRACE_S": "3"})
+    srv = LocalServer(("--workers", str(workers), "--log-level", "WARNING"),
+                      env={"SEAMCUT_SERVER_GRACE_S": "3"}, listeners=workers)
     try:
-        deadline, text = time.monotonic() + 90, ""
-        while time.monotonic() < deadline and proc.poll() is None:
-            text = Path(log.name).read_text()
-            if len(re.findall(r"listening on ([\d.]+:\d+)", text)) >= workers:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("workers did not start:\n" + text)
-        yield proc, re.findall(r"listening on ([\d.]+:\d+)", text)[0]
+        yield srv.proc, srv.target
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            for child in psutil.Process(proc.pid).children() if proc.poll() is None else []:
+        if srv.proc.poll() is None:  # a test failed half-way: leave no worker behind
+            for child in psutil.Process(srv.proc.pid).children():
                 child.kill()
-            proc.wait(10)
+            srv.proc.kill()
+        srv.stop()
 
 
 def instance_ids(target: str, connections: int) -> set[str]:
