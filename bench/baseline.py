@@ -2,7 +2,7 @@
 
 ``--compare inprocess`` feeds every stream's exact chunks (same file, offset, chunk
 size and count as it sent over gRPC) through :func:`seamcut.server.offline.run_session`
-on one :class:`~seamcut.server.engine.pipeline.Engine` in this process — no gRPC, no
+on one in-process engine (:class:`~seamcut.server.engine.client.InprocEngine`) — no gRPC, no
 pacing (flood), all streams concurrently — and times it from the first chunk to the
 last event. For SPEECH it also times the ``silero-vad`` package's own
 ``get_speech_timestamps`` (ONNX model) on stream 0's audio.
@@ -54,36 +54,37 @@ def inprocess(sources: list[LoopedAudio], chunks_per_stream: dict[int, int],
     Raises the server's SeamcutError (e.g. ConfigError for an unsupported mode).
     """
     from seamcut.server.config import AudioFormat, Encoding, Mode, load_config, stream_spec
-    from seamcut.server.engine.pipeline import Engine
+    from seamcut.server.engine.client import InprocEngine
     from seamcut.server.offline import run_session
 
     cfg = load_config()
-    engine = Engine(cfg)
-    engine.start()
-    try:
-        engine.warm_up()
-        jobs = []
-        audio_s = 0.0
-        for i, n in sorted(chunks_per_stream.items()):
-            src = sources[i % len(sources)]
-            spec = stream_spec(
-                cfg, format=AudioFormat(encoding=Encoding(src.encoding),
-                                        sample_rate_hz=src.sample_rate_hz,
-                                        channels=src.channels),
-                mode=Mode(mode), policy_overrides={}, event_overrides={},
-            )
-            off = stream_offset(i, src.frames)
-            jobs.append((spec, (src.chunk(off, k) for k in range(n))))
-            audio_s += n * src.chunk_frames / src.sample_rate_hz
+    engine = InprocEngine(cfg)
+    # The engine starts (and warms up) on the run's loop, before the clock.
+    jobs = []
+    audio_s = 0.0
+    for i, n in sorted(chunks_per_stream.items()):
+        src = sources[i % len(sources)]
+        spec = stream_spec(
+            cfg, format=AudioFormat(encoding=Encoding(src.encoding),
+                                    sample_rate_hz=src.sample_rate_hz,
+                                    channels=src.channels),
+            mode=Mode(mode), policy_overrides={}, event_overrides={},
+        )
+        off = stream_offset(i, src.frames)
+        jobs.append((spec, (src.chunk(off, k) for k in range(n))))
+        audio_s += n * src.chunk_frames / src.sample_rate_hz
 
-        async def run_all() -> float:
+    async def run_all() -> float:
+        await engine.start()
+        try:
             t = time.perf_counter()
-            await asyncio.gather(*(run_session(engine, cfg, spec, gen) for spec, gen in jobs))
+            await asyncio.gather(*(run_session(engine, cfg, spec, gen)
+                                   for spec, gen in jobs))
             return time.perf_counter() - t
+        finally:
+            await engine.close()
 
-        wall = asyncio.run(run_all())
-    finally:
-        engine.stop()
+    wall = asyncio.run(run_all())
     return Throughput(name="inprocess", streams=len(jobs), audio_seconds=audio_s,
                       wall_seconds=wall)
 

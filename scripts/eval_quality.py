@@ -5,6 +5,7 @@ Usage: .venv/bin/python scripts/eval_quality.py   (from the repo root)
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from seamcut.server.config import Encoding, load_config
-from seamcut.server.engine.pipeline import Engine
+from seamcut.server.engine.client import InprocEngine
 from seamcut.server.events import Cut, CutKind
 from seamcut.server.offline import analyze
 
@@ -23,8 +24,7 @@ from tests.helpers import encode, slice_bytes, speech_spec
 
 def main() -> None:
     cfg = load_config(env={})
-    engine = Engine(cfg)
-    engine.start()
+    engine = InprocEngine(cfg)
     rows = []
     totals = {"cuts": 0, "in_words": 0, "p500": 0, "p500_hit": 0, "p300": 0, "p300_hit": 0}
     dist: list[float] = []
@@ -52,7 +52,7 @@ def main() -> None:
         totals["p500_hit"] += hit_long
         totals["p300"] += len(short)
         totals["p300_hit"] += hit_short
-    engine.stop()
+    asyncio.run(engine.close())
     print("| clip | rate | ch | SNR dB | cuts | cuts in words | pauses >= 0.5 s cut "
           "| pauses < 0.5 s cut |")
     print("|---|---|---|---|---|---|---|---|")

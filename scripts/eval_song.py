@@ -11,6 +11,7 @@ Usage (from the repo root):
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from seamcut.server.config import AppConfig, AudioFormat, Encoding, Mode, load_config, stream_spec
-from seamcut.server.engine.pipeline import Engine
+from seamcut.server.engine.client import InprocEngine
 from seamcut.server.events import Cut, CutKind
 from seamcut.server.offline import analyze
 
@@ -28,7 +29,7 @@ from tests.helpers import encode, slice_bytes
 from tests.song_corpus import SongClip, default_song_corpus
 
 
-def seamcut_cuts(cfg: AppConfig, engine: Engine, clip: SongClip, stem: bool) -> list[int]:
+def seamcut_cuts(cfg: AppConfig, engine: InprocEngine, clip: SongClip, stem: bool) -> list[int]:
     audio = np.concatenate([clip.mix, clip.vocal[:, :1]], axis=1) if stem else clip.mix
     ch = audio.shape[1]
     spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE,
@@ -54,8 +55,7 @@ def main() -> None:
     from scripts.baselines import rms_slicer_cuts, silero_mix_cuts
 
     cfg = load_config(env={})
-    engine = Engine(cfg)
-    engine.start()
+    engine = InprocEngine(cfg)
     methods: dict[str, Callable[[SongClip], list[int]]] = {
         "seamcut SONG (built-in separator)": lambda c: seamcut_cuts(cfg, engine, c, False),
         "seamcut SONG, clean vocal stem": lambda c: seamcut_cuts(cfg, engine, c, True),
@@ -78,7 +78,7 @@ def main() -> None:
         print(f"| {name} | {tw} | {th}/{tn} | {100 * th / tn:.0f} % | {len(lengths)} | "
               f"{np.median(lengths):.1f} / {max(lengths):.1f} |")
         print("    " + " ".join(per_clip), file=sys.stderr)
-    engine.stop()
+    asyncio.run(engine.close())
     if "--sweep" in sys.argv[1:]:
         sweep(clips)
 
@@ -100,8 +100,7 @@ def sweep(clips: list[SongClip]) -> None:
     for thr, pause in SWEEP:
         cfg = load_config(env={"SEAMCUT_POLICY_VAD_THRESHOLD": str(thr),
                                "SEAMCUT_POLICY_MIN_PAUSE_MS": str(pause)})
-        engine = Engine(cfg)
-        engine.start()
+        engine = InprocEngine(cfg)
         cells = []
         for method in ("seamcut", "silero"):
             scores = [score(c, seamcut_cuts(cfg, engine, c, False) if method == "seamcut"
@@ -109,7 +108,7 @@ def sweep(clips: list[SongClip]) -> None:
                       for c in clips]
             cells.append(f"{sum(s[0] for s in scores)} / {sum(s[1] for s in scores)}"
                          f" of {sum(s[2] for s in scores)}")
-        engine.stop()
+        asyncio.run(engine.close())
         print(f"| {thr} | {pause} | {cells[0]} | {cells[1]} |", flush=True)
 
 

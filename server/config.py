@@ -149,6 +149,13 @@ class EngineConfig:
     # cannot make a batch, and with it every other stream's blocks, arbitrarily long.
     max_batch_blocks_per_stream: int = 16
     vad_threads: int = 1  # ONNX Runtime intra-op threads for Silero (1 is fastest here)
+    # Engine processes this transport worker talks to, comma-separated ZeroMQ endpoints;
+    # "" = the engine runs inside this process. `seamcut serve` sets it for its workers.
+    endpoints: str = ""
+    # Test hook, never for production: "s1@N", "s2@N" or "s3@N" makes that stage raise
+    # for any request covering block (or window) N, to prove a failing stage fails only
+    # the requests concerned.
+    test_fault: str = ""
 
     def __post_init__(self) -> None:
         _check(
@@ -168,6 +175,10 @@ class EngineConfig:
             "engine.max_inflight_blocks",
         )
         _in_range(self.vad_threads, 1, 64, "engine.vad_threads")
+        stage, at, block = self.test_fault.partition("@")
+        _check(not self.test_fault or (stage in ("s1", "s2", "s3") and at == "@"
+                                       and block.isdigit()),
+               "engine.test_fault", f"must be s1@N, s2@N or s3@N, got {self.test_fault!r}")
 
     @property
     def block_samples(self) -> int:

@@ -53,6 +53,7 @@ class StageTimes:
     vad_ms: float = 0.0
     features_ms: float = 0.0
     d2h_ms: float = 0.0
+    ipc_ms: float = 0.0  # between the worker and the engine, both ways
     total_ms: float = 0.0
 
 
@@ -110,6 +111,9 @@ class Summary:
     vad_segments: int
     wall_seconds: float
     stages: tuple[StageStats, ...]
+    engine_id: str  # the engine that served the stream last ("inline" in process)
+    engine_pid: int
+    device: str
 
 
 Event = Ready | Cut | VadSegment | ChunkTrace | Progress | Flushed | Notice | Summary

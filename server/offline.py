@@ -1,7 +1,7 @@
-"""In-process analysis with no server: the same Session and Engine, fed from memory.
+"""In-process analysis with no server: the same Session and engine client, fed from memory.
 
 At the transport level of the layering (it plays the servicer's role): it may import
-session, engine, config and events.
+session, the engine client interface, config and events.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ import asyncio
 from collections.abc import Iterable, Sequence
 
 from seamcut.server.config import AppConfig, StreamSpec
-from seamcut.server.engine.pipeline import Engine
-from seamcut.server.errors import SeamcutError
+from seamcut.server.engine.client import EngineClient, InprocEngine
 from seamcut.server.events import Event
 from seamcut.server.session.session import InflightBudget, Session
 
 
 async def run_session(
-    engine: Engine,
+    engine: EngineClient,
     cfg: AppConfig,
     spec: StreamSpec,
     chunks: Iterable[bytes],
@@ -26,7 +25,8 @@ async def run_session(
 ) -> list[Event]:
     """Feed ``chunks`` (encoded per ``spec.format``) through one session; return all events.
 
-    Raises the session's SeamcutError if the stream fails.
+    ``engine`` must be started on the running loop. Raises the session's SeamcutError if
+    the stream fails.
     """
     session = Session(cfg, engine, spec, budget or InflightBudget(cfg.engine.max_inflight_blocks))
     out: list[Event] = [session.ready()]
@@ -54,16 +54,23 @@ async def run_session(
 
 
 def analyze(
-    cfg: AppConfig, spec: StreamSpec, chunks: Sequence[bytes], engine: Engine | None = None
+    cfg: AppConfig, spec: StreamSpec, chunks: Sequence[bytes],
+    engine: InprocEngine | None = None,
 ) -> list[Event]:
-    """Synchronous wrapper: run one stream through a (possibly fresh) engine."""
+    """Synchronous wrapper: run one stream through a (possibly fresh) in-process engine.
+
+    A given ``engine`` is (re)bound to this call's event loop, so one engine serves
+    many sequential calls; it is not for concurrent use from several loops.
+    """
     own = engine is None
-    eng = engine or Engine(cfg, separators=spec.separator != "none")
-    eng.start()
-    try:
-        return asyncio.run(run_session(eng, cfg, spec, chunks))
-    except SeamcutError:
-        raise
-    finally:
-        if own:
-            eng.stop()
+    eng = engine or InprocEngine(cfg, separators=spec.separator != "none")
+
+    async def main() -> list[Event]:
+        await eng.start()
+        try:
+            return await run_session(eng, cfg, spec, chunks)
+        finally:
+            if own:
+                await eng.close()
+
+    return asyncio.run(main())

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 from seamcut.server.config import AppConfig, load_config
-from seamcut.server.engine.pipeline import Engine
+from seamcut.server.engine.client import InprocEngine
 
 from tests.helpers import ServerThread
 
@@ -17,11 +18,11 @@ def app_cfg() -> AppConfig:
 
 
 @pytest.fixture(scope="session")
-def engine(app_cfg: AppConfig) -> Iterator[Engine]:
-    eng = Engine(app_cfg)
-    eng.start()
+def engine(app_cfg: AppConfig) -> Iterator[InprocEngine]:
+    """One in-process engine for offline runs (each ``analyze`` call binds it to its loop)."""
+    eng = InprocEngine(app_cfg)
     yield eng
-    eng.stop()
+    asyncio.run(eng.close())
 
 
 @pytest.fixture(scope="session")

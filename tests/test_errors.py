@@ -171,4 +171,4 @@ def test_errors_leave_no_open_sessions(server: ServerThread) -> None:
     while server.running.servicer.counters.sessions_open and time.time() < deadline:
         time.sleep(0.05)
     assert server.running.servicer.counters.sessions_open == 0
-    assert server.running.engine.counters.blocks_in_flight == 0
+    assert server.running.engine.in_flight == 0

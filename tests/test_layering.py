@@ -58,6 +58,20 @@ def test_imports_point_down(path: Path) -> None:
             assert target in LEAVES or target in allowed, f"{layer} may not import {name}"
 
 
+# Outside server/engine/, only the interface and the wire types of the engine may be
+# imported: the stage threads, the model step and the IPC shells stay behind it.
+ENGINE_INTERFACE = {"seamcut.server.engine.client", "seamcut.server.engine.protocol"}
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "server").rglob("*.py")
+                                        if "engine" not in p.relative_to(ROOT).parts),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_engine_interface_is_used_outside_the_engine(path: Path) -> None:
+    for name in server_imports(path):
+        if name.startswith("seamcut.server.engine"):
+            assert name in ENGINE_INTERFACE, f"{path.name} imports {name}"
+
+
 def test_no_bare_top_level_packages_installed(tmp_path: Path) -> None:
     """Outside the repo, only the namespaced names import (no site-packages `server`)."""
     import subprocess

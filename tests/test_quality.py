@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from seamcut.server.config import AppConfig, Encoding
-from seamcut.server.engine.pipeline import Engine
+from seamcut.server.engine.client import InprocEngine
 from seamcut.server.events import Cut, CutKind
 from seamcut.server.offline import analyze
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 CLIPS = default_corpus()
 
 
-def cuts_for(clip: SpeechClip, cfg: AppConfig, engine: Engine, **policy: int) -> list[Cut]:
+def cuts_for(clip: SpeechClip, cfg: AppConfig, engine: InprocEngine, **policy: int) -> list[Cut]:
     spec = speech_spec(cfg, clip.sample_rate_hz, clip.channels, Encoding.PCM_S16LE, **policy)
     data = encode(clip.audio, Encoding.PCM_S16LE)
     chunks = slice_bytes(data, 2 * clip.channels, [clip.sample_rate_hz // 10])
@@ -34,7 +34,7 @@ def check_clip(clip: SpeechClip, cuts: list[Cut]) -> tuple[list[int], list[tuple
 
 @pytest.mark.parametrize("clip", CLIPS, ids=[c.name for c in CLIPS])
 def test_no_cut_in_words_and_every_long_pause_cut(
-    clip: SpeechClip, app_cfg: AppConfig, engine: Engine
+    clip: SpeechClip, app_cfg: AppConfig, engine: InprocEngine
 ) -> None:
     cuts = cuts_for(clip, app_cfg, engine)
     in_words, missed = check_clip(clip, cuts)

@@ -11,7 +11,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from seamcut.server.config import AppConfig, Encoding
-from seamcut.server.engine.pipeline import Engine
+from seamcut.server.engine.client import InprocEngine
 from seamcut.server.events import Cut
 from seamcut.server.offline import analyze
 
@@ -40,7 +40,7 @@ sizes = st.lists(
 ).filter(lambda s: sum(s) / len(s) >= 200)  # keeps a run under ~1,100 messages
 
 
-def offline_cuts(cfg: AppConfig, engine: Engine, data: bytes, frame_bytes: int,
+def offline_cuts(cfg: AppConfig, engine: InprocEngine, data: bytes, frame_bytes: int,
                  split: list[int], rate: int, channels: int, encoding: Encoding) -> list[int]:
     spec = speech_spec(cfg, rate, channels, encoding)
     events = analyze(cfg, spec, slice_bytes(data, frame_bytes, split), engine)
@@ -48,7 +48,7 @@ def offline_cuts(cfg: AppConfig, engine: Engine, data: bytes, frame_bytes: int,
 
 
 @pytest.fixture(scope="module")
-def reference(app_cfg: AppConfig, engine: Engine) -> list[int]:
+def reference(app_cfg: AppConfig, engine: InprocEngine) -> list[int]:
     data = encode(AUDIO, Encoding.PCM_S16LE)
     return offline_cuts(app_cfg, engine, data, 2, [5 * RATE], RATE, 1, Encoding.PCM_S16LE)
 
@@ -63,7 +63,7 @@ def test_reference_cuts_every_pause(reference: list[int]) -> None:
           HealthCheck.function_scoped_fixture])
 @given(split=sizes)
 def test_any_slicing_gives_identical_cuts_offline(
-    split: list[int], app_cfg: AppConfig, engine: Engine, reference: list[int]
+    split: list[int], app_cfg: AppConfig, engine: InprocEngine, reference: list[int]
 ) -> None:
     data = encode(AUDIO, Encoding.PCM_S16LE)
     got = offline_cuts(app_cfg, engine, data, 2, split, RATE, 1, Encoding.PCM_S16LE)
@@ -86,7 +86,7 @@ def test_any_slicing_over_grpc_equals_offline(
           HealthCheck.function_scoped_fixture])
 @given(split=sizes)
 def test_slicing_invariance_at_other_rates_and_channels(
-    rate: int, channels: int, split: list[int], app_cfg: AppConfig, engine: Engine
+    rate: int, channels: int, split: list[int], app_cfg: AppConfig, engine: InprocEngine
 ) -> None:
     import soxr
 
@@ -103,7 +103,7 @@ def test_slicing_invariance_at_other_rates_and_channels(
 
 
 def test_int16_and_float_encodings_give_identical_cuts(
-    app_cfg: AppConfig, engine: Engine, reference: list[int]
+    app_cfg: AppConfig, engine: InprocEngine, reference: list[int]
 ) -> None:
     q = np.round(AUDIO * 32768) / 32768  # the exact floats the int16 file decodes to
     data = encode(q.astype(np.float32), Encoding.F32LE)

@@ -208,7 +208,7 @@ class VadSegment(_message.Message):
     def __init__(self, start_sample: _Optional[int] = ..., end_sample: _Optional[int] = ..., mean_probability: _Optional[float] = ...) -> None: ...
 
 class ChunkTrace(_message.Message):
-    __slots__ = ("block_index", "start_sample", "end_sample", "first_seq", "last_seq", "client_send_time_ns", "server_receive_time_ns", "queue_wait_ms", "h2d_ms", "separation_ms", "vad_ms", "features_ms", "d2h_ms", "batch_size", "separation_batch_size", "device", "gpu_pipeline_used", "total_ms")
+    __slots__ = ("block_index", "start_sample", "end_sample", "first_seq", "last_seq", "client_send_time_ns", "server_receive_time_ns", "queue_wait_ms", "h2d_ms", "separation_ms", "vad_ms", "features_ms", "d2h_ms", "batch_size", "separation_batch_size", "device", "gpu_pipeline_used", "total_ms", "ipc_ms")
     BLOCK_INDEX_FIELD_NUMBER: _ClassVar[int]
     START_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     END_SAMPLE_FIELD_NUMBER: _ClassVar[int]
@@ -227,6 +227,7 @@ class ChunkTrace(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     GPU_PIPELINE_USED_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    IPC_MS_FIELD_NUMBER: _ClassVar[int]
     block_index: int
     start_sample: int
     end_sample: int
@@ -245,7 +246,8 @@ class ChunkTrace(_message.Message):
     device: str
     gpu_pipeline_used: bool
     total_ms: float
-    def __init__(self, block_index: _Optional[int] = ..., start_sample: _Optional[int] = ..., end_sample: _Optional[int] = ..., first_seq: _Optional[int] = ..., last_seq: _Optional[int] = ..., client_send_time_ns: _Optional[int] = ..., server_receive_time_ns: _Optional[int] = ..., queue_wait_ms: _Optional[float] = ..., h2d_ms: _Optional[float] = ..., separation_ms: _Optional[float] = ..., vad_ms: _Optional[float] = ..., features_ms: _Optional[float] = ..., d2h_ms: _Optional[float] = ..., batch_size: _Optional[int] = ..., separation_batch_size: _Optional[int] = ..., device: _Optional[str] = ..., gpu_pipeline_used: _Optional[bool] = ..., total_ms: _Optional[float] = ...) -> None: ...
+    ipc_ms: float
+    def __init__(self, block_index: _Optional[int] = ..., start_sample: _Optional[int] = ..., end_sample: _Optional[int] = ..., first_seq: _Optional[int] = ..., last_seq: _Optional[int] = ..., client_send_time_ns: _Optional[int] = ..., server_receive_time_ns: _Optional[int] = ..., queue_wait_ms: _Optional[float] = ..., h2d_ms: _Optional[float] = ..., separation_ms: _Optional[float] = ..., vad_ms: _Optional[float] = ..., features_ms: _Optional[float] = ..., d2h_ms: _Optional[float] = ..., batch_size: _Optional[int] = ..., separation_batch_size: _Optional[int] = ..., device: _Optional[str] = ..., gpu_pipeline_used: _Optional[bool] = ..., total_ms: _Optional[float] = ..., ipc_ms: _Optional[float] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("samples_received", "samples_processed", "samples_final", "last_seq")
@@ -288,7 +290,7 @@ class StageStats(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., p50_ms: _Optional[float] = ..., p95_ms: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("end_reason", "samples_received", "samples_processed", "chunks", "blocks", "cuts", "vad_segments", "wall_seconds", "stages")
+    __slots__ = ("end_reason", "samples_received", "samples_processed", "chunks", "blocks", "cuts", "vad_segments", "wall_seconds", "stages", "engine_id", "engine_pid", "device", "instance_id")
     END_REASON_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_PROCESSED_FIELD_NUMBER: _ClassVar[int]
@@ -298,6 +300,10 @@ class Summary(_message.Message):
     VAD_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     WALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_PID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     end_reason: EndReason
     samples_received: int
     samples_processed: int
@@ -307,14 +313,18 @@ class Summary(_message.Message):
     vad_segments: int
     wall_seconds: float
     stages: _containers.RepeatedCompositeFieldContainer[StageStats]
-    def __init__(self, end_reason: _Optional[_Union[EndReason, str]] = ..., samples_received: _Optional[int] = ..., samples_processed: _Optional[int] = ..., chunks: _Optional[int] = ..., blocks: _Optional[int] = ..., cuts: _Optional[int] = ..., vad_segments: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ...) -> None: ...
+    engine_id: str
+    engine_pid: int
+    device: str
+    instance_id: str
+    def __init__(self, end_reason: _Optional[_Union[EndReason, str]] = ..., samples_received: _Optional[int] = ..., samples_processed: _Optional[int] = ..., chunks: _Optional[int] = ..., blocks: _Optional[int] = ..., cuts: _Optional[int] = ..., vad_segments: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., engine_id: _Optional[str] = ..., engine_pid: _Optional[int] = ..., device: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class GetCapabilitiesRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class Capabilities(_message.Message):
-    __slots__ = ("server_version", "encodings", "min_sample_rate_hz", "max_sample_rate_hz", "max_channels", "max_message_bytes", "max_chunk_ms", "modes", "separators", "device", "block_ms", "defaults", "max_streams", "instance_id")
+    __slots__ = ("server_version", "encodings", "min_sample_rate_hz", "max_sample_rate_hz", "max_channels", "max_message_bytes", "max_chunk_ms", "modes", "separators", "device", "block_ms", "defaults", "max_streams", "instance_id", "engines")
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     ENCODINGS_FIELD_NUMBER: _ClassVar[int]
     MIN_SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
@@ -329,6 +339,7 @@ class Capabilities(_message.Message):
     DEFAULTS_FIELD_NUMBER: _ClassVar[int]
     MAX_STREAMS_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENGINES_FIELD_NUMBER: _ClassVar[int]
     server_version: str
     encodings: _containers.RepeatedScalarFieldContainer[Encoding]
     min_sample_rate_hz: int
@@ -343,4 +354,17 @@ class Capabilities(_message.Message):
     defaults: StreamConfig
     max_streams: int
     instance_id: str
-    def __init__(self, server_version: _Optional[str] = ..., encodings: _Optional[_Iterable[_Union[Encoding, str]]] = ..., min_sample_rate_hz: _Optional[int] = ..., max_sample_rate_hz: _Optional[int] = ..., max_channels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_chunk_ms: _Optional[int] = ..., modes: _Optional[_Iterable[_Union[Mode, str]]] = ..., separators: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ..., block_ms: _Optional[int] = ..., defaults: _Optional[_Union[StreamConfig, _Mapping]] = ..., max_streams: _Optional[int] = ..., instance_id: _Optional[str] = ...) -> None: ...
+    engines: _containers.RepeatedCompositeFieldContainer[EngineDescription]
+    def __init__(self, server_version: _Optional[str] = ..., encodings: _Optional[_Iterable[_Union[Encoding, str]]] = ..., min_sample_rate_hz: _Optional[int] = ..., max_sample_rate_hz: _Optional[int] = ..., max_channels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_chunk_ms: _Optional[int] = ..., modes: _Optional[_Iterable[_Union[Mode, str]]] = ..., separators: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ..., block_ms: _Optional[int] = ..., defaults: _Optional[_Union[StreamConfig, _Mapping]] = ..., max_streams: _Optional[int] = ..., instance_id: _Optional[str] = ..., engines: _Optional[_Iterable[_Union[EngineDescription, _Mapping]]] = ...) -> None: ...
+
+class EngineDescription(_message.Message):
+    __slots__ = ("id", "pid", "device", "serving")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    pid: int
+    device: str
+    serving: bool
+    def __init__(self, id: _Optional[str] = ..., pid: _Optional[int] = ..., device: _Optional[str] = ..., serving: _Optional[bool] = ...) -> None: ...

@@ -1,8 +1,10 @@
-"""seamcut.server.engine: the three-stage pipeline shared by all streams.
+"""seamcut.server.engine: the three-stage pipeline shared by all streams, behind one client.
 
-S1 separation (skipped for streams without a separator) -> S2 Silero VAD batched
-across streams -> S3 features, pause detection and cut refinement. Each stage is a
-worker thread with a queue (ONNX Runtime and numpy release the GIL, so stages overlap
-across blocks); per stream, blocks stay in order. May import models, dsp and the leaf
-modules config/errors/events; never session or transport.
+S1 separation -> S2 Silero VAD batched across streams -> S3 band energy. The engine
+is a pure function of plain request data (``protocol``): per-stream state (the
+detector, overlap-add, resampling) lives in the session, which sees only the
+``client.EngineClient`` interface: ``InprocEngine`` (stage threads in this process)
+or ``mpclient.ProcessEngineClient`` (engine processes over ZeroMQ, ``process``).
+May import models, dsp and the leaf modules config/errors/events; never session or
+transport.
 """

@@ -1,8 +1,10 @@
 """Per-stream front ends: decoded client frames in, units of engine work out.
 
 SPEECH (and SONG with a client-supplied vocal stem): grid blocks of the analysis
-source, straight to S2. SONG with a separator: stereo windows at the separator's
-rate for S1, which turns them back into grid blocks after overlap-add.
+source, straight to analysis. SONG with a separator: stereo windows at the
+separator's rate for the engine's S1; :meth:`SongFrontend.assemble` turns the vocal
+windows it returns back into grid blocks (overlap-add, resampling, re-blocking), in
+the session, because that state is sequential per stream.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from seamcut.server.dsp.pcm import downmix
 from seamcut.server.dsp.reblock import GridBlock, Reblocker
 from seamcut.server.dsp.resample import StreamResampler
 from seamcut.server.dsp.windows import WindowFeeder
-from seamcut.server.engine.blocks import SongState
+from seamcut.server.engine.protocol import SeparatorInfo
 from seamcut.server.errors import ConfigError
-from seamcut.server.models.separator import Separator
 
 _EMPTY = np.zeros(0, np.float32)
 
@@ -63,7 +64,7 @@ class DirectFrontend:
 class SongFrontend:
     """Separation windows at the model rate; the mix mono rides along for snapping."""
 
-    def __init__(self, spec: StreamSpec, cfg: AppConfig, sep: Separator) -> None:
+    def __init__(self, spec: StreamSpec, cfg: AppConfig, sep: SeparatorInfo) -> None:
         rate = spec.format.sample_rate_hz
         size = sep.window_samples
         if spec.window_hop_ms:
@@ -77,11 +78,12 @@ class SongFrontend:
                 f"{sep.name} (window {hi} ms)"
             )
         self.feeder = WindowFeeder(rate, sep.rate_hz, size, hop)
-        self.song = SongState(
-            separator=spec.separator,
-            ola=OverlapAdd(2, size, hop),
-            reblock=Reblocker(rate, cfg.engine.block_samples, source_rate_hz=sep.rate_hz),
-        )
+        self.backend = sep.name
+        self.windows_sent = 0  # windows handed to the engine so far (the next one's index)
+        self.ola = OverlapAdd(2, size, hop)
+        self.reblock = Reblocker(rate, cfg.engine.block_samples, source_rate_hz=sep.rate_hz)
+        self._mix16_buf = _EMPTY  # the mix at 16 kHz not yet given to a block
+        self._mix16_start = 0  # analysis index of _mix16_buf[0]
         self._sep = sep
         self._mix16 = StreamResampler(rate, ANALYSIS_RATE_HZ)
         self._pending: list[np.ndarray] = []
@@ -119,7 +121,35 @@ class SongFrontend:
         sep = self._sep
         model = sep.window_samples + self.feeder.resampler.delay_out_samples()
         return (-(-model * ANALYSIS_RATE_HZ // sep.rate_hz)
-                + self.song.reblock.resampler.delay_out_samples())
+                + self.reblock.resampler.delay_out_samples())
+
+    def assemble(self, unit: SongUnit, vocal: np.ndarray) -> list[tuple[GridBlock, np.ndarray]]:
+        """The vocal windows [m, 2, size] of ``unit`` -> the grid blocks now complete,
+        each with the mix at 16 kHz over the same span (for the mix VAD). Units must
+        come in order."""
+        if unit.is_last:
+            self.ola.set_total(unit.total_model)
+        parts = [self.ola.add(v) for v in vocal]
+        if unit.is_last:
+            parts.append(self.ola.finish(unit.total_model))
+        mono = (np.concatenate(parts, axis=1).mean(axis=0) if parts
+                else _EMPTY).astype(np.float32)
+        grid = self.reblock.push(mono, unit.client, client_complete=unit.is_last)
+        if unit.is_last:
+            grid += self.reblock.finish()
+        self._mix16_buf = np.concatenate([self._mix16_buf, unit.mix16])
+        return [(gb, self._mix_slice(gb.start16, gb.length16)) for gb in grid]
+
+    def _mix_slice(self, start16: int, length16: int) -> np.ndarray:
+        """The mix over [start16, start16 + length16) at 16 kHz; zeros past its end (the
+        vocal path can run a few samples longer after two resamplers)."""
+        lo = start16 - self._mix16_start
+        out = self._mix16_buf[lo : lo + length16]
+        self._mix16_buf = self._mix16_buf[lo + length16 :]
+        self._mix16_start = start16 + length16
+        if out.shape[0] < length16:
+            out = np.pad(out, (0, length16 - out.shape[0]))
+        return out
 
 
 Frontend = DirectFrontend | SongFrontend

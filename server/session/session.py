@@ -10,24 +10,40 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, AppConfig, StreamSpec
-from seamcut.server.dsp.detector import CutDecision, DetectorParams, SpeechSegment
+from seamcut.server.dsp.detector import CutDecision, DetectorParams, DetectorState, SpeechSegment
 from seamcut.server.dsp.pcm import decode
 from seamcut.server.dsp.reblock import GridBlock
-from seamcut.server.engine.blocks import BlockResult, SepJob, StreamState, block_from_grid
-from seamcut.server.engine.pipeline import Engine
-from seamcut.server.errors import InvalidAudio, SeamcutError, SequenceError
+from seamcut.server.engine.client import EngineClient
+from seamcut.server.engine.protocol import EMPTY, ErrorCode, Kind, Request, Result
+from seamcut.server.errors import (
+    ConfigError,
+    InternalError,
+    InvalidAudio,
+    SeamcutError,
+    SequenceError,
+    Unavailable,
+)
 from seamcut.server.events import (
     ChunkTrace,
     Cut,
     Event,
     Flushed,
+    Notice,
     Progress,
     Ready,
     StageStats,
+    StageTimes,
     Summary,
     VadSegment,
 )
-from seamcut.server.session.frontend import DirectFrontend, Frontend, SongFrontend, Unit
+from seamcut.server.session.chain import Analysed, AnalysisChain, Pending, detect_block
+from seamcut.server.session.frontend import (
+    DirectFrontend,
+    Frontend,
+    SongFrontend,
+    SongUnit,
+    Unit,
+)
 from seamcut.server.session.outbox import Outbox
 
 # Chunks whose decoding costs more than about half a millisecond go to a thread, so
@@ -36,7 +52,7 @@ from seamcut.server.session.outbox import Outbox
 # The unit is samples x a cost factor: ~2 us per 1000 samples at 16 kHz (no
 # resampling), ~10 us per 1000 samples through the resampler (measured on the VM).
 INLINE_DECODE_WORK = 262_144
-_STAGES = ("queue", "separation", "vad", "features", "total")
+_STAGES = ("queue", "separation", "vad", "features", "ipc", "total")
 _STAT_WINDOW = 10_000  # Summary percentiles cover the last this many blocks
 
 
@@ -46,6 +62,15 @@ class _Chunk:
     client_end: int  # client frames received up to and including this chunk
     send_ns: int
     recv_ns: int
+
+
+@dataclass(slots=True)
+class _SongJob:
+    """A SONG unit between separation and assembly (assembled strictly in order)."""
+
+    unit: SongUnit
+    pending: Pending  # trace info; its block is filled in by assembly
+    vocal: np.ndarray | None = None  # set when the separation result arrives
 
 
 @dataclass(slots=True)
@@ -73,6 +98,13 @@ class InflightBudget:
         self._sem.release()
 
 
+def _ipc_ms(r: Result, sent_ns: int) -> float:
+    """Time a request and its result spent between session and engine, both ways."""
+    if not sent_ns or not r.received_ns:
+        return 0.0
+    return max(0, (r.received_ns - sent_ns) + (time.monotonic_ns() - r.sent_ns)) / 1e6
+
+
 def lookahead_16k(params: DetectorParams, block_samples: int, resampler_delay: int) -> int:
     """Worst-case analysis samples between the newest sample and the final watermark."""
     snap16 = -(-params.snap_radius * ANALYSIS_RATE_HZ // params.client_rate_hz)
@@ -88,7 +120,7 @@ class Session:
     """
 
     def __init__(
-        self, cfg: AppConfig, engine: Engine, spec: StreamSpec, budget: InflightBudget
+        self, cfg: AppConfig, engine: EngineClient, spec: StreamSpec, budget: InflightBudget
     ) -> None:
         self.cfg = cfg
         self.spec = spec
@@ -101,16 +133,27 @@ class Session:
         fmt = spec.format
         self._params = DetectorParams.build(spec.policy, cfg.detector, fmt.sample_rate_hz,
                                             separated=spec.separator != "none")
-        self._stream = StreamState(key=self.id, params=self._params, deliver=self._deliver)
+        self._detector = DetectorState()
+        info = engine.info
         self._front: Frontend
         if spec.separator != "none":
-            song = SongFrontend(spec, cfg, engine.separator(spec.separator))
-            self._stream.song = song.song
-            self._front = song
+            sep = info.separator(spec.separator)
+            if sep is None:
+                loaded = ", ".join(s.name for s in info.separators) or "none"
+                raise ConfigError(
+                    f"config.separation.backend: {spec.separator!r} is not loaded on this "
+                    f"server (loaded: {loaded}; see GetCapabilities.separators)")
+            self._front = SongFrontend(spec, cfg, sep)
         else:
             self._front = DirectFrontend(spec, cfg)
-        # Only separation can run on a GPU; VAD and detection always run on the CPU.
-        self._device = engine.device.name if self._stream.song else "cpu"
+        self._song = isinstance(self._front, SongFrontend)
+        self._chain = AnalysisChain(self.id, song=self._song,
+                                    max_blocks=cfg.engine.max_batch_blocks_per_stream)
+        self._jobs: dict[int, _SongJob] = {}  # SONG: by request id, in submission order
+        self._sent_ns: dict[int, int] = {}  # SEPARATE request id -> CLOCK_MONOTONIC sent
+        # Only separation can run on a GPU; VAD and detection run on the CPU.
+        self._device = info.device if self._song else "cpu"
+        engine.register(self.id, self._on_result, self._on_notice)
         self._per_stream = asyncio.Semaphore(cfg.engine.max_inflight_per_stream)
         self._room = asyncio.Event()
         self._room.set()
@@ -129,7 +172,7 @@ class Session:
         self._closed = False
         self.stats = SessionStats()
         self._max_chunk_frames = cfg.server.max_chunk_ms * fmt.sample_rate_hz // 1000
-        direct = fmt.sample_rate_hz == ANALYSIS_RATE_HZ and not self._stream.song
+        direct = fmt.sample_rate_hz == ANALYSIS_RATE_HZ and not self._song
         self._inline_frames = INLINE_DECODE_WORK // (fmt.channels * (1 if direct else 5))
 
     # ---------------------------------------------------------------- protocol
@@ -198,7 +241,7 @@ class Session:
         if self._closed:
             return
         self._closed = True
-        self._stream.closed.set()
+        self.engine.unregister(self.id)
         if self._progress_timer is not None:
             self._progress_timer.cancel()
             self._progress_timer = None
@@ -226,21 +269,64 @@ class Session:
         self._inflight += 1
         self._submitted += 1
         last = self._chunks[-1] if self._chunks else _Chunk(0, 0, 0, time.time_ns())
+        now = time.perf_counter()
         if isinstance(unit, GridBlock):
-            self.engine.submit(block_from_grid(
-                self._stream, unit, first_seq=self._seq_at(unit.client_start),
-                last_seq=last.seq, send_ns=last.send_ns, recv_ns=last.recv_ns,
-            ))
+            self._chain.add(Pending(unit, 1, self._seq_at(unit.client_start), last.seq,
+                                    last.send_ns, last.recv_ns, now))
+            self._pump()
+            return
+        first = self._chunks[0].seq if self._chunks else 0
+        while len(self._chunks) > 1:  # the job covers every chunk so far
+            self._chunks.popleft()
+        req_id = self.engine.new_id()
+        job = _SongJob(unit, Pending(None, 1, first, last.seq, last.send_ns, last.recv_ns, now))
+        self._jobs[req_id] = job
+        if unit.windows.shape[0]:
+            assert isinstance(self._front, SongFrontend)
+            self._sent_ns[req_id] = time.monotonic_ns()
+            self.engine.submit(Request(kind=Kind.SEPARATE, stream=self.id, id=req_id,
+                                       index=self._front.windows_sent, audio=unit.windows,
+                                       backend=self._front.backend))
+            self._front.windows_sent += int(unit.windows.shape[0])
         else:
-            first = self._chunks[0].seq if self._chunks else 0
-            while len(self._chunks) > 1:  # the job covers every chunk so far
-                self._chunks.popleft()
-            self.engine.submit_job(SepJob(
-                stream=self._stream, windows=unit.windows, client=unit.client, mix16=unit.mix16,
-                total_model=unit.total_model, is_last=unit.is_last, first_seq=first,
-                last_seq=last.seq, client_send_time_ns=last.send_ns,
-                receive_time_ns=last.recv_ns,
-            ))
+            job.vocal = unit.windows
+            self._assemble()
+
+    def _pump(self) -> None:
+        """Send the chain's next request if none is out (markers alone finish at once)."""
+        while not self._closed:
+            group = self._chain.take()
+            if group is None:
+                return
+            if self._chain.inflight is None:  # markers only
+                self._analysed([Analysed(p, EMPTY, None, EMPTY) for p in group])
+                continue
+            self._chain.sent_ns = time.monotonic_ns()
+            self.engine.submit(self._chain.request(group, self.engine.new_id()))
+            return
+
+    def _assemble(self) -> None:
+        """Turn separated units into blocks, strictly in submission order."""
+        assert isinstance(self._front, SongFrontend)
+        while self._jobs:
+            req_id = next(iter(self._jobs))
+            job = self._jobs[req_id]
+            if job.vocal is None:
+                return
+            del self._jobs[req_id]
+            p = job.pending
+            blocks = self._front.assemble(job.unit, job.vocal)
+            entries = [Pending(gb, 0, p.first_seq, p.last_seq, p.send_ns, p.recv_ns, p.t_ready,
+                               mix16, p.separation_ms, p.separation_batch,
+                               p.separation_queue_ms, p.separation_ipc_ms)
+                       for gb, mix16 in blocks]
+            if entries:
+                entries[-1].releases = 1  # the unit's slot frees with its last block
+            else:  # no block completed: the release follows the blocks before it in order
+                entries = [p]
+            for e in entries:
+                self._chain.add(e)
+        self._pump()
 
     def consumed(self) -> None:
         """The writer took an event off the queue."""
@@ -253,57 +339,95 @@ class Session:
         return self._chunks[0].seq if self._chunks else 0
 
     # ---------------------------------------------------------------- results
-    def _deliver(self, result: BlockResult) -> None:
-        """Called on a worker thread: hand the result to the event loop."""
+    def _on_notice(self, code: str, message: str) -> None:
         if not self._closed:
-            self._loop.call_soon_threadsafe(self._on_result, result)
+            self._put(Notice(code=code, message=message))
 
-    def _on_result(self, r: BlockResult) -> None:
+    def _on_result(self, r: Result) -> None:
+        """An engine result for this stream (event loop)."""
         if self._closed:
             return
-        for _ in range(r.releases):
-            self._inflight -= 1
-            self._released += 1
-            self._budget.release()
-            self._per_stream.release()
-        if r.error is not None:
-            self.error = r.error
-            self.events.put_nowait(None)
+        if r.error is not ErrorCode.OK:
+            self._fail(r)
             return
-        if not r.marker:
-            self._block_done(r)
-        while self._flushes and self._flushes[0][0] <= self._released:
-            _, fid = self._flushes.popleft()
-            self._put(Flushed(flush_id=fid, progress=self._progress_event()))
-        if r.is_last:
-            self._flush_progress()
-            self._put(self._summary())
-            self.events.put_nowait(None)
+        if r.kind is Kind.SEPARATE:
+            job = self._jobs[r.id]
+            job.vocal = r.vocal
+            p = job.pending
+            p.separation_ms, p.separation_batch = r.separation_ms, r.batch_size
+            p.separation_queue_ms = r.queue_ms
+            p.separation_ipc_ms = _ipc_ms(r, self._sent_ns.pop(r.id, 0))
+            self._assemble()
+            return
+        ipc = _ipc_ms(r, self._chain.sent_ns)
+        self._analysed(self._chain.complete(r), r, ipc)
+        self._pump()
 
-    def _block_done(self, r: BlockResult) -> None:
+    def _fail(self, r: Result) -> None:
+        where = f"session {self.id}"
+        if r.error is ErrorCode.UNAVAILABLE:
+            self.error = Unavailable(f"{r.message} ({where}); retry on a new stream")
+        elif r.error is ErrorCode.BAD_REQUEST:
+            self.error = ConfigError(f"{r.message} ({where})")
+        else:
+            self.error = InternalError(f"internal error in {where}: {r.message}")
+        self.events.put_nowait(None)
+
+    def _analysed(self, entries: list[Analysed], r: Result | None = None,
+                  ipc_ms: float = 0.0) -> None:
+        for a in entries:
+            p = a.pending
+            for _ in range(p.releases):
+                self._inflight -= 1
+                self._released += 1
+                self._budget.release()
+                self._per_stream.release()
+            if p.block is not None:
+                assert r is not None
+                self._block_done(a, r, ipc_ms)
+            while self._flushes and self._flushes[0][0] <= self._released:
+                _, fid = self._flushes.popleft()
+                self._put(Flushed(flush_id=fid, progress=self._progress_event()))
+            if p.block is not None and p.block.is_last:
+                self._flush_progress()
+                self._put(self._summary())
+                self.events.put_nowait(None)
+
+    def _block_done(self, a: Analysed, r: Result, ipc_ms: float) -> None:
+        p, b = a.pending, a.pending.block
+        assert b is not None
+        t0 = time.perf_counter()
+        self._detector, events = detect_block(self._detector, self._params, a)
+        detect_ms = (time.perf_counter() - t0) * 1000
         off = self.spec.start_sample
-        for ev in r.events:
+        for ev in events:
             if isinstance(ev, CutDecision):
                 self._put(self._cut_event(ev, off))
             elif isinstance(ev, SpeechSegment) and self.spec.events.vad_segments:
                 self.stats.vad_segments += 1
                 self._put(VadSegment(start_sample=ev.start + off, end_sample=ev.end + off,
                                      mean_probability=ev.mean_probability))
-        self._processed = r.client_end
-        self._final = r.final_client
+        client_end = b.client_start + int(b.client.shape[0])
+        self._processed = client_end
+        self._final = self._detector.final_client
         self.stats.blocks += 1
-        t = r.times
-        values = (t.queue_wait_ms, t.separation_ms, t.vad_ms, t.features_ms, t.total_ms)
+        times = StageTimes(
+            queue_wait_ms=r.queue_ms + p.separation_queue_ms, separation_ms=p.separation_ms,
+            vad_ms=r.vad_ms, features_ms=r.features_ms + detect_ms,
+            ipc_ms=ipc_ms + p.separation_ipc_ms,
+            total_ms=(time.perf_counter() - p.t_ready) * 1000,
+        )
+        values = (times.queue_wait_ms, times.separation_ms, times.vad_ms, times.features_ms,
+                  times.ipc_ms, times.total_ms)
         for name, value in zip(_STAGES, values, strict=True):
             self.stats.stage_ms[name].append(value)
         if self.spec.events.chunk_traces:
             self._put(ChunkTrace(
-                block_index=r.index, start_sample=r.client_start + off,
-                end_sample=r.client_end + off, first_seq=r.first_seq, last_seq=r.last_seq,
-                client_send_time_ns=r.client_send_time_ns,
-                server_receive_time_ns=r.receive_time_ns, times=r.times,
-                batch_size=r.batch_size, separation_batch_size=r.separation_batch,
-                device=self._device, gpu_pipeline_used=self._device != "cpu",
+                block_index=b.index, start_sample=b.client_start + off,
+                end_sample=client_end + off, first_seq=p.first_seq, last_seq=p.last_seq,
+                client_send_time_ns=p.send_ns, server_receive_time_ns=p.recv_ns, times=times,
+                batch_size=r.batch_size, separation_batch_size=p.separation_batch,
+                device=self._device, gpu_pipeline_used=False,
             ))
         self._progress()
 
@@ -353,6 +477,7 @@ class Session:
         self.events.put_nowait(ev)
 
     def _summary(self) -> Summary:
+        engine = self.engine.stream_engine(self.id)
         stages = tuple(
             StageStats(
                 stage=name,
@@ -367,4 +492,5 @@ class Session:
             chunks=self.stats.chunks, blocks=self.stats.blocks, cuts=self.stats.cuts,
             vad_segments=self.stats.vad_segments,
             wall_seconds=time.perf_counter() - self._t0, stages=stages,
+            engine_id=engine.engine_id, engine_pid=engine.pid, device=self._device,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from seamcut.server.config import AppConfig
-from seamcut.server.engine.pipeline import Engine
+from seamcut.server.engine.client import EngineClient, make_engine_client
 from seamcut.server.errors import Unavailable
 from seamcut.server.transport.security import TokenAuth, load_tokens, server_credentials
 from seamcut.server.transport.servicer import SeamcutServicer
@@ -64,9 +64,10 @@ class Running:
     server: grpc.aio.Server
     servicer: SeamcutServicer
     health: health_aio.HealthServicer
-    engine: Engine
+    engine: EngineClient
     port: int
     auth: TokenAuth | None = None
+    _tasks: set[asyncio.Future[None]] = field(default_factory=set)
 
     def resources(self) -> ResourceCounts:
         """A snapshot of the per-stream resource counters (safe from any thread: it
@@ -74,8 +75,14 @@ class Running:
         c = self.servicer.counters
         return ResourceCounts(
             sessions_open=c.sessions_open, sessions_live=len(self.servicer.sessions),
-            stream_tasks=c.tasks_alive, blocks_in_flight=self.engine.counters.blocks_in_flight,
+            stream_tasks=c.tasks_alive, blocks_in_flight=self.engine.in_flight,
         )
+
+    def on_engine_health(self, healthy: bool) -> None:
+        if not self.servicer.draining:
+            task = asyncio.ensure_future(self.set_serving(healthy))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -101,15 +108,15 @@ class Running:
         # Every stream of ours has ended; grace covers only calls still in flight
         # (health, capabilities).
         await self.server.stop(min(grace, 1.0))
-        self.engine.stop()
+        await self.engine.close()
 
 
-async def start_server(cfg: AppConfig, *, engine: Engine | None = None) -> Running:
+async def start_server(cfg: AppConfig, *, engine: EngineClient | None = None) -> Running:
     """Start serving on cfg.server.host:port (port 0 picks a free one)."""
     # Certificate and token files first: a bad path fails before the models load.
     creds = server_credentials(cfg.security)
     auth = TokenAuth(load_tokens(cfg.security)) if cfg.security.auth else None
-    eng = engine or Engine(cfg)
+    eng = engine or make_engine_client(cfg)
     interceptors: list[Any] = [auth] if auth is not None else []
     server = grpc.aio.server(options=grpc_options(cfg), interceptors=interceptors)
     servicer = SeamcutServicer(cfg, eng)
@@ -131,9 +138,11 @@ async def start_server(cfg: AppConfig, *, engine: Engine | None = None) -> Runni
     running = Running(server, servicer, health, eng, port, auth)
     await running.set_serving(False)  # NOT_SERVING until the models are warm
     await server.start()
-    eng.start()
-    await asyncio.to_thread(eng.warm_up)
-    await running.set_serving(True)
+    await eng.start()
+    # Health follows the engine: NOT_SERVING while it is down (a stage died, or an
+    # engine process is restarting), SERVING again once it is back.
+    eng.add_health_listener(lambda ok, _why: running.on_engine_health(ok))
+    await running.set_serving(eng.healthy)
     return running
 
 
@@ -151,9 +160,9 @@ async def serve_forever(cfg: AppConfig) -> None:
         "mTLS" if sec.require_client_auth else "TLS, client certificates optional"
     auth = "bearer token" if sec.auth else "no auth"
     log.info("seamcut serving on %s:%d (device %s, %s, %s)", cfg.server.host, running.port,
-             running.engine.device.name, mode, auth)
+             running.engine.info.device, mode, auth)
     print(f"seamcut: listening on {cfg.server.host}:{running.port} "
-          f"(device {running.engine.device.name}, {mode}, {auth})", flush=True)
+          f"(device {running.engine.info.device}, {mode}, {auth})", flush=True)
     await stop.wait()
     print("seamcut: shutting down", flush=True)
     await running.stop()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 from seamcut.server import config as C
 from seamcut.server import events as E
+from seamcut.server.engine.protocol import EngineInfo
 from seamcut.server.errors import ConfigError
 
 from seamcut import __version__
@@ -84,7 +86,13 @@ def default_spec(cfg: C.AppConfig) -> C.StreamSpec:
     )
 
 
-def capabilities(cfg: C.AppConfig, device: str, separators: list[str]) -> pb.Capabilities:
+def instance_id() -> str:
+    """This transport worker: "host:pid"."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def capabilities(cfg: C.AppConfig, info: EngineInfo,
+                 engines: Sequence[tuple[EngineInfo, bool]]) -> pb.Capabilities:
     return pb.Capabilities(
         server_version=__version__,
         encodings=list(_ENCODINGS),
@@ -94,12 +102,14 @@ def capabilities(cfg: C.AppConfig, device: str, separators: list[str]) -> pb.Cap
         max_message_bytes=cfg.server.max_message_bytes,
         max_chunk_ms=cfg.server.max_chunk_ms,
         modes=[pb.SPEECH, pb.SONG],
-        separators=separators,
-        device=device,
+        separators=[*(s.name for s in info.separators), "none"],
+        device=info.device,
         block_ms=cfg.engine.block_ms,
         defaults=spec_to_proto(default_spec(cfg)),
         max_streams=cfg.server.max_streams,
-        instance_id=f"{socket.gethostname()}:{os.getpid()}",
+        instance_id=instance_id(),
+        engines=[pb.EngineDescription(id=e.engine_id, pid=e.pid, device=e.device,
+                                      serving=serving) for e, serving in engines],
     )
 
 
@@ -138,7 +148,7 @@ def event_to_proto(ev: E.Event, spec: C.StreamSpec) -> pb.ServerMessage:
                 client_send_time_ns=ev.client_send_time_ns,
                 server_receive_time_ns=ev.server_receive_time_ns,
                 queue_wait_ms=t.queue_wait_ms, h2d_ms=t.h2d_ms, separation_ms=t.separation_ms,
-                vad_ms=t.vad_ms, features_ms=t.features_ms, d2h_ms=t.d2h_ms,
+                vad_ms=t.vad_ms, features_ms=t.features_ms, d2h_ms=t.d2h_ms, ipc_ms=t.ipc_ms,
                 batch_size=ev.batch_size, separation_batch_size=ev.separation_batch_size,
                 device=ev.device, gpu_pipeline_used=ev.gpu_pipeline_used, total_ms=t.total_ms,
             ))
@@ -156,5 +166,7 @@ def event_to_proto(ev: E.Event, spec: C.StreamSpec) -> pb.ServerMessage:
                 cuts=ev.cuts, vad_segments=ev.vad_segments, wall_seconds=ev.wall_seconds,
                 stages=[pb.StageStats(stage=s.stage, p50_ms=s.p50_ms, p95_ms=s.p95_ms,
                                       count=s.count) for s in ev.stages],
+                engine_id=ev.engine_id, engine_pid=ev.engine_pid, device=ev.device,
+                instance_id=instance_id(),
             ))
     raise TypeError(f"no conversion for {type(ev).__name__}")

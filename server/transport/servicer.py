@@ -31,7 +31,7 @@ from typing import Any
 
 import grpc
 from seamcut.server.config import AppConfig
-from seamcut.server.engine.pipeline import Engine
+from seamcut.server.engine.client import EngineClient
 from seamcut.server.errors import (
     ConsumerStalled,
     IdleTimeout,
@@ -102,7 +102,7 @@ class _Stream:
 
 
 class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generated base
-    def __init__(self, cfg: AppConfig, engine: Engine) -> None:
+    def __init__(self, cfg: AppConfig, engine: EngineClient) -> None:
         self.cfg = cfg
         self.engine = engine
         self.counters = ServerCounters()
@@ -117,8 +117,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
     async def GetCapabilities(
         self, request: pb.GetCapabilitiesRequest, context: grpc.aio.ServicerContext
     ) -> pb.Capabilities:
-        return convert.capabilities(self.cfg, self.engine.device.name,
-                                    [*self.engine.separators, "none"])
+        return convert.capabilities(self.cfg, self.engine.info, self.engine.engines())
 
     async def StreamCuts(
         self,

@@ -1,0 +1,204 @@
+"""The engine's model step: requests in, results out. No threads, no sockets.
+
+:class:`EngineCore` holds the models (weights and sessions only) and turns batches of
+:class:`~seamcut.server.engine.protocol.Request` into results. It keeps nothing per
+stream: the recurrent state comes in with each request and goes back in its result.
+The stage threads (:mod:`.pipeline`) and the process wrapper (:mod:`.process`) call
+it; neither knows what a model is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+
+import numpy as np
+from seamcut.server.config import (
+    ANALYSIS_RATE_HZ,
+    HOP_SAMPLES,
+    VAD_FRAME_SAMPLES,
+    AppConfig,
+)
+from seamcut.server.dsp.features import band_energy_db
+from seamcut.server.engine.device import CPU_PROVIDERS, Device, confirm_ort, select_device
+from seamcut.server.engine.protocol import (
+    EngineInfo,
+    ErrorCode,
+    Kind,
+    Request,
+    Result,
+    SeparatorInfo,
+    failed,
+)
+from seamcut.server.models.loader import load_separators
+from seamcut.server.models.separator import Separator
+from seamcut.server.models.vad import STATE_SHAPE, SileroVad, VadState
+
+log = logging.getLogger(__name__)
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the ``engine.test_fault`` hook (tests only)."""
+
+
+def _unpack(state: np.ndarray) -> VadState:
+    lstm = np.asarray(state[: 2 * STATE_SHAPE[1]], np.float32).reshape(STATE_SHAPE)
+    return VadState(lstm, np.asarray(state[2 * STATE_SHAPE[1]:], np.float32))
+
+
+def _pack(state: VadState) -> np.ndarray:
+    return np.concatenate([state.lstm.reshape(-1), state.context]).astype(np.float32)
+
+
+def frames_per_block(length16: int) -> int:
+    return -(-length16 // VAD_FRAME_SAMPLES)
+
+
+def hops_per_block(length16: int) -> int:
+    return -(-length16 // HOP_SAMPLES)
+
+
+def _vad_frames(x: np.ndarray, lengths: tuple[int, ...]) -> np.ndarray:
+    """Blocks laid end to end in ``x`` as [frames, 512], each block's last frame padded."""
+    parts, pos = [], 0
+    for n in lengths:
+        f = frames_per_block(n)
+        b = x[pos : pos + n]
+        if b.shape[0] < f * VAD_FRAME_SAMPLES:
+            b = np.pad(b, (0, f * VAD_FRAME_SAMPLES - b.shape[0]))
+        parts.append(b.reshape(f, VAD_FRAME_SAMPLES))
+        pos += n
+    if not parts:
+        return np.zeros((0, VAD_FRAME_SAMPLES), np.float32)
+    return np.concatenate(parts)
+
+
+class EngineCore:
+    """S1 separation, S2 Silero VAD and S3 band energy, as batch functions."""
+
+    def __init__(self, cfg: AppConfig, *, separators: bool = True,
+                 engine_id: str = "inline") -> None:
+        """``separators=False`` skips loading the SONG backends (torch and model files):
+        for in-process SPEECH-only use, where start-up time counts."""
+        self.cfg = cfg
+        self.engine_id = engine_id
+        self.device: Device = select_device(cfg.engine.device)
+        self.vad = SileroVad(providers=CPU_PROVIDERS, threads=cfg.engine.vad_threads)
+        self.separators: dict[str, Separator] = (
+            load_separators(cfg.separator, device=self.device.name,
+                            providers=self.device.ort_providers())
+            if separators else {}
+        )
+        for sep in self.separators.values():
+            if hasattr(sep, "providers"):  # backends with an ONNX Runtime session
+                self.device = confirm_ort(self.device, list(sep.providers))
+        if self.device.fallback_reason:
+            log.warning("device %s: %s", self.device.name, self.device.fallback_reason)
+        stage, _, block = cfg.engine.test_fault.partition("@")
+        self._fault = (stage, int(block)) if block else None
+
+    def info(self, credits: int) -> EngineInfo:
+        return EngineInfo(
+            engine_id=self.engine_id, pid=os.getpid(), device=self.device.name,
+            fallback_reason=self.device.fallback_reason, credits=credits,
+            separators=tuple(
+                SeparatorInfo(name=name, rate_hz=s.rate_hz, window_samples=s.window_samples,
+                              default_hop_samples=s.default_hop_samples)
+                for name, s in self.separators.items()
+            ),
+        )
+
+    def warm_up(self) -> None:
+        """Run every model once so the first stream does not pay for initialisation."""
+        frames = np.zeros((1, VAD_FRAME_SAMPLES), np.float32)
+        self.vad.run_sequence(frames, VadState.initial())
+        self.vad.run_batched([frames] * 3, [VadState.initial()] * 3)
+        for sep in self.separators.values():
+            sep.separate(np.zeros((1, 2, sep.window_samples), np.float32))
+
+    def _check_fault(self, stage: str, batch: list[Request]) -> None:
+        """The test hook: ``stage@block`` raises for a batch holding that block."""
+        if self._fault is None or self._fault[0] != stage:
+            return
+        for r in batch:
+            n = len(r.lengths) if r.kind is Kind.ANALYSE else int(r.audio.shape[0])
+            if r.index <= self._fault[1] < r.index + n:
+                raise InjectedFault(f"injected fault in {stage} at block {self._fault[1]}")
+
+    # ------------------------------------------------------------ S2: VAD
+    def vad_batch(self, batch: list[Request]) -> list[Result]:
+        """One batched Silero pass over every request (the mix too, for SONG ones)."""
+        self._check_fault("s2", batch)
+        t0 = time.perf_counter()
+        frames = [_vad_frames(r.audio[HOP_SAMPLES:], r.lengths) for r in batch]
+        states = [_unpack(r.vad_state) for r in batch]
+        mixed = [r for r in batch if r.mix_state.size]
+        frames += [_vad_frames(r.mix, r.lengths) for r in mixed]
+        states += [_unpack(r.mix_state) for r in mixed]
+        probs, new_states = self.vad.run_sequences(frames, states)
+        ms = (time.perf_counter() - t0) * 1000
+        mix_of = {r.id: i for i, r in enumerate(mixed, start=len(batch))}
+        out = []
+        for i, r in enumerate(batch):
+            j = mix_of.get(r.id)
+            out.append(Result(
+                kind=Kind.ANALYSE, stream=r.stream, id=r.id, index=r.index, probs=probs[i],
+                vad_state=_pack(new_states[i]),
+                probs_mix=probs[j] if j is not None else probs[i][:0],
+                mix_state=_pack(new_states[j]) if j is not None else r.mix_state,
+                batch_size=len(batch), vad_ms=ms,
+            ))
+        return out
+
+    # ------------------------------------------------------------ S3: features
+    def features(self, req: Request, res: Result) -> Result:
+        """Band energy per 10 ms hop of each block (S3), added to the VAD result."""
+        self._check_fault("s3", [req])
+        t0 = time.perf_counter()
+        det = self.cfg.detector
+        parts, pos = [], 0
+        for n in req.lengths:
+            parts.append(band_energy_db(
+                req.audio[pos : pos + HOP_SAMPLES + n], hops_per_block(n),
+                rate_hz=ANALYSIS_RATE_HZ, low_hz=det.band_low_hz, high_hz=det.band_high_hz))
+            pos += n
+        energy = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        return dataclasses.replace(res, energy_db=energy,
+                                   features_ms=(time.perf_counter() - t0) * 1000)
+
+    # ------------------------------------------------------------ S1: separation
+    def separate_batch(self, batch: list[Request]) -> list[Result]:
+        """Every window of the batch's requests through their backends, batched."""
+        self._check_fault("s1", batch)
+        out: list[Result] = []
+        by_backend: dict[str, list[Request]] = {}
+        for r in batch:
+            if r.backend not in self.separators:
+                loaded = ", ".join(self.separators) or "none"
+                out.append(failed(r, ErrorCode.BAD_REQUEST,
+                                  f"separator {r.backend!r} is not loaded (loaded: {loaded})"))
+            else:
+                by_backend.setdefault(r.backend, []).append(r)
+        for name, group in by_backend.items():
+            sep = self.separators[name]
+            t0 = time.perf_counter()
+            stacked = np.concatenate([r.audio for r in group])
+            if stacked.shape[0]:
+                vocal = np.concatenate([
+                    sep.separate(stacked[i : i + sep.max_batch])
+                    for i in range(0, stacked.shape[0], sep.max_batch)
+                ])
+            else:
+                vocal = np.zeros((0, 2, sep.window_samples), np.float32)
+            ms = (time.perf_counter() - t0) * 1000
+            pos = 0
+            for r in group:
+                m = int(r.audio.shape[0])
+                out.append(Result(kind=Kind.SEPARATE, stream=r.stream, id=r.id, index=r.index,
+                                  vocal=vocal[pos : pos + m], batch_size=int(stacked.shape[0]),
+                                  separation_ms=ms))
+                pos += m
+        return out
+

@@ -1,0 +1,151 @@
+"""One stream's analysis chain: blocks -> ANALYSE requests -> detector events.
+
+The recurrent VAD state goes into each request and comes back in its result, so a
+stream has at most one ANALYSE request in flight. Blocks that become ready while it
+is out wait here and leave together in the next request (up to ``max_blocks``):
+a paced stream sends one block per request, a flooding one many, and the engine
+runs a request's blocks as one sequence. The grouping never changes a result: the
+engine treats every block of a request exactly as if it came alone.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from seamcut.server.config import HOP_SAMPLES, VAD_FRAME_SAMPLES
+from seamcut.server.dsp.detector import (
+    BlockInput,
+    DetectorEvent,
+    DetectorParams,
+    DetectorState,
+    detect_finish,
+    detect_step,
+)
+from seamcut.server.dsp.reblock import GridBlock
+from seamcut.server.engine.protocol import EMPTY, Kind, Request, Result, initial_vad_state
+
+
+@dataclass(slots=True)
+class Pending:
+    """A block waiting for analysis (or a marker: ``block`` None, only a release), with
+    what its trace and the session's accounting need."""
+
+    block: GridBlock | None
+    releases: int  # session slots this entry frees once analysed
+    first_seq: int
+    last_seq: int
+    send_ns: int
+    recv_ns: int
+    t_ready: float  # perf_counter when its unit was handed to the engine
+    mix16: np.ndarray | None = None  # SONG: the mix over the block at 16 kHz
+    separation_ms: float = 0.0
+    separation_batch: int = 0
+    separation_queue_ms: float = 0.0
+    separation_ipc_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Analysed:
+    """One entry of a completed request, with its share of the result."""
+
+    pending: Pending
+    probs: np.ndarray  # per VAD frame
+    probs_mix: np.ndarray | None
+    energy_db: np.ndarray  # per hop
+
+
+def _frames(n: int) -> int:
+    return -(-n // VAD_FRAME_SAMPLES)
+
+
+def _hops(n: int) -> int:
+    return -(-n // HOP_SAMPLES)
+
+
+class AnalysisChain:
+    def __init__(self, stream: str, *, song: bool, max_blocks: int) -> None:
+        self.stream = stream
+        self._song = song
+        self._max_blocks = max_blocks
+        self._queue: deque[Pending] = deque()
+        self.inflight: list[Pending] | None = None
+        self.sent_ns = 0  # CLOCK_MONOTONIC when the in-flight request was submitted
+        self.vad_state = initial_vad_state()
+        self.mix_state = initial_vad_state() if song else EMPTY
+
+    def add(self, p: Pending) -> None:
+        self._queue.append(p)
+
+    def take(self) -> list[Pending] | None:
+        """The next group: markers only (done at once), or up to ``max_blocks`` blocks
+        (with the markers between and after them) that become the in-flight request.
+        None while a request is out or nothing waits."""
+        if self.inflight is not None or not self._queue:
+            return None
+        group: list[Pending] = []
+        blocks = 0
+        while self._queue:
+            if self._queue[0].block is not None:
+                if blocks == self._max_blocks:
+                    break
+                blocks += 1
+            group.append(self._queue.popleft())
+        if blocks:
+            self.inflight = group
+        return group
+
+    def request(self, group: list[Pending], req_id: int) -> Request:
+        blocks = [p.block for p in group if p.block is not None]
+        audio = np.concatenate([blocks[0].samples16] + [b.samples16[HOP_SAMPLES:]
+                                                        for b in blocks[1:]])
+        mix = (np.concatenate([p.mix16 for p in group if p.block is not None
+                               and p.mix16 is not None]) if self._song else EMPTY)
+        return Request(kind=Kind.ANALYSE, stream=self.stream, id=req_id,
+                       index=blocks[0].index, audio=audio,
+                       lengths=tuple(b.length16 for b in blocks), mix=mix,
+                       vad_state=self.vad_state, mix_state=self.mix_state)
+
+    def complete(self, res: Result) -> list[Analysed]:
+        """Split the in-flight request's result per entry and take the new states."""
+        group = self.inflight
+        assert group is not None, "a result with no request in flight"
+        self.inflight = None
+        self.vad_state = res.vad_state
+        self.mix_state = res.mix_state
+        out = []
+        f = h = 0
+        for p in group:
+            if p.block is None:
+                out.append(Analysed(p, EMPTY, None, EMPTY))
+                continue
+            nf, nh = _frames(p.block.length16), _hops(p.block.length16)
+            out.append(Analysed(p, res.probs[f : f + nf],
+                                res.probs_mix[f : f + nf] if self._song else None,
+                                res.energy_db[h : h + nh]))
+            f, h = f + nf, h + nh
+        return out
+
+
+def detect_block(
+    state: DetectorState, params: DetectorParams, a: Analysed
+) -> tuple[DetectorState, tuple[DetectorEvent, ...]]:
+    """One step of the detector fold over an analysed block (the last one finishes)."""
+    b = a.pending.block
+    assert b is not None
+    n_hops = _hops(b.length16)
+    frame_idx = (HOP_SAMPLES * np.arange(n_hops)) // VAD_FRAME_SAMPLES
+    state, events = detect_step(state, params, BlockInput(
+        start_hop=b.start16 // HOP_SAMPLES,
+        probs=a.probs[frame_idx],
+        probs_mix=None if a.probs_mix is None else a.probs_mix[frame_idx],
+        energy_db=a.energy_db,
+        client_start=b.client_start,
+        client=b.client,
+        is_last=b.is_last,
+    ))
+    if b.is_last:
+        state, tail = detect_finish(state, params, b.client_start + int(b.client.shape[0]))
+        events = events + tail
+    return state, tuple(events)
