@@ -18,6 +18,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="run the gRPC server")
     serve.add_arguments(p_serve)
     p_serve.set_defaults(run=serve.run)
+    # Internal, started by `seamcut serve` (shows as "seamcut engine" in ps).
+    p_engine = sub.add_parser("engine", help="(internal) one engine process of seamcut serve")
+    serve.add_engine_arguments(p_engine)
+    p_engine.set_defaults(run=serve.run_engine_process)
     p_split = sub.add_parser("split", help="stream a WAV/FLAC file, print (and write) cut points")
     split.add_arguments(p_split)
     p_split.set_defaults(run=split.run)

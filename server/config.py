@@ -80,9 +80,19 @@ class ServerConfig:
     # A client that stops reading is ended (DEADLINE_EXCEEDED) once no message could be
     # sent to it for this long; until then it costs its flow-control window + outbox.
     stall_timeout_s: float = 30.0
-    # Worker processes sharing the port (SO_REUSEPORT): one event loop per process,
-    # each with its own engine and models; max_streams applies per worker.
+    # Transport worker processes sharing the port (SO_REUSEPORT): one event loop each.
+    # max_streams holds for the whole server, whatever the number of workers.
     workers: int = 1
+    # Where the engine runs: "inline" (in each worker's process), "process" (engine
+    # processes shared by the workers), or "auto" = process when workers > 1.
+    engine: str = "auto"
+    # Engine processes (engine "process"): 0 = one per GPU, or 1 on a CPU host
+    # (docs/PERFORMANCE.md has the measurements behind that choice).
+    engines: int = 0
+    # Set by `seamcut serve` for its workers, not by users: the worker's number and
+    # the file where workers count their open streams together.
+    worker_index: int = 0
+    stream_slots_path: str = ""
     # Let other processes bind the same port (set for the workers by `seamcut serve
     # --workers N`, or for several servers under your own process manager).
     reuse_port: bool = False
@@ -98,6 +108,15 @@ class ServerConfig:
         _in_range(self.max_session_s, 0, 30 * 86_400, "server.max_session_s")
         _in_range(self.stall_timeout_s, 0.1, 86_400, "server.stall_timeout_s")
         _in_range(self.workers, 1, 256, "server.workers")
+        _check(self.engine in ("auto", "inline", "process"), "server.engine",
+               f"must be auto, inline or process, got {self.engine!r}")
+        _in_range(self.engines, 0, 64, "server.engines")
+        _in_range(self.worker_index, 0, 255, "server.worker_index")
+
+    @property
+    def process_engines(self) -> bool:
+        """Whether `seamcut serve` runs engine processes for its workers."""
+        return self.engine == "process" or (self.engine == "auto" and self.workers > 1)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -154,7 +173,7 @@ class EngineConfig:
     endpoints: str = ""
     # Test hook, never for production: "s1@N", "s2@N" or "s3@N" makes that stage raise
     # for any request covering block (or window) N, to prove a failing stage fails only
-    # the requests concerned.
+    # the requests concerned; a trailing "!" ("s2@N!") kills the stage thread instead.
     test_fault: str = ""
 
     def __post_init__(self) -> None:
@@ -177,8 +196,9 @@ class EngineConfig:
         _in_range(self.vad_threads, 1, 64, "engine.vad_threads")
         stage, at, block = self.test_fault.partition("@")
         _check(not self.test_fault or (stage in ("s1", "s2", "s3") and at == "@"
-                                       and block.isdigit()),
-               "engine.test_fault", f"must be s1@N, s2@N or s3@N, got {self.test_fault!r}")
+                                       and block.removesuffix("!").isdigit()),
+               "engine.test_fault",
+               f"must be s1@N, s2@N or s3@N (optionally with !), got {self.test_fault!r}")
 
     @property
     def block_samples(self) -> int:

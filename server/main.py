@@ -17,9 +17,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML file with [server], [engine], ...")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--max-streams", type=int,
-                   help="open streams before RESOURCE_EXHAUSTED (per worker)")
+                   help="open streams before RESOURCE_EXHAUSTED (whole server)")
     p.add_argument("--workers", type=int,
-                   help="server processes sharing the port (default 1; one core each)")
+                   help="transport worker processes sharing the port (default 1)")
+    p.add_argument("--engine", choices=("auto", "inline", "process"),
+                   help="where models run: in each worker (inline) or in engine processes "
+                        "(process); default auto = process when --workers > 1")
+    p.add_argument("--engines", type=int,
+                   help="engine processes (default: one per GPU, 1 on a CPU host)")
     p.add_argument("--tls-cert", metavar="PEM", help="server certificate chain: serve TLS")
     p.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
     p.add_argument("--tls-client-ca", metavar="PEM",
@@ -39,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
             args.config,
             overrides={
                 "server": {"host": args.host, "port": args.port, "max_streams": args.max_streams,
-                           "workers": args.workers},
+                           "workers": args.workers, "engine": args.engine,
+                           "engines": args.engines},
                 "engine": {"device": args.device},
                 "security": {
                     "tls_cert_path": args.tls_cert, "tls_key_path": args.tls_key,
@@ -50,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"seamcut serve: configuration error: {exc}", file=sys.stderr)
         return 2
-    if cfg.server.workers > 1:
+    if cfg.server.workers > 1 or cfg.server.process_engines:
         from seamcut.server.transport.workers import Supervisor
 
         try:
@@ -69,3 +75,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"seamcut serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """``seamcut engine``: the serve arguments (for the config) plus where to listen."""
+    add_arguments(p)
+    p.add_argument("--endpoint", required=True, help="ZeroMQ endpoint to bind (ipc://...)")
+    p.add_argument("--engine-id", default="engine-0", help="name in traces and logs")
+    p.add_argument("--worker-count", type=int, default=1,
+                   help="transport workers sharing this engine (splits its credits)")
+
+
+def run_engine_process(args: argparse.Namespace) -> int:
+    """Internal: one engine process, started and supervised by ``seamcut serve``."""
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s {args.engine_id} %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config, overrides={"engine": {"device": args.device}})
+    except ConfigError as exc:
+        print(f"seamcut engine: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from seamcut.server.engine.process import run_engine
+
+    return run_engine(cfg, args.endpoint, args.engine_id, args.worker_count)

@@ -48,10 +48,12 @@ class ServerThread:
 
 
 @contextmanager
-def serving(*, security: dict[str, Any] | None = None, **server: Any) -> Iterator[ServerThread]:
-    """A :class:`ServerThread` with these ``server`` (and ``security``) settings."""
+def serving(*, security: dict[str, Any] | None = None, engine: dict[str, Any] | None = None,
+            **server: Any) -> Iterator[ServerThread]:
+    """A :class:`ServerThread` with these ``server`` (and ``security``, ``engine``) settings."""
     cfg = load_config(env={}, overrides={
-        "server": {"host": "127.0.0.1", "port": 0, **server}, "security": security or {}})
+        "server": {"host": "127.0.0.1", "port": 0, **server}, "security": security or {},
+        "engine": engine or {}})
     srv = ServerThread(cfg)
     try:
         yield srv

@@ -103,4 +103,5 @@ def test_a_stage_that_dies_is_reported() -> None:
         raise Fatal("the thread itself goes")
 
     _, fwd, failed, deaths = run_stage([job("a", 0)], process, max_streams=8)
-    assert deaths == ["t: the thread itself goes"] and not fwd and not failed
+    assert deaths == ["t: the thread itself goes"] and not fwd
+    assert failed == [("a", 0, "the thread itself goes")]  # what it held fails with it

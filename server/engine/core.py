@@ -43,6 +43,11 @@ class InjectedFault(RuntimeError):
     """Raised by the ``engine.test_fault`` hook (tests only)."""
 
 
+class InjectedDeath(BaseException):
+    """Raised by ``engine.test_fault = "sN@B!"``: gets past every handler but the stage
+    guard's, so the stage thread dies (tests only)."""
+
+
 def _unpack(state: np.ndarray) -> VadState:
     lstm = np.asarray(state[: 2 * STATE_SHAPE[1]], np.float32).reshape(STATE_SHAPE)
     return VadState(lstm, np.asarray(state[2 * STATE_SHAPE[1]:], np.float32))
@@ -97,7 +102,8 @@ class EngineCore:
         if self.device.fallback_reason:
             log.warning("device %s: %s", self.device.name, self.device.fallback_reason)
         stage, _, block = cfg.engine.test_fault.partition("@")
-        self._fault = (stage, int(block)) if block else None
+        self._fault = (stage, int(block.removesuffix("!"))) if block else None
+        self._fault_kills = block.endswith("!")
 
     def info(self, credits: int) -> EngineInfo:
         return EngineInfo(
@@ -125,7 +131,8 @@ class EngineCore:
         for r in batch:
             n = len(r.lengths) if r.kind is Kind.ANALYSE else int(r.audio.shape[0])
             if r.index <= self._fault[1] < r.index + n:
-                raise InjectedFault(f"injected fault in {stage} at block {self._fault[1]}")
+                what = f"injected fault in {stage} at block {self._fault[1]}"
+                raise InjectedDeath(what) if self._fault_kills else InjectedFault(what)
 
     # ------------------------------------------------------------ S2: VAD
     def vad_batch(self, batch: list[Request]) -> list[Result]:

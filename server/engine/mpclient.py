@@ -176,7 +176,6 @@ class _Link:
 
     def _replay(self, reqs: list[Request]) -> None:
         back = []
-        streams = set()
         for r in reqs:
             if r.stream not in self.client.routed:
                 self.client.answered += 1  # its stream ended meanwhile
@@ -190,7 +189,7 @@ class _Link:
                     "audio; the stream was stopped so as not to take down the next one"))
                 continue
             back.append(r)
-            streams.add(r.stream)
+        streams = set(self.streams)
         self.backlog.extendleft(reversed(back))
         assert self.info is not None
         self.client.notify(sorted(streams), RESUMED_NOTICE,
@@ -214,8 +213,7 @@ class _Link:
         what = f"{info.engine_id} (pid {info.pid})" if info else self.endpoint
         log.error("engine %s exited; %d requests pending, waiting for its restart", what,
                   len(self.pending))
-        streams = sorted({r.stream for r in self.pending.values()} |
-                         {r.stream for r in self.backlog})
+        streams = sorted(self.streams)  # all placed here wait, not only those with work out
         self.close()
         self.client.link_changed()
         self.client.notify(streams, RESTART_NOTICE,

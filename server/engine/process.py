@@ -25,7 +25,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from typing import Any
 
@@ -79,11 +78,17 @@ class EngineProcess:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake, zmq.POLLIN)
+        # The supervisor owns this process: if it dies (even by SIGKILL), so do we.
+        parent = os.pidfd_open(os.getppid())
+        poller.register(parent, zmq.POLLIN)
         print(f"seamcut-engine: ready {self.core.engine_id} pid {os.getpid()} "
               f"device {self.core.device.name} on {self.endpoint}", flush=True)
         try:
             while not self._stop:
                 events = dict(poller.poll())
+                if parent in events:
+                    log.error("the supervising process is gone; stopping")
+                    return 1
                 if sock in events:
                     while True:
                         try:
@@ -104,6 +109,7 @@ class EngineProcess:
             sock.close(0)
             ctx.term()
             os.close(self._wake)
+            os.close(parent)
 
     def _on_message(self, sock: zmq.Socket[Any], frames: list[zmq.Frame]) -> None:
         identity, kind, body = frames[0].bytes, frames[1].bytes, frames[1:]
@@ -158,12 +164,11 @@ def run_engine(cfg: AppConfig, endpoint: str, engine_id: str, workers: int) -> i
         print(f"seamcut-engine: failed {engine_id}: cannot load the models: {exc}",
               flush=True)
         return EXIT_LOAD_FAILED
-    stopping = threading.Event()
-
     def on_signal(signum: int, _frame: object) -> None:
-        stopping.set()
         engine.stop()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C reaches the whole process group; the workers drain first and need us
+    # meanwhile, so only the supervisor's SIGTERM stops an engine.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return engine.serve()

@@ -135,17 +135,27 @@ class Stage:
         return live
 
     def _run(self) -> None:
+        held: list[Job] = []  # taken from the queue, not yet passed on
         try:
             while True:
                 batch = self._take()
                 if batch is None:
                     return
-                if batch:
-                    for job in self._work(batch):
-                        self._forward(job)
+                held = batch
+                done = self._work(batch)
+                held = done[:]
+                for job in done:
+                    self._forward(job)
+                    held.pop(0)
+                held = []
         except BaseException as exc:  # the guard: report, never vanish
             self.dead = exc
             log.critical("engine stage %s died: %r", self.name, exc, exc_info=exc)
+            for job in held:  # what it held when it died fails with it
+                try:
+                    self._fail(job, exc)
+                except Exception:
+                    log.exception("could not report a request of the dead stage")
             self._on_death(self.name, exc)
 
     def _work(self, batch: list[Job]) -> list[Job]:

@@ -45,6 +45,7 @@ from seamcut.server.errors import (
 from seamcut.server.events import Notice
 from seamcut.server.session.session import InflightBudget, Session
 from seamcut.server.transport import convert
+from seamcut.server.transport.admission import stream_count
 from seamcut.server.transport.status import status_for, trailing_metadata
 
 from seamcut.v1 import seamcut_pb2 as pb
@@ -106,6 +107,8 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         self.cfg = cfg
         self.engine = engine
         self.counters = ServerCounters()
+        # Open streams of the whole server (all workers), for max_streams.
+        self.open_streams = stream_count(cfg.server.stream_slots_path, cfg.server.worker_index)
         self.draining = False
         self._drain_message = ""
         self._budget: InflightBudget | None = None
@@ -180,7 +183,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
     def _admit(self) -> None:
         if self.draining:
             raise Unavailable("server is draining; reconnect to another replica or retry later")
-        if self.counters.sessions_open >= self.cfg.server.max_streams:
+        if not self.open_streams.try_acquire(self.cfg.server.max_streams):
             raise Overloaded(
                 f"server at stream capacity ({self.cfg.server.max_streams} open streams); "
                 "retry after the hinted delay",
@@ -218,6 +221,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         st.task = None
         self._streams.discard(st)
         self.counters.sessions_open -= 1
+        self.open_streams.release()
         if not self._streams:
             self._idle.set()
 

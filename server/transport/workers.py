@@ -1,40 +1,51 @@
-"""``seamcut serve --workers N``: N server processes sharing one port.
+"""``seamcut serve --workers N [--engine process]``: the supervising parent.
 
-One Python process runs one event loop, and per-message gRPC work holds that loop
-(docs/PERFORMANCE.md), so a server scales across cores by processes. Every worker
-is a complete ``seamcut serve`` (its own engine, models, admission and drain) that
-binds the same address with SO_REUSEPORT; the kernel spreads new connections over
-the workers and a connection, with all its streams, stays on the worker that took it.
+Layout (docs/DESIGN.md): N transport worker processes (grpc.aio, sessions, decoding,
+the detector) share one port through SO_REUSEPORT, and K engine processes
+(``seamcut engine``: the models and the three stages) serve them over ZeroMQ
+``ipc://`` sockets in a private run directory. Workers load no model. With
+``--engine inline`` every worker is a complete server with its own engine instead.
 
 The supervisor only starts, watches and stops them:
 
+* engines first; each prints one line when it is warm (or why it could not load its
+  models, and then ``serve`` exits non-zero with that reason); then the workers, with
+  the engines' endpoints and one slot each in the shared stream count;
 * port 0 is resolved once, so all workers share the port it picked;
-* SIGTERM/SIGINT is forwarded; each worker drains (``server.grace_s``) and exits;
-  the supervisor exits when all have, non-zero if any failed;
-* a worker that dies on its own is restarted after a pause, unless workers keep
-  dying within ``_CRASH_WINDOW_S`` of starting (then the supervisor gives up: a bad
-  config or environment would otherwise loop forever).
+* SIGTERM/SIGINT drains the workers (``server.grace_s``), then stops the engines,
+  removes the run directory and exits, non-zero if anything failed;
+* whatever dies on its own is restarted after a pause: an engine's work is replayed
+  by the workers, a worker's streams end (UNAVAILABLE for the clients) and its slot
+  of the stream count is reset. Processes that keep dying within
+  ``_CRASH_WINDOW_S`` of starting stop the supervisor (a bad config or environment
+  would otherwise loop forever).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from seamcut.server.config import AppConfig
+from seamcut.server.transport.admission import create_slots, reset_slot
 
 log = logging.getLogger(__name__)
-_CRASH_WINDOW_S = 10.0  # a worker that dies sooner than this after starting "crashed early"
+_CRASH_WINDOW_S = 10.0  # a process that dies sooner than this after starting "crashed early"
 _MAX_EARLY_CRASHES = 3
 _RESTART_DELAY_S = 1.0
 _POLL_S = 0.2
+_ENGINE_STOP_S = 10.0
 
 
 def _reserve_port(host: str) -> socket.socket:
@@ -48,34 +59,76 @@ def _reserve_port(host: str) -> socket.socket:
     return sock
 
 
+def engine_count(cfg: AppConfig) -> int:
+    """Engine processes: as configured, else one per visible GPU, else 1."""
+    if cfg.server.engines:
+        return cfg.server.engines
+    if cfg.engine.device != "cpu" and os.path.exists("/dev/nvidiactl"):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None:
+            return max(1, len([d for d in visible.split(",") if d.strip()]))
+        return max(1, len([n for n in os.listdir("/dev") if n.removeprefix("nvidia").isdigit()]))
+    return 1
+
+
+@dataclass
+class _Child:
+    kind: str  # "worker" | "engine"
+    index: int
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} {self.index}"
+
+
 class Supervisor:
     def __init__(self, cfg: AppConfig, serve_argv: Sequence[str]) -> None:
-        """``serve_argv``: the ``seamcut serve`` arguments the workers get, as given."""
+        """``serve_argv``: the ``seamcut serve`` arguments, as given."""
         self.cfg = cfg
         self.serve_argv = list(serve_argv)
         self.port = cfg.server.port
-        self.procs: list[subprocess.Popen[bytes] | None] = [None] * cfg.server.workers
-        self.started: list[float] = [0.0] * cfg.server.workers
+        self.workers = [_Child("worker", i) for i in range(cfg.server.workers)]
+        k = engine_count(cfg) if cfg.server.process_engines else 0
+        self.engines = [_Child("engine", i) for i in range(k)]
+        self.rundir = Path(tempfile.mkdtemp(prefix="seamcut-"))
+        self.slots = self.rundir / "streams"
+        self.endpoints = [f"ipc://{self.rundir}/engine-{i}.sock" for i in range(k)]
         self.stopping = False
         self.early_crashes = 0
 
-    def _spawn(self, i: int) -> None:
-        env = {**os.environ, "SEAMCUT_SERVER_REUSE_PORT": "true",
-               "SEAMCUT_SERVER_WORKERS": "1"}
-        argv = [sys.executable, "-m", "seamcut.cli", "serve", *self.serve_argv,
-                "--port", str(self.port), "--workers", "1"]
-        self.procs[i] = subprocess.Popen(argv, env=env)
-        self.started[i] = time.monotonic()
-        log.info("worker %d started (pid %d)", i, self.procs[i].pid)  # type: ignore[union-attr]
+    # ------------------------------------------------------------ starting
+    def _spawn_engine(self, e: _Child, *, wait: bool) -> str:
+        """Start engine ``e``; with ``wait``, block until it is warm and return ""
+        (or why it failed)."""
+        argv = [sys.executable, "-m", "seamcut.cli", "engine", *self.serve_argv,
+                "--endpoint", self.endpoints[e.index], "--engine-id", f"engine-{e.index}",
+                "--worker-count", str(len(self.workers))]
+        e.proc = subprocess.Popen(argv, stdout=subprocess.PIPE if wait else None)
+        e.started = time.monotonic()
+        if not wait:
+            return ""
+        assert e.proc.stdout is not None
+        line = e.proc.stdout.readline().decode(errors="replace").strip()
+        e.proc.stdout.close()
+        if "ready" in line.split()[:2]:
+            print(line.replace("seamcut-engine:", "seamcut: engine"), flush=True)
+            return ""
+        e.proc.wait()
+        return line.removeprefix("seamcut-engine: ") or f"exited with {e.proc.returncode}"
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if not self.stopping:
-            print(f"seamcut: {signal.Signals(signum).name}: stopping "
-                  f"{len(self.procs)} workers", flush=True)
-        self.stopping = True
-        for p in self.procs:
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+    def _spawn_worker(self, w: _Child) -> None:
+        env = {**os.environ, "SEAMCUT_SERVER_REUSE_PORT": "true",
+               "SEAMCUT_SERVER_WORKERS": "1", "SEAMCUT_SERVER_ENGINE": "inline",
+               "SEAMCUT_SERVER_WORKER_INDEX": str(w.index),
+               "SEAMCUT_SERVER_STREAM_SLOTS_PATH": str(self.slots),
+               "SEAMCUT_ENGINE_ENDPOINTS": ",".join(self.endpoints)}
+        argv = [sys.executable, "-m", "seamcut.cli", "serve", *self.serve_argv,
+                "--port", str(self.port), "--workers", "1", "--engine", "inline"]
+        w.proc = subprocess.Popen(argv, env=env)
+        w.started = time.monotonic()
+        log.info("worker %d started (pid %d)", w.index, w.proc.pid)
 
     def run(self) -> int:
         reserved = _reserve_port(self.cfg.server.host) if self.port == 0 else None
@@ -83,47 +136,105 @@ class Supervisor:
             self.port = reserved.getsockname()[1]
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        print(f"seamcut: starting {len(self.procs)} workers on "
-              f"{self.cfg.server.host}:{self.port}", flush=True)
+        create_slots(self.slots, len(self.workers))
         try:
-            for i in range(len(self.procs)):
-                self._spawn(i)
+            if self.engines:
+                print(f"seamcut: starting {len(self.engines)} engine process(es)", flush=True)
+                for e in self.engines:
+                    why = self._spawn_engine(e, wait=True)
+                    if why:
+                        print(f"seamcut serve: engine {e.index} could not start: {why}",
+                              file=sys.stderr, flush=True)
+                        self._stop_engines()
+                        return 1
+                    if self.stopping:
+                        self._stop_engines()
+                        return 0
+            print(f"seamcut: starting {len(self.workers)} workers on "
+                  f"{self.cfg.server.host}:{self.port}", flush=True)
+            for w in self.workers:
+                self._spawn_worker(w)
             return self._watch()
         finally:
             if reserved is not None:
                 reserved.close()
+            shutil.rmtree(self.rundir, ignore_errors=True)
+
+    # ------------------------------------------------------------ watching
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if not self.stopping:
+            print(f"seamcut: {signal.Signals(signum).name}: stopping "
+                  f"{len(self.workers)} workers", flush=True)
+        self.stopping = True
+        for w in self.workers:
+            if w.proc is not None and w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)
+
+    def _stop_engines(self) -> bool:
+        """SIGTERM the engines and wait for them; False if one had to be killed."""
+        ok = True
+        for e in self.engines:
+            if e.proc is not None and e.proc.poll() is None:
+                e.proc.send_signal(signal.SIGTERM)
+        for e in self.engines:
+            if e.proc is None:
+                continue
+            try:
+                e.proc.wait(_ENGINE_STOP_S)
+            except subprocess.TimeoutExpired:
+                e.proc.kill()
+                e.proc.wait()
+                ok = False
+            e.proc = None
+        return ok
+
+    def _restart(self, c: _Child, rc: int) -> bool:
+        """A child died on its own: restart it (False: give up, they keep failing)."""
+        early = time.monotonic() - c.started < _CRASH_WINDOW_S
+        # Consecutive early deaths only: one that had run for a while resets it.
+        self.early_crashes = self.early_crashes + 1 if early else 0
+        pid = c.proc.pid if c.proc is not None else 0
+        print(f"seamcut: {c.name} (pid {pid}) exited with {rc}", flush=True)
+        c.proc = None
+        if self.early_crashes >= _MAX_EARLY_CRASHES:
+            print(f"seamcut: {c.kind}s keep failing at start-up; stopping",
+                  file=sys.stderr, flush=True)
+            self._on_signal(signal.SIGTERM, None)
+            return False
+        if early:  # pause before trying again; a long-lived one is replaced at once
+            time.sleep(_RESTART_DELAY_S)
+        if self.stopping:
+            return True
+        if c.kind == "worker":
+            reset_slot(self.slots, c.index)
+            self._spawn_worker(c)
+        else:
+            self._spawn_engine(c, wait=False)  # the workers reconnect and replay
+        return True
 
     def _watch(self) -> int:
         failed = False
         while True:
             alive = 0
-            for i, p in enumerate(self.procs):
-                if p is None:
+            for c in [*self.engines, *self.workers]:
+                if c.proc is None:
                     continue
-                rc = p.poll()
+                rc = c.proc.poll()
                 if rc is None:
-                    alive += 1
+                    alive += c.kind == "worker"
                     continue
-                self.procs[i] = None
                 if self.stopping:
-                    # -SIGTERM: our signal came before the worker's Python had installed
-                    # its handlers (still importing), when it serves nothing yet.
-                    failed |= rc not in (0, -signal.SIGTERM)
+                    if c.kind == "worker":
+                        # -SIGTERM: our signal came before the worker's Python had
+                        # installed its handlers (still importing): it served nothing.
+                        failed |= rc not in (0, -signal.SIGTERM)
+                        c.proc = None
                     continue
-                early = time.monotonic() - self.started[i] < _CRASH_WINDOW_S
-                # Consecutive early deaths only: one that had run for a while resets it.
-                self.early_crashes = self.early_crashes + 1 if early else 0
-                print(f"seamcut: worker {i} (pid {p.pid}) exited with {rc}", flush=True)
-                if self.early_crashes >= _MAX_EARLY_CRASHES:
-                    print("seamcut: workers keep failing at start-up; stopping",
-                          file=sys.stderr, flush=True)
-                    self._on_signal(signal.SIGTERM, None)
+                if not self._restart(c, rc):
                     failed = True
-                    continue
-                time.sleep(_RESTART_DELAY_S)
-                if not self.stopping:
-                    self._spawn(i)
+                elif c.kind == "worker" and c.proc is not None:
                     alive += 1
-            if alive == 0 and (self.stopping or all(p is None for p in self.procs)):
+            if alive == 0 and (self.stopping or all(w.proc is None for w in self.workers)):
+                failed |= not self._stop_engines()
                 return 1 if failed else 0
             time.sleep(_POLL_S)
