@@ -86,9 +86,9 @@ class EngineClient(ABC):
         self._routes[stream] = _Route(on_result, on_notice)
 
     def unregister(self, stream: str) -> None:
-        """The stream is over: its pending requests are cancelled, results dropped."""
-        route = self._routes.pop(stream, None)
-        if route is not None and route.in_flight:
+        """The stream is over: its pending requests are cancelled, results dropped, and
+        the engine forgets the state it kept for it."""
+        if self._routes.pop(stream, None) is not None:
             self._cancel(stream)
 
     def submit(self, req: Request) -> None:

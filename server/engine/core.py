@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 
 import numpy as np
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 class InjectedFault(RuntimeError):
     """Raised by the ``engine.test_fault`` hook (tests only)."""
+
+
+class StateMissing(RuntimeError):
+    """A request continues from a state the engine does not hold."""
 
 
 class InjectedDeath(BaseException):
@@ -104,6 +109,9 @@ class EngineCore:
         stage, _, block = cfg.engine.test_fault.partition("@")
         self._fault = (stage, int(block.removesuffix("!"))) if block else None
         self._fault_kills = block.endswith("!")
+        # stream -> (id, vad state, mix state) its last ANALYSE request ended in
+        self._states: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
+        self._states_lock = threading.Lock()
 
     def info(self, credits: int) -> EngineInfo:
         return EngineInfo(
@@ -135,29 +143,91 @@ class EngineCore:
                 raise InjectedDeath(what) if self._fault_kills else InjectedFault(what)
 
     # ------------------------------------------------------------ S2: VAD
+    def forget(self, stream: str) -> None:
+        """Drop the end state kept for ``stream`` (cancelled, or finished)."""
+        with self._states_lock:
+            self._states.pop(stream, None)
+
+    def _start_state(self, r: Request, prev: tuple[int, np.ndarray, np.ndarray] | None,
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        if not r.state_from:
+            return r.vad_state, r.mix_state
+        if prev is None or prev[0] != r.state_from:
+            raise StateMissing(
+                f"request {r.id} continues from request {r.state_from}, whose end state "
+                "this engine does not have (send the state itself)")
+        return prev[1], prev[2]
+
     def vad_batch(self, batch: list[Request]) -> list[Result]:
-        """One batched Silero pass over every request (the mix too, for SONG ones)."""
+        """One batched Silero pass over every request (the mix too, for SONG ones).
+
+        A stream's requests in the batch run back to back as one sequence, each
+        starting from the end state of the one before (or from its own state).
+        """
         self._check_fault("s2", batch)
         t0 = time.perf_counter()
-        frames = [_vad_frames(r.audio[HOP_SAMPLES:], r.lengths) for r in batch]
-        states = [_unpack(r.vad_state) for r in batch]
-        mixed = [r for r in batch if r.mix_state.size]
-        frames += [_vad_frames(r.mix, r.lengths) for r in mixed]
-        states += [_unpack(r.mix_state) for r in mixed]
-        probs, new_states = self.vad.run_sequences(frames, states)
+        # Runs: a stream's requests that each continue the one before it.
+        runs: list[list[Request]] = []
+        open_run: dict[str, list[Request]] = {}
+        for r in batch:
+            run = open_run.get(r.stream)
+            if run is not None and r.state_from == run[-1].id:
+                run.append(r)
+            else:
+                open_run[r.stream] = [r]
+                runs.append(open_run[r.stream])
+        seqs: list[np.ndarray] = []
+        starts: list[VadState] = []
+        marks: list[list[int]] = []
+        plan = []  # per run: (requests, index of its vocal sequence, of its mix one, ends)
+        with self._states_lock:
+            kept = {s: self._states.get(s) for s in open_run}
+        for reqs in runs:
+            vad0, mix0 = self._start_state(reqs[0], kept[reqs[0].stream])
+            frames = [_vad_frames(r.audio[HOP_SAMPLES:], r.lengths) for r in reqs]
+            ends = list(np.cumsum([f.shape[0] for f in frames]))
+            v = len(seqs)
+            seqs.append(np.concatenate(frames))
+            starts.append(_unpack(vad0))
+            marks.append(ends)
+            m = None
+            if mix0.size:
+                m = len(seqs)
+                seqs.append(np.concatenate([_vad_frames(r.mix, r.lengths) for r in reqs]))
+                starts.append(_unpack(mix0))
+                marks.append(ends)
+            plan.append((reqs, v, m, ends))
+        probs, snaps = self.vad.run_marked(seqs, starts, marks)
         ms = (time.perf_counter() - t0) * 1000
-        mix_of = {r.id: i for i, r in enumerate(mixed, start=len(batch))}
-        out = []
-        for i, r in enumerate(batch):
-            j = mix_of.get(r.id)
-            out.append(Result(
-                kind=Kind.ANALYSE, stream=r.stream, id=r.id, index=r.index, probs=probs[i],
-                vad_state=_pack(new_states[i]),
-                probs_mix=probs[j] if j is not None else probs[i][:0],
-                mix_state=_pack(new_states[j]) if j is not None else r.mix_state,
-                batch_size=len(batch), vad_ms=ms,
-            ))
-        return out
+        out: list[Result] = []
+        order: list[int] = []  # position in ``batch`` of each result in ``out``
+        where = {id(r): i for i, r in enumerate(batch)}
+        updates: dict[str, tuple[int, np.ndarray, np.ndarray] | None] = {}
+        for reqs, v, m, ends in plan:
+            lo = 0
+            for k, r in enumerate(reqs):
+                hi = ends[k]
+                vad = _pack(snaps[v][k])
+                mix = _pack(snaps[m][k]) if m is not None else r.mix_state[:0]
+                out.append(Result(
+                    kind=Kind.ANALYSE, stream=r.stream, id=r.id, index=r.index,
+                    probs=probs[v][lo:hi], vad_state=vad,
+                    probs_mix=probs[m][lo:hi] if m is not None else probs[v][:0],
+                    mix_state=mix, batch_size=len(open_run), vad_ms=ms,
+                ))
+                order.append(where[id(r)])
+                lo = hi
+            end = reqs[-1]  # runs are in arrival order: a stream's later run wins
+            updates[end.stream] = None if end.last else (end.id, out[-1].vad_state,
+                                                        out[-1].mix_state)
+        with self._states_lock:  # only once the whole batch has succeeded
+            for stream, kept_state in updates.items():
+                if kept_state is None:
+                    self._states.pop(stream, None)
+                else:
+                    self._states[stream] = kept_state
+        by_position = dict(zip(order, out, strict=True))
+        return [by_position[i] for i in range(len(batch))]  # in the batch's order
 
     # ------------------------------------------------------------ S3: features
     def features(self, req: Request, res: Result) -> Result:

@@ -22,6 +22,7 @@ the client guarantees:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections import deque
@@ -35,6 +36,7 @@ from seamcut.server.engine.client import EngineClient
 from seamcut.server.engine.protocol import (
     EngineInfo,
     ErrorCode,
+    Kind,
     Request,
     Result,
     SeparatorInfo,
@@ -67,6 +69,9 @@ class _Link:
         self.backlog: deque[Request] = deque()  # waiting for credits or for the engine
         self.replays: dict[int, int] = {}
         self.streams: set[str] = set()
+        # stream -> (id, vad state, mix state) of its last ANALYSE result: a replayed
+        # request that continues from an answered one gets that state instead.
+        self.end_states: dict[str, tuple[int, Any, Any]] = {}
         self.restarts = 0
         self._pidfd: int | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -136,7 +141,8 @@ class _Link:
         self.client.answered += len(self.backlog) - len(kept)
         self.backlog = kept
         self.streams.discard(stream)
-        if self.serving and any(r.stream == stream for r in self.pending.values()):
+        self.end_states.pop(stream, None)
+        if self.serving:  # also makes the engine forget the stream's kept state
             self._send(wire.pack(wire.CANCEL, [], streams=[stream]))
 
     # ------------------------------------------------------------ replies
@@ -165,7 +171,7 @@ class _Link:
         loop = asyncio.get_running_loop()
         self._pidfd = os.pidfd_open(self.info.pid)
         loop.add_reader(self._pidfd, self._on_exit)
-        replay = sorted(self.pending.values(), key=lambda r: r.id)
+        replay = [self._resolve(r) for r in sorted(self.pending.values(), key=lambda r: r.id)]
         self.pending.clear()
         self.used = 0
         if replay:
@@ -173,6 +179,16 @@ class _Link:
         self.ready.set()
         self.client.link_changed()
         self.schedule_flush()
+
+    def _resolve(self, r: Request) -> Request:
+        """A request continuing from one whose result is in: give it that end state
+        (the new engine never saw the request it names)."""
+        if not r.state_from or r.state_from in self.pending:
+            return r
+        end = self.end_states.get(r.stream)
+        if end is None or end[0] != r.state_from:
+            return r  # its predecessor failed: the engine will say so
+        return dataclasses.replace(r, state_from=0, vad_state=end[1], mix_state=end[2])
 
     def _replay(self, reqs: list[Request]) -> None:
         back = []
@@ -203,6 +219,8 @@ class _Link:
                 continue
             self.used -= req.cost
             self.replays.pop(res.id, None)
+            if res.kind is Kind.ANALYSE and res.error is ErrorCode.OK:
+                self.end_states[res.stream] = (res.id, res.vad_state, res.mix_state)
             self.client.deliver_one(res)
         self.schedule_flush()
 

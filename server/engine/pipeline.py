@@ -86,6 +86,7 @@ class Pipeline:
 
     def cancel(self, stream: str) -> None:
         """The stream is gone: its queued requests are answered CANCELLED, unrun."""
+        self.core.forget(stream)
         with self._lock:
             if self._outstanding.get(stream):
                 self._cancelled.add(stream)

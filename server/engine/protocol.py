@@ -10,9 +10,13 @@ makes replay after an engine restart exact.
 Everything sequential per stream stays with the caller: the block grid, resampling,
 overlap-add, the detector fold, the zero-crossing snap, sequence numbers and trace
 bookkeeping. A request carries the recurrent model state in and its result carries
-the new state out, so a stream has at most one ANALYSE request in flight; while it
-waits, its next blocks gather into the following request (many blocks per request
-when a stream floods).
+the new state out. So that a stream's next request need not wait for the previous
+result (the VAD would idle for a round trip per request), an ANALYSE request may
+instead name the previous request of its stream in ``state_from``: the engine then
+starts from the state that request ended in, which it keeps until the stream's next
+request or ``last`` (one entry per stream, like a cache reference). A caller that
+replays requests to a new engine resolves such a reference from the results it
+already has, so a request always means one exact computation.
 
 A leaf of the engine package: imports numpy and nothing of ours.
 """
@@ -70,6 +74,8 @@ class Request:
     mix: np.ndarray = field(default_factory=lambda: EMPTY)
     vad_state: np.ndarray = field(default_factory=lambda: EMPTY)
     mix_state: np.ndarray = field(default_factory=lambda: EMPTY)
+    state_from: int = 0  # ANALYSE: id of the request whose end state to start from (0: given)
+    last: bool = False  # ANALYSE: the stream's final request (the engine forgets the stream)
     backend: str = ""
 
     @property

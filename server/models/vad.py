@@ -6,6 +6,7 @@ import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import onnxruntime as ort
@@ -83,6 +84,26 @@ class SileroVad:
         lstm = np.stack([h[0, 0], c[0, 0]]).astype(np.float32)
         return probs.astype(np.float32), VadState(lstm, x[-1, -CONTEXT:].copy())
 
+    def run_marked(
+        self, frames: list[np.ndarray], states: list[VadState], marks: list[list[int]]
+    ) -> tuple[list[np.ndarray], list[list[VadState]]]:
+        """:meth:`run_sequences`, plus each stream's state after every cumulative frame
+        count in ``marks[i]`` (ascending, the last one the stream's total): a stream
+        whose frames are several requests back to back gets each request's state."""
+        if len(frames) <= SEQUENCE_MAX_STREAMS:
+            probs, out = [], []
+            for f, st0, m in zip(frames, states, marks, strict=True):
+                parts, snaps, lo, st = [], [], 0, st0
+                for hi in m:
+                    p, st = self.run_sequence(f[lo:hi], st)
+                    parts.append(p)
+                    snaps.append(st)
+                    lo = hi
+                probs.append(np.concatenate(parts) if parts else np.zeros(0, np.float32))
+                out.append(snaps)
+            return probs, out
+        return self.run_batched(frames, states, marks)
+
     def run_sequences(
         self, frames: list[np.ndarray], states: list[VadState]
     ) -> tuple[list[np.ndarray], list[VadState]]:
@@ -98,14 +119,30 @@ class SileroVad:
             return [p for p, _ in pairs], [st for _, st in pairs]
         return self.run_batched(frames, states)
 
+    @overload
+    def run_batched(self, frames: list[np.ndarray], states: list[VadState],
+                    marks: None = None) -> tuple[list[np.ndarray], list[VadState]]: ...
+
+    @overload
+    def run_batched(self, frames: list[np.ndarray], states: list[VadState],
+                    marks: list[list[int]]) -> tuple[list[np.ndarray],
+                                                     list[list[VadState]]]: ...
+
     def run_batched(
-        self, frames: list[np.ndarray], states: list[VadState]
-    ) -> tuple[list[np.ndarray], list[VadState]]:
-        """One call per frame step, every stream that has a frame at that step batched."""
+        self, frames: list[np.ndarray], states: list[VadState],
+        marks: list[list[int]] | None = None,
+    ) -> tuple[list[np.ndarray], list[VadState]] | tuple[list[np.ndarray],
+                                                          list[list[VadState]]]:
+        """One call per frame step, every stream that has a frame at that step batched
+        (with ``marks``: the states after those frame counts too, as in run_marked)."""
         counts = [int(f.shape[0]) for f in frames]
         probs = [np.empty(n, np.float32) for n in counts]
         lstm = [s.lstm for s in states]
         ctx = [s.context for s in states]
+        snaps: list[list[VadState]] = [[] for _ in frames]
+        if marks is not None:  # marks at frame 0 (empty requests) hold the initial state
+            for i, m in enumerate(marks):
+                snaps[i] += [states[i] for h in m if h == 0]
         for t in range(max(counts, default=0)):
             active = [i for i, n in enumerate(counts) if n > t]
             x = np.stack([np.concatenate([ctx[i], frames[i][t]]) for i in active])
@@ -115,4 +152,8 @@ class SileroVad:
                 probs[i][t] = out[j, 0]
                 lstm[i] = np.ascontiguousarray(new_st[:, j, :])
                 ctx[i] = x[j, -CONTEXT:]
+                if marks is not None:
+                    snaps[i] += [VadState(lstm[i], ctx[i]) for h in marks[i] if h == t + 1]
+        if marks is not None:
+            return probs, snaps
         return probs, [VadState(lstm[i], ctx[i]) for i in range(len(frames))]

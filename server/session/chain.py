@@ -1,11 +1,12 @@
 """One stream's analysis chain: blocks -> ANALYSE requests -> detector events.
 
-The recurrent VAD state goes into each request and comes back in its result, so a
-stream has at most one ANALYSE request in flight. Blocks that become ready while it
-is out wait here and leave together in the next request (up to ``max_blocks``):
-a paced stream sends one block per request, a flooding one many, and the engine
-runs a request's blocks as one sequence. The grouping never changes a result: the
-engine treats every block of a request exactly as if it came alone.
+The recurrent VAD state goes into a request and comes back in its result; a request
+sent while the previous one is still out continues from that one's end state
+(``Request.state_from``). At most :data:`REQUESTS_IN_FLIGHT` are out; blocks that
+become ready meanwhile wait here and leave together in the next request (up to
+``max_blocks``): a paced stream sends one block per request, a flooding one many,
+and the engine runs a request's blocks as one sequence. The grouping never changes
+a result: the engine treats every block exactly as if it came alone.
 """
 
 from __future__ import annotations
@@ -64,25 +65,30 @@ def _hops(n: int) -> int:
     return -(-n // HOP_SAMPLES)
 
 
+# ANALYSE requests of one stream in flight at once. Two keep the engine's VAD busy:
+# while one runs, the next waits right behind it, continuing from its end state, and
+# the session gathers the blocks for the one after.
+REQUESTS_IN_FLIGHT = 2
+
+
 class AnalysisChain:
     def __init__(self, stream: str, *, song: bool, max_blocks: int) -> None:
         self.stream = stream
         self._song = song
         self._max_blocks = max_blocks
         self._queue: deque[Pending] = deque()
-        self.inflight: list[Pending] | None = None
-        self.sent_ns = 0  # CLOCK_MONOTONIC when the in-flight request was submitted
-        self.vad_state = initial_vad_state()
+        self.inflight: deque[tuple[int, int, list[Pending]]] = deque()  # (id, sent_ns, group)
+        self.vad_state = initial_vad_state()  # after the last request answered
         self.mix_state = initial_vad_state() if song else EMPTY
 
     def add(self, p: Pending) -> None:
         self._queue.append(p)
 
     def take(self) -> list[Pending] | None:
-        """The next group: markers only (done at once), or up to ``max_blocks`` blocks
-        (with the markers between and after them) that become the in-flight request.
-        None while a request is out or nothing waits."""
-        if self.inflight is not None or not self._queue:
+        """The next group of up to ``max_blocks`` blocks (with the markers between and
+        after them), or markers alone; None when nothing can go now. Markers behind a
+        request in flight ride with it, so that they complete in order."""
+        if not self._queue or len(self.inflight) >= REQUESTS_IN_FLIGHT:
             return None
         group: list[Pending] = []
         blocks = 0
@@ -92,26 +98,32 @@ class AnalysisChain:
                     break
                 blocks += 1
             group.append(self._queue.popleft())
-        if blocks:
-            self.inflight = group
+        if not blocks and self.inflight:
+            self.inflight[-1][2].extend(group)
+            return None
         return group
 
-    def request(self, group: list[Pending], req_id: int) -> Request:
+    def request(self, group: list[Pending], req_id: int, sent_ns: int) -> Request:
+        """The ANALYSE request for a group from :meth:`take` (now in flight)."""
         blocks = [p.block for p in group if p.block is not None]
         audio = np.concatenate([blocks[0].samples16] + [b.samples16[HOP_SAMPLES:]
                                                         for b in blocks[1:]])
         mix = (np.concatenate([p.mix16 for p in group if p.block is not None
                                and p.mix16 is not None]) if self._song else EMPTY)
+        prev = self.inflight[-1][0] if self.inflight else 0
+        self.inflight.append((req_id, sent_ns, group))
         return Request(kind=Kind.ANALYSE, stream=self.stream, id=req_id,
                        index=blocks[0].index, audio=audio,
                        lengths=tuple(b.length16 for b in blocks), mix=mix,
-                       vad_state=self.vad_state, mix_state=self.mix_state)
+                       vad_state=EMPTY if prev else self.vad_state,
+                       mix_state=EMPTY if prev else self.mix_state,
+                       state_from=prev, last=blocks[-1].is_last)
 
-    def complete(self, res: Result) -> list[Analysed]:
-        """Split the in-flight request's result per entry and take the new states."""
-        group = self.inflight
-        assert group is not None, "a result with no request in flight"
-        self.inflight = None
+    def complete(self, res: Result) -> tuple[list[Analysed], int]:
+        """Split the oldest request's result per entry and take its end state; also
+        when that request was sent (CLOCK_MONOTONIC ns)."""
+        req_id, sent_ns, group = self.inflight.popleft()
+        assert req_id == res.id, f"result {res.id} out of order (expected {req_id})"
         self.vad_state = res.vad_state
         self.mix_state = res.mix_state
         out = []
@@ -125,7 +137,7 @@ class AnalysisChain:
                                 res.probs_mix[f : f + nf] if self._song else None,
                                 res.energy_db[h : h + nh]))
             f, h = f + nf, h + nh
-        return out
+        return out, sent_ns
 
 
 def detect_block(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import deque
@@ -45,6 +46,8 @@ from seamcut.server.session.frontend import (
     Unit,
 )
 from seamcut.server.session.outbox import Outbox
+
+log = logging.getLogger(__name__)
 
 # Chunks whose decoding costs more than about half a millisecond go to a thread, so
 # one big message cannot stall every other stream; smaller ones are decoded on the
@@ -293,17 +296,16 @@ class Session:
             self._assemble()
 
     def _pump(self) -> None:
-        """Send the chain's next request if none is out (markers alone finish at once)."""
+        """Send the chain's next requests while it may (markers alone finish at once)."""
         while not self._closed:
             group = self._chain.take()
             if group is None:
                 return
-            if self._chain.inflight is None:  # markers only
+            if all(p.block is None for p in group):
                 self._analysed([Analysed(p, EMPTY, None, EMPTY) for p in group])
                 continue
-            self._chain.sent_ns = time.monotonic_ns()
-            self.engine.submit(self._chain.request(group, self.engine.new_id()))
-            return
+            self.engine.submit(self._chain.request(group, self.engine.new_id(),
+                                                   time.monotonic_ns()))
 
     def _assemble(self) -> None:
         """Turn separated units into blocks, strictly in submission order."""
@@ -344,9 +346,19 @@ class Session:
             self._put(Notice(code=code, message=message))
 
     def _on_result(self, r: Result) -> None:
-        """An engine result for this stream (event loop)."""
-        if self._closed:
-            return
+        """An engine result for this stream (event loop). A bug while handling it ends
+        this stream with INTERNAL; it must not vanish in a loop callback and leave the
+        stream waiting forever."""
+        if self._closed or self.error is not None:
+            return  # after the first failure the stream only ends; later results are moot
+        try:
+            self._handle(r)
+        except Exception as exc:
+            log.exception("session %s: handling an engine result failed", self.id)
+            self.error = InternalError(f"internal error in session {self.id}: {exc!r}")
+            self.events.put_nowait(None)
+
+    def _handle(self, r: Result) -> None:
         if r.error is not ErrorCode.OK:
             self._fail(r)
             return
@@ -359,9 +371,9 @@ class Session:
             p.separation_ipc_ms = _ipc_ms(r, self._sent_ns.pop(r.id, 0))
             self._assemble()
             return
-        ipc = _ipc_ms(r, self._chain.sent_ns)
-        self._analysed(self._chain.complete(r), r, ipc)
-        self._pump()
+        done, sent_ns = self._chain.complete(r)
+        self._pump()  # gathered blocks go out before the detector runs on these
+        self._analysed(done, r, _ipc_ms(r, sent_ns))
 
     def _fail(self, r: Result) -> None:
         where = f"session {self.id}"
