@@ -71,6 +71,7 @@ def bench_zmq(payload: int, n: int, window: int) -> float:
 def _shm_peer(name: str, size: int, to_peer: int, to_me: int) -> None:
     shm = shared_memory.SharedMemory(name=name)
     buf = shm.buf
+    assert buf is not None
     half = SLOTS * size
     while True:
         k = os.eventfd_read(to_peer)  # k messages are in the request slots
@@ -81,7 +82,8 @@ def _shm_peer(name: str, size: int, to_peer: int, to_me: int) -> None:
                 shm.close()
                 return
             slot = idx % SLOTS
-            buf[half + slot * size : half + (slot + 1) * size] = buf[slot * size : (slot + 1) * size]
+            lo = slot * size
+            buf[half + lo : half + lo + size] = buf[lo : lo + size]
             struct.pack_into("<q", buf, 2 * half, idx + 1)
         os.eventfd_write(to_me, k)
 
@@ -93,6 +95,7 @@ def bench_shm(payload: int, n: int, window: int) -> float:
     p = mp.Process(target=_shm_peer, args=(shm.name, payload, to_peer, to_me))
     p.start()
     buf = shm.buf
+    assert buf is not None
     arr = np.random.default_rng(0).standard_normal(payload // 4).astype(np.float32)
     raw = arr.tobytes()
     out = bytearray(payload)
