@@ -9,6 +9,8 @@ the session, because that state is sequential per stream.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,10 +20,22 @@ from seamcut.server.dsp.pcm import downmix
 from seamcut.server.dsp.reblock import GridBlock, Reblocker
 from seamcut.server.dsp.resample import StreamResampler
 from seamcut.server.dsp.windows import WindowFeeder
-from seamcut.server.engine.protocol import SeparatorInfo
+from seamcut.server.engine.protocol import Kind, Request, Result, SeparatorInfo
 from seamcut.server.errors import ConfigError
+from seamcut.server.session.chain import Pending
+from seamcut.server.session.report import ipc_ms
 
 _EMPTY = np.zeros(0, np.float32)
+
+
+@dataclass(slots=True)
+class _SongJob:
+    """A SONG unit between separation and assembly (assembled strictly in order)."""
+
+    unit: SongUnit
+    pending: Pending  # its trace info and release; assembly hands them to its blocks
+    sent_ns: int = 0
+    vocal: np.ndarray | None = None  # set when the separation result arrives
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,7 @@ class SongFrontend:
         self.feeder = WindowFeeder(rate, sep.rate_hz, size, hop)
         self.backend = sep.name
         self.windows_sent = 0  # windows handed to the engine so far (the next one's index)
+        self._jobs: dict[int, _SongJob] = {}  # by request id, in submission order
         self.ola = OverlapAdd(2, size, hop)
         self.reblock = Reblocker(rate, cfg.engine.block_samples, source_rate_hz=sep.rate_hz)
         self._mix16_buf = _EMPTY  # the mix at 16 kHz not yet given to a block
@@ -122,6 +137,45 @@ class SongFrontend:
         model = sep.window_samples + self.feeder.resampler.delay_out_samples()
         return (-(-model * ANALYSIS_RATE_HZ // sep.rate_hz)
                 + self.reblock.resampler.delay_out_samples())
+
+    def job(self, stream: str, req_id: int, unit: SongUnit, p: Pending) -> Request | None:
+        """Queue ``unit`` for assembly; the SEPARATE request for its windows (None when
+        it has none: it is assembled as soon as the units before it are)."""
+        job = _SongJob(unit, p, time.monotonic_ns())
+        self._jobs[req_id] = job
+        m = int(unit.windows.shape[0])
+        if not m:
+            job.vocal = unit.windows
+            return None
+        self.windows_sent += m
+        return Request(kind=Kind.SEPARATE, stream=stream, id=req_id,
+                       index=self.windows_sent - m, audio=unit.windows, backend=self.backend)
+
+    def separated(self, r: Result) -> None:
+        """The engine's vocal windows for one job."""
+        job = self._jobs[r.id]
+        job.vocal = r.vocal
+        p = job.pending
+        p.separation_ms, p.separation_batch = r.separation_ms, r.batch_size
+        p.separation_queue_ms, p.separation_ipc_ms = r.queue_ms, ipc_ms(r, job.sent_ns)
+
+    def assembled(self) -> list[Pending]:
+        """Blocks of the jobs whose vocal is in, in order (stops at the first that is
+        not). A job's slot frees with its last block, or with a marker if it made none."""
+        out: list[Pending] = []
+        while self._jobs:
+            req_id = next(iter(self._jobs))
+            job = self._jobs[req_id]
+            if job.vocal is None:
+                break
+            del self._jobs[req_id]
+            p = job.pending
+            entries = [dataclasses.replace(p, block=gb, mix16=mix16, releases=0)
+                       for gb, mix16 in self.assemble(job.unit, job.vocal)]
+            if entries:
+                entries[-1].releases = p.releases
+            out += entries or [p]
+        return out
 
     def assemble(self, unit: SongUnit, vocal: np.ndarray) -> list[tuple[GridBlock, np.ndarray]]:
         """The vocal windows [m, 2, size] of ``unit`` -> the grid blocks now complete,

@@ -7,45 +7,40 @@ import logging
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
 from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, AppConfig, StreamSpec
 from seamcut.server.dsp.detector import CutDecision, DetectorParams, DetectorState, SpeechSegment
 from seamcut.server.dsp.pcm import decode
 from seamcut.server.dsp.reblock import GridBlock
 from seamcut.server.engine.client import EngineClient
-from seamcut.server.engine.protocol import EMPTY, ErrorCode, Kind, Request, Result
+from seamcut.server.engine.protocol import EMPTY, ErrorCode, Kind, Result
 from seamcut.server.errors import (
     ConfigError,
     InternalError,
     InvalidAudio,
     SeamcutError,
     SequenceError,
-    Unavailable,
 )
 from seamcut.server.events import (
-    ChunkTrace,
-    Cut,
     Event,
     Flushed,
     Notice,
     Progress,
     Ready,
-    StageStats,
-    StageTimes,
     Summary,
     VadSegment,
 )
+from seamcut.server.session import report
 from seamcut.server.session.chain import Analysed, AnalysisChain, Pending, detect_block
 from seamcut.server.session.frontend import (
     DirectFrontend,
     Frontend,
     SongFrontend,
-    SongUnit,
     Unit,
 )
 from seamcut.server.session.outbox import Outbox
+from seamcut.server.session.report import SessionStats
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +50,6 @@ log = logging.getLogger(__name__)
 # The unit is samples x a cost factor: ~2 us per 1000 samples at 16 kHz (no
 # resampling), ~10 us per 1000 samples through the resampler (measured on the VM).
 INLINE_DECODE_WORK = 262_144
-_STAGES = ("queue", "separation", "vad", "features", "ipc", "total")
-_STAT_WINDOW = 10_000  # Summary percentiles cover the last this many blocks
 
 
 @dataclass(slots=True)
@@ -65,26 +58,6 @@ class _Chunk:
     client_end: int  # client frames received up to and including this chunk
     send_ns: int
     recv_ns: int
-
-
-@dataclass(slots=True)
-class _SongJob:
-    """A SONG unit between separation and assembly (assembled strictly in order)."""
-
-    unit: SongUnit
-    pending: Pending  # trace info; its block is filled in by assembly
-    vocal: np.ndarray | None = None  # set when the separation result arrives
-
-
-@dataclass(slots=True)
-class SessionStats:
-    chunks: int = 0
-    blocks: int = 0
-    cuts: int = 0
-    vad_segments: int = 0
-    stage_ms: dict[str, deque[float]] = field(
-        default_factory=lambda: {s: deque(maxlen=_STAT_WINDOW) for s in _STAGES}
-    )
 
 
 class InflightBudget:
@@ -99,13 +72,6 @@ class InflightBudget:
 
     def release(self) -> None:
         self._sem.release()
-
-
-def _ipc_ms(r: Result, sent_ns: int) -> float:
-    """Time a request and its result spent between session and engine, both ways."""
-    if not sent_ns or not r.received_ns:
-        return 0.0
-    return max(0, (r.received_ns - sent_ns) + (time.monotonic_ns() - r.sent_ns)) / 1e6
 
 
 def lookahead_16k(params: DetectorParams, block_samples: int, resampler_delay: int) -> int:
@@ -152,8 +118,6 @@ class Session:
         self._song = isinstance(self._front, SongFrontend)
         self._chain = AnalysisChain(self.id, song=self._song,
                                     max_blocks=cfg.engine.max_batch_blocks_per_stream)
-        self._jobs: dict[int, _SongJob] = {}  # SONG: by request id, in submission order
-        self._sent_ns: dict[int, int] = {}  # SEPARATE request id -> CLOCK_MONOTONIC sent
         # Only separation can run on a GPU; VAD and detection run on the CPU.
         self._device = info.device if self._song else "cpu"
         engine.register(self.id, self._on_result, self._on_notice)
@@ -281,18 +245,12 @@ class Session:
         first = self._chunks[0].seq if self._chunks else 0
         while len(self._chunks) > 1:  # the job covers every chunk so far
             self._chunks.popleft()
-        req_id = self.engine.new_id()
-        job = _SongJob(unit, Pending(None, 1, first, last.seq, last.send_ns, last.recv_ns, now))
-        self._jobs[req_id] = job
-        if unit.windows.shape[0]:
-            assert isinstance(self._front, SongFrontend)
-            self._sent_ns[req_id] = time.monotonic_ns()
-            self.engine.submit(Request(kind=Kind.SEPARATE, stream=self.id, id=req_id,
-                                       index=self._front.windows_sent, audio=unit.windows,
-                                       backend=self._front.backend))
-            self._front.windows_sent += int(unit.windows.shape[0])
+        assert isinstance(self._front, SongFrontend)
+        req = self._front.job(self.id, self.engine.new_id(), unit,
+                              Pending(None, 1, first, last.seq, last.send_ns, last.recv_ns, now))
+        if req is not None:
+            self.engine.submit(req)
         else:
-            job.vocal = unit.windows
             self._assemble()
 
     def _pump(self) -> None:
@@ -308,26 +266,10 @@ class Session:
                                                    time.monotonic_ns()))
 
     def _assemble(self) -> None:
-        """Turn separated units into blocks, strictly in submission order."""
+        """Separated units, in submission order, become blocks for analysis."""
         assert isinstance(self._front, SongFrontend)
-        while self._jobs:
-            req_id = next(iter(self._jobs))
-            job = self._jobs[req_id]
-            if job.vocal is None:
-                return
-            del self._jobs[req_id]
-            p = job.pending
-            blocks = self._front.assemble(job.unit, job.vocal)
-            entries = [Pending(gb, 0, p.first_seq, p.last_seq, p.send_ns, p.recv_ns, p.t_ready,
-                               mix16, p.separation_ms, p.separation_batch,
-                               p.separation_queue_ms, p.separation_ipc_ms)
-                       for gb, mix16 in blocks]
-            if entries:
-                entries[-1].releases = 1  # the unit's slot frees with its last block
-            else:  # no block completed: the release follows the blocks before it in order
-                entries = [p]
-            for e in entries:
-                self._chain.add(e)
+        for p in self._front.assembled():
+            self._chain.add(p)
         self._pump()
 
     def consumed(self) -> None:
@@ -363,26 +305,16 @@ class Session:
             self._fail(r)
             return
         if r.kind is Kind.SEPARATE:
-            job = self._jobs[r.id]
-            job.vocal = r.vocal
-            p = job.pending
-            p.separation_ms, p.separation_batch = r.separation_ms, r.batch_size
-            p.separation_queue_ms = r.queue_ms
-            p.separation_ipc_ms = _ipc_ms(r, self._sent_ns.pop(r.id, 0))
+            assert isinstance(self._front, SongFrontend)
+            self._front.separated(r)
             self._assemble()
             return
         done, sent_ns = self._chain.complete(r)
         self._pump()  # gathered blocks go out before the detector runs on these
-        self._analysed(done, r, _ipc_ms(r, sent_ns))
+        self._analysed(done, r, report.ipc_ms(r, sent_ns))
 
     def _fail(self, r: Result) -> None:
-        where = f"session {self.id}"
-        if r.error is ErrorCode.UNAVAILABLE:
-            self.error = Unavailable(f"{r.message} ({where}); retry on a new stream")
-        elif r.error is ErrorCode.BAD_REQUEST:
-            self.error = ConfigError(f"{r.message} ({where})")
-        else:
-            self.error = InternalError(f"internal error in {where}: {r.message}")
+        self.error = report.error_of(r, self.id)
         self.events.put_nowait(None)
 
     def _analysed(self, entries: list[Analysed], r: Result | None = None,
@@ -405,7 +337,7 @@ class Session:
                 self._put(self._summary())
                 self.events.put_nowait(None)
 
-    def _block_done(self, a: Analysed, r: Result, ipc_ms: float) -> None:
+    def _block_done(self, a: Analysed, r: Result, ipc: float) -> None:
         p, b = a.pending, a.pending.block
         assert b is not None
         t0 = time.perf_counter()
@@ -414,43 +346,20 @@ class Session:
         off = self.spec.start_sample
         for ev in events:
             if isinstance(ev, CutDecision):
-                self._put(self._cut_event(ev, off))
+                self._put(report.cut_event(ev, off=off, rate_hz=self.spec.format.sample_rate_hz,
+                                           index=self.stats.cuts))
+                self.stats.cuts += 1
             elif isinstance(ev, SpeechSegment) and self.spec.events.vad_segments:
                 self.stats.vad_segments += 1
                 self._put(VadSegment(start_sample=ev.start + off, end_sample=ev.end + off,
                                      mean_probability=ev.mean_probability))
-        client_end = b.client_start + int(b.client.shape[0])
-        self._processed = client_end
+        self._processed = b.client_start + int(b.client.shape[0])
         self._final = self._detector.final_client
-        self.stats.blocks += 1
-        times = StageTimes(
-            queue_wait_ms=r.queue_ms + p.separation_queue_ms, separation_ms=p.separation_ms,
-            vad_ms=r.vad_ms, features_ms=r.features_ms + detect_ms,
-            ipc_ms=ipc_ms + p.separation_ipc_ms,
-            total_ms=(time.perf_counter() - p.t_ready) * 1000,
-        )
-        values = (times.queue_wait_ms, times.separation_ms, times.vad_ms, times.features_ms,
-                  times.ipc_ms, times.total_ms)
-        for name, value in zip(_STAGES, values, strict=True):
-            self.stats.stage_ms[name].append(value)
+        times = report.block_times(p, r, detect_ms=detect_ms, ipc=ipc)
+        self.stats.record(times)
         if self.spec.events.chunk_traces:
-            self._put(ChunkTrace(
-                block_index=b.index, start_sample=b.client_start + off,
-                end_sample=client_end + off, first_seq=p.first_seq, last_seq=p.last_seq,
-                client_send_time_ns=p.send_ns, server_receive_time_ns=p.recv_ns, times=times,
-                batch_size=r.batch_size, separation_batch_size=p.separation_batch,
-                device=self._device, gpu_pipeline_used=False,
-            ))
+            self._put(report.chunk_trace(p, r, times, off=off, device=self._device))
         self._progress()
-
-    def _cut_event(self, ev: CutDecision, off: int) -> Cut:
-        index = self.stats.cuts
-        self.stats.cuts += 1
-        return Cut(
-            sample=ev.sample + off, seconds=(ev.sample + off) / self.spec.format.sample_rate_hz,
-            kind=ev.kind, score=float(ev.score), pause_start_sample=ev.pause_start + off,
-            pause_end_sample=ev.pause_end + off, index=index,
-        )
 
     def _progress_event(self) -> Progress:
         off = self.spec.start_sample
@@ -489,20 +398,7 @@ class Session:
         self.events.put_nowait(ev)
 
     def _summary(self) -> Summary:
-        engine = self.engine.stream_engine(self.id)
-        stages = tuple(
-            StageStats(
-                stage=name,
-                p50_ms=float(np.percentile(v, 50)) if v else 0.0,
-                p95_ms=float(np.percentile(v, 95)) if v else 0.0,
-                count=len(v),
-            )
-            for name, v in self.stats.stage_ms.items()
-        )
-        return Summary(
-            samples_received=self._front.received, samples_processed=self._processed,
-            chunks=self.stats.chunks, blocks=self.stats.blocks, cuts=self.stats.cuts,
-            vad_segments=self.stats.vad_segments,
-            wall_seconds=time.perf_counter() - self._t0, stages=stages,
-            engine_id=engine.engine_id, engine_pid=engine.pid, device=self._device,
-        )
+        return report.summary(
+            self.stats, received=self._front.received, processed=self._processed,
+            wall_s=time.perf_counter() - self._t0, engine=self.engine.stream_engine(self.id),
+            device=self._device)
