@@ -219,7 +219,7 @@ class LoadGenerator:
                     s.add_processed(t, delta / rate)
             elif isinstance(ev, TraceEvent):
                 s.add_trace(t, ev.queue_wait_ms, ev.vad_ms, ev.features_ms, ev.total_ms,
-                            ev.batch_size)
+                            ev.batch_size, ev.ipc_ms)
             elif isinstance(ev, CutEvent):
                 s.add_cuts(meter.cut(ev.sample, CutKindCode.from_name(ev.kind), t))
             elif isinstance(ev, ReadyEvent):

@@ -35,7 +35,8 @@ Definitions (per stream; a stream sends AudioChunks with seq 0, 1, 2, ...):
     window's length (audio seconds per wall second, summed over streams).
 **Stage times and batch sizes**
     Copied from each ChunkTrace (server clocks, ms): ``queue_wait_ms``, ``vad_ms``,
-    ``features_ms``, ``total_ms`` and ``batch_size`` (streams sharing the VAD call).
+    ``features_ms``, ``ipc_ms``, ``total_ms`` and ``batch_size`` (streams sharing the VAD
+    call).
 **Errors**
     Streams that ended with a non-OK gRPC status, by status code name (a client-side
     failure counts as ``CLIENT_<ExceptionName>``; a stream that does not finish within

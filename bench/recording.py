@@ -27,10 +27,10 @@ COLUMNS: dict[str, str] = {
     "ack_t": "d", "ack_ms": "d",  # per acknowledged chunk: t_send, ack latency
     "cut_t": "d", "cut_ms": "d", "cut_kind": "b", "cut_clamped": "b",  # per cut: t_ref, ...
     "proc_t": "d", "proc_s": "d",  # per Progress that advanced: t_recv, audio seconds
-    "trace_t": "d", "queue_ms": "d", "vad_ms": "d", "features_ms": "d", "total_ms": "d",
-    "batch": "d",  # per ChunkTrace: t_recv, stage times, VAD batch size
+    "trace_t": "d", "queue_ms": "d", "vad_ms": "d", "features_ms": "d", "ipc_ms": "d",
+    "total_ms": "d", "batch": "d",  # per ChunkTrace: t_recv, stage times, VAD batch size
 }
-STAGES = ("queue_ms", "vad_ms", "features_ms", "total_ms")
+STAGES = ("queue_ms", "vad_ms", "features_ms", "ipc_ms", "total_ms")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -95,10 +95,10 @@ class Samples:
         self.cols["proc_s"].append(audio_seconds)
 
     def add_trace(self, t: float, queue_ms: float, vad_ms: float, features_ms: float,
-                  total_ms: float, batch: int) -> None:
+                  total_ms: float, batch: int, ipc_ms: float = 0.0) -> None:
         for name, v in (("trace_t", t), ("queue_ms", queue_ms), ("vad_ms", vad_ms),
-                        ("features_ms", features_ms), ("total_ms", total_ms),
-                        ("batch", float(batch))):
+                        ("features_ms", features_ms), ("ipc_ms", ipc_ms),
+                        ("total_ms", total_ms), ("batch", float(batch))):
             self.cols[name].append(v)
 
     # ---------------------------------------------------------------- moving

@@ -307,6 +307,7 @@ class TraceEvent:
     separation_batch_size: int
     device: str
     gpu_pipeline_used: bool
+    ipc_ms: float = 0.0  # between the server's transport worker and its engine, both ways
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -358,6 +359,10 @@ class SummaryEvent:
     vad_segments: int
     wall_seconds: float
     stages: tuple[StageStats, ...] = field(default=())
+    engine_id: str = ""  # the engine that served the stream ("inline": inside the worker)
+    engine_pid: int = 0
+    device: str = ""
+    instance_id: str = ""  # the server's transport worker, "host:pid"
 
 
 Event = (

@@ -59,10 +59,10 @@ for pin in none pinned; do
   sleep 2
   bench "ramp_echo_$pin" "$cpin" "${ramp[@]}"
   stop_server
-  for layout in "inline 1" "inline 2" "process 1" "process 2"; do
+  for layout in "inline 1 1" "inline 2 1" "process 1 1" "process 2 1" "process 2 2"; do
     set -- $layout
-    name="ramp_$1_w$2_$pin"
-    want_listeners=$2 start_server "$name" "$spin" --engine "$1" --workers "$2"
+    name="ramp_$1_w$2_e$3_$pin"
+    want_listeners=$2 start_server "$name" "$spin" --engine "$1" --workers "$2" --engines "$3"
     bench "$name" "$cpin" "${ramp[@]}"
     stop_server
   done

@@ -84,6 +84,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine-id", default="engine-0", help="name in traces and logs")
     p.add_argument("--worker-count", type=int, default=1,
                    help="transport workers sharing this engine (splits its credits)")
+    p.add_argument("--status-fd", type=int, default=-1,
+                   help="file descriptor for the one 'ready'/'failed' line (default stdout)")
 
 
 def run_engine_process(args: argparse.Namespace) -> int:
@@ -98,4 +100,4 @@ def run_engine_process(args: argparse.Namespace) -> int:
         return 2
     from seamcut.server.engine.process import run_engine
 
-    return run_engine(cfg, args.endpoint, args.engine_id, args.worker_count)
+    return run_engine(cfg, args.endpoint, args.engine_id, args.worker_count, args.status_fd)

@@ -181,3 +181,23 @@ def test_a_dead_stage_is_reported_and_health_goes_not_serving() -> None:
         with pytest.raises(grpc.RpcError) as info:  # new streams learn why at once
             stream_clip(srv.target, PCM)
         assert "died" in str(info.value.details())
+
+
+def test_traces_and_summary_name_the_engine_and_the_ipc_time(
+    proc_server: tuple[ServerThread, EngineProc]
+) -> None:
+    srv, engine = proc_server
+    assert engine.proc is not None
+    out = run_stream(srv.target, [config_msg(rate=RATE),
+                                  *audio_msgs(slice_bytes(PCM, 2, [RATE // 10]))])
+    traces = [m.trace for m in out if m.WhichOneof("msg") == "trace"]
+    summary = next(m.summary for m in out if m.WhichOneof("msg") == "summary")
+    with grpc.insecure_channel(srv.target) as ch:
+        caps = pb_grpc.SeamcutStub(ch).GetCapabilities(pb.GetCapabilitiesRequest())
+    assert (summary.engine_id, summary.engine_pid) == ("engine-0", engine.proc.pid)
+    assert summary.instance_id == caps.instance_id and summary.device == "cpu"
+    assert [(e.id, e.pid, e.serving) for e in caps.engines] == [
+        ("engine-0", engine.proc.pid, True)]
+    # Every block crossed the process boundary twice; none ran a GPU pipeline.
+    assert traces and all(t.ipc_ms > 0 and not t.gpu_pipeline_used for t in traces)
+    assert all(t.total_ms >= t.vad_ms for t in traces)

@@ -30,11 +30,10 @@ ResultHandler = Callable[[Result], None]
 NoticeHandler = Callable[[str, str], None]  # (code, message) for one stream
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Route:
     on_result: ResultHandler
     on_notice: NoticeHandler
-    in_flight: int = 0
 
 
 class EngineClient(ABC):
@@ -93,9 +92,6 @@ class EngineClient(ABC):
 
     def submit(self, req: Request) -> None:
         """Queue ``req`` (never blocks; the session bounds its work in flight)."""
-        route = self._routes.get(req.stream)
-        if route is not None:
-            route.in_flight += 1
         self.submitted += 1
         self._send(req)
 
@@ -110,7 +106,6 @@ class EngineClient(ABC):
         route = self._routes.get(res.stream)
         if route is None or res.error is ErrorCode.CANCELLED:
             return
-        route.in_flight -= 1
         route.on_result(res)
 
     def _notify(self, streams: list[str], code: str, message: str) -> None:

@@ -299,12 +299,6 @@ class ProcessEngineClient(EngineClient):
         if link is not None:
             link.cancel(stream)
 
-    def unregister(self, stream: str) -> None:
-        super().unregister(stream)
-        link = self._placement.pop(stream, None)
-        if link is not None:
-            link.streams.discard(stream)
-
     def deliver_one(self, res: Result) -> None:
         self._deliver(res)
 

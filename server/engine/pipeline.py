@@ -129,13 +129,17 @@ class Pipeline:
         self._finish(failed(job.req, ErrorCode.CANCELLED, "stream cancelled"))
 
     def _finish(self, res: Result) -> None:
+        gone = False
         with self._lock:
             n = self._outstanding.get(res.stream, 1) - 1
             if n <= 0:
                 self._outstanding.pop(res.stream, None)
+                gone = res.stream in self._cancelled
                 self._cancelled.discard(res.stream)
             else:
                 self._outstanding[res.stream] = n
+        if gone:  # a request that ran after the cancel may have kept its state again
+            self.core.forget(res.stream)
         self._emit(res)
 
     def _death(self, stage: str, exc: BaseException) -> None:

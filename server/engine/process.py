@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -40,7 +41,8 @@ EXIT_STAGE_DIED = 4
 
 
 class EngineProcess:
-    def __init__(self, cfg: AppConfig, endpoint: str, engine_id: str, workers: int) -> None:
+    def __init__(self, cfg: AppConfig, endpoint: str, engine_id: str, workers: int,
+                 status: Callable[[str], None]) -> None:
         from seamcut.server.engine.core import EngineCore
         from seamcut.server.engine.pipeline import Pipeline
 
@@ -54,6 +56,7 @@ class EngineProcess:
         self._outstanding: dict[str, int] = {}
         self._dead = ""
         self._stop = False
+        self._status = status
         self.pipeline = Pipeline(self.core, self._emit, on_death=self._stage_died)
 
     # ------------------------------------------------------------ stage threads
@@ -81,8 +84,8 @@ class EngineProcess:
         # The supervisor owns this process: if it dies (even by SIGKILL), so do we.
         parent = os.pidfd_open(os.getppid())
         poller.register(parent, zmq.POLLIN)
-        print(f"seamcut-engine: ready {self.core.engine_id} pid {os.getpid()} "
-              f"device {self.core.device.name} on {self.endpoint}", flush=True)
+        self._status(f"ready {self.core.engine_id} pid {os.getpid()} "
+                     f"device {self.core.device.name} on {self.endpoint}")
         try:
             while not self._stop:
                 events = dict(poller.poll())
@@ -156,14 +159,31 @@ class EngineProcess:
         os.eventfd_write(self._wake, 1)
 
 
-def run_engine(cfg: AppConfig, endpoint: str, engine_id: str, workers: int) -> int:
-    """Load, warm up, serve until SIGTERM; the exit code says how it ended."""
+def _status_writer(fd: int) -> Callable[[str], None]:
+    """Where the one status line goes: the supervisor's pipe (then closed), or stdout."""
+    def write(line: str) -> None:
+        text = f"seamcut-engine: {line}\n"
+        if fd < 0:
+            print(text, end="", flush=True)
+            return
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    return write
+
+
+def run_engine(cfg: AppConfig, endpoint: str, engine_id: str, workers: int,
+               status_fd: int = -1) -> int:
+    """Load, warm up, serve until SIGTERM; the exit code says how it ended. The line
+    "seamcut-engine: ready ..." (or "... failed ...: why") goes to ``status_fd``."""
+    status = _status_writer(status_fd)
     try:
-        engine = EngineProcess(cfg, endpoint, engine_id, workers)
+        engine = EngineProcess(cfg, endpoint, engine_id, workers, status)
     except (SeamcutError, OSError, RuntimeError, ImportError) as exc:
-        print(f"seamcut-engine: failed {engine_id}: cannot load the models: {exc}",
-              flush=True)
+        why = f"failed {engine_id}: cannot load the models: {exc}"
+        print(f"seamcut-engine: {why}", file=sys.stderr, flush=True)
+        status(why)
         return EXIT_LOAD_FAILED
+
     def on_signal(signum: int, _frame: object) -> None:
         engine.stop()
 

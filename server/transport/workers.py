@@ -105,14 +105,17 @@ class Supervisor:
         argv = [sys.executable, "-m", "seamcut.cli", "engine", *self.serve_argv,
                 "--endpoint", self.endpoints[e.index], "--engine-id", f"engine-{e.index}",
                 "--worker-count", str(len(self.workers))]
-        e.proc = subprocess.Popen(argv, stdout=subprocess.PIPE if wait else None)
-        e.started = time.monotonic()
-        if not wait:
+        if not wait:  # a restart: its status line just goes to our stdout
+            e.proc = subprocess.Popen(argv)
+            e.started = time.monotonic()
             return ""
-        assert e.proc.stdout is not None
-        line = e.proc.stdout.readline().decode(errors="replace").strip()
-        e.proc.stdout.close()
-        if "ready" in line.split()[:2]:
+        r, w = os.pipe()
+        e.proc = subprocess.Popen([*argv, "--status-fd", str(w)], pass_fds=(w,))
+        e.started = time.monotonic()
+        os.close(w)
+        with os.fdopen(r) as status:  # one line, or EOF if it died first
+            line = status.readline().strip()
+        if line.startswith("seamcut-engine: ready"):
             print(line.replace("seamcut-engine:", "seamcut: engine"), flush=True)
             return ""
         e.proc.wait()
