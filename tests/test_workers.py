@@ -207,3 +207,18 @@ def test_an_engine_that_cannot_load_its_model_stops_serve_with_the_reason() -> N
         capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1
     assert "engine 0 could not start" in proc.stderr and "nonexistent.onnx" in proc.stderr
+
+
+def test_workers_load_no_model_and_no_model_library() -> None:
+    """A worker maps neither ONNX Runtime nor torch (so no model and no CUDA context);
+    the engine maps ONNX Runtime."""
+    with supervisor() as srv:
+        assert stream_clip(srv.target)
+
+        def maps(p: psutil.Process) -> str:
+            return Path(f"/proc/{p.pid}/maps").read_text()
+
+        for w in children(srv, "serve"):
+            m = maps(w)
+            assert "onnxruntime" not in m and "libtorch" not in m, w.pid
+        assert "onnxruntime" in maps(children(srv, "engine")[0])

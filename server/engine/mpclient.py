@@ -174,7 +174,7 @@ class _Link:
         replay = [self._resolve(r) for r in sorted(self.pending.values(), key=lambda r: r.id)]
         self.pending.clear()
         self.used = 0
-        if replay:
+        if self.epoch > 1:  # a replacement: replay, and tell every stream it is back
             self._replay(replay)
         self.ready.set()
         self.client.link_changed()
