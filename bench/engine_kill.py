@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         t.start()
     time.sleep(args.kill_at_s)
     engines = [c for c in psutil.Process(args.supervisor_pid).children()
-               if "engine" in c.cmdline()[3:4]]
+               if "engine" in c.cmdline()[1:4]]
     killed_at = time.monotonic()
     for e in engines:
         e.kill()

@@ -47,9 +47,9 @@ def supervisor(*args: str, workers: int = 2,
 
 
 def children(srv: LocalServer, kind: str) -> list[psutil.Process]:
-    """The supervisor's children whose command line is ``seamcut.cli <kind>``."""
+    """The supervisor's children whose command line is ``seamcut <kind> ...``."""
     return [c for c in psutil.Process(srv.pid).children()
-            if kind in c.cmdline()[3:4]]
+            if kind in c.cmdline()[1:4] and "seamcut" in " ".join(c.cmdline()[1:3])]
 
 
 def own_channel(target: str) -> grpc.Channel:
@@ -84,7 +84,7 @@ def test_workers_share_the_port_and_an_engine_process() -> None:
     with supervisor() as srv:
         workers, engines = children(srv, "serve"), children(srv, "engine")
         assert len(workers) == 2 and len(engines) == 1  # one engine on a CPU host
-        assert "seamcut.cli engine" in " ".join(engines[0].cmdline())
+        assert "seamcut engine --" in " ".join(engines[0].cmdline())  # as ps shows it
         ids = instance_ids(srv.target, 24)
         assert {i.rsplit(":", 1)[1] for i in ids} == {str(w.pid) for w in workers}
         with grpc.insecure_channel(srv.target) as ch:

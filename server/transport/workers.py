@@ -59,6 +59,15 @@ def _reserve_port(host: str) -> socket.socket:
     return sock
 
 
+def seamcut_command() -> list[str]:
+    """How to run ``seamcut``: the console script next to this Python when it exists
+    (so ``ps`` shows ``seamcut engine`` / ``seamcut serve``), else ``python -m``."""
+    script = Path(sys.executable).with_name("seamcut")
+    if script.is_file():
+        return [sys.executable, str(script)]
+    return [sys.executable, "-m", "seamcut.cli"]
+
+
 def engine_count(cfg: AppConfig) -> int:
     """Engine processes: as configured, else one per visible GPU, else 1."""
     if cfg.server.engines:
@@ -102,7 +111,7 @@ class Supervisor:
     def _spawn_engine(self, e: _Child, *, wait: bool) -> str:
         """Start engine ``e``; with ``wait``, block until it is warm and return ""
         (or why it failed)."""
-        argv = [sys.executable, "-m", "seamcut.cli", "engine", *self.serve_argv,
+        argv = [*seamcut_command(), "engine", *self.serve_argv,
                 "--endpoint", self.endpoints[e.index], "--engine-id", f"engine-{e.index}",
                 "--worker-count", str(len(self.workers))]
         if not wait:  # a restart: its status line just goes to our stdout
@@ -127,7 +136,7 @@ class Supervisor:
                "SEAMCUT_SERVER_WORKER_INDEX": str(w.index),
                "SEAMCUT_SERVER_STREAM_SLOTS_PATH": str(self.slots),
                "SEAMCUT_ENGINE_ENDPOINTS": ",".join(self.endpoints)}
-        argv = [sys.executable, "-m", "seamcut.cli", "serve", *self.serve_argv,
+        argv = [*seamcut_command(), "serve", *self.serve_argv,
                 "--port", str(self.port), "--workers", "1", "--engine", "inline"]
         w.proc = subprocess.Popen(argv, env=env)
         w.started = time.monotonic()
