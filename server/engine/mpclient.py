@@ -168,9 +168,12 @@ class _Link:
         if header.get("epoch") != self.epoch:
             return
         self.info = _info(header["info"])
-        loop = asyncio.get_running_loop()
-        self._pidfd = os.pidfd_open(self.info.pid)
-        loop.add_reader(self._pidfd, self._on_exit)
+        try:
+            self._pidfd = os.pidfd_open(self.info.pid)
+        except ProcessLookupError:  # it died between READY and now: wait for the next
+            self._on_exit()
+            return
+        asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
         replay = [self._resolve(r) for r in sorted(self.pending.values(), key=lambda r: r.id)]
         self.pending.clear()
         self.used = 0
