@@ -67,8 +67,11 @@ def test_four_paced_streams_report(server: ServerThread, tmp_path: Path) -> None
 @pytest.mark.timeout(60)
 def test_ramp_over_two_processes_reports_steps_and_knee(server: ServerThread,
                                                         tmp_path: Path) -> None:
+    # This checks the ramp's mechanics, not the latency target: a 2.5 s step has ~125
+    # acks, so one scheduling hiccup of the shared 2-core CI machine would be its p99.
     rep = _run(tmp_path, "--server", server.target, "--streams", "4", "--realtime",
-               "--ramp", "2:2:2.5", "--warmup", "0.5", "--processes", "2", "--chunk-ms", "40")
+               "--ramp", "2:2:2.5", "--warmup", "0.5", "--processes", "2", "--chunk-ms", "40",
+               "--max-p99-ms", "1000")
     ramp = rep["ramp"]
     assert [st["streams"] for st in ramp["steps"]] == [2, 4]
     assert all(st["passed"] for st in ramp["steps"]), ramp["steps"]
