@@ -5,6 +5,7 @@ it continues from, the probabilities and states are the same, bit for bit."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from seamcut.server.config import HOP_SAMPLES, AppConfig
 from seamcut.server.engine.core import EngineCore, StateMissing
-from seamcut.server.engine.protocol import Kind, Request, Result, initial_vad_state
+from seamcut.server.engine.protocol import ErrorCode, Kind, Request, Result, initial_vad_state
 
 from tests.corpus import default_corpus
 
@@ -113,3 +114,31 @@ def test_a_reference_the_engine_does_not_hold_is_refused(core: EngineCore) -> No
     core.forget("kept")  # a cancelled stream: its state is gone
     with pytest.raises(StateMissing):
         core.vad_batch([request("kept", 2, x, 2, 2, prev=1)])
+
+
+def test_separation_results_come_in_the_batch_order_across_backends(app_cfg: AppConfig,
+                                                                      tmp_path: Path) -> None:
+    """Requests for two backends and an unknown one, interleaved: each result answers
+    its own request (the pipeline pairs them by position)."""
+    from seamcut.bench.mdx_model import build_mdx_onnx
+
+    from tests.test_separation import SMALL
+
+    build_mdx_onnx(tmp_path / "m.onnx", **SMALL)
+    cfg = dataclasses.replace(app_cfg, separator=dataclasses.replace(
+        app_cfg.separator, mdx_model_path=str(tmp_path / "m.onnx")))
+    core = EngineCore(cfg)
+    rng = np.random.default_rng(3)
+    reqs = []
+    for i, backend in enumerate(["mdx", "builtin", "nope", "builtin", "mdx"]):
+        size = core.separators[backend].window_samples if backend != "nope" else 16
+        windows = (rng.standard_normal((i % 2 + 1, 2, size)) * 0.1).astype(np.float32)
+        reqs.append(Request(kind=Kind.SEPARATE, stream=f"s{i}", id=i + 1, index=0,
+                            audio=windows, backend=backend))
+    out = core.separate_batch(reqs)
+    assert [(r.stream, r.id) for r in out] == [(q.stream, q.id) for q in reqs]
+    assert out[2].error is ErrorCode.BAD_REQUEST and "nope" in out[2].message
+    for q, r in zip(reqs, out, strict=True):
+        if q.backend != "nope":
+            alone = core.separators[q.backend].separate(q.audio)
+            np.testing.assert_array_equal(r.vocal, alone)

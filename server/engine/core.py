@@ -247,15 +247,16 @@ class EngineCore:
 
     # ------------------------------------------------------------ S1: separation
     def separate_batch(self, batch: list[Request]) -> list[Result]:
-        """Every window of the batch's requests through their backends, batched."""
+        """Every window of the batch's requests through their backends, batched; the
+        results in the batch's order."""
         self._check_fault("s1", batch)
-        out: list[Result] = []
+        done: dict[int, Result] = {}  # by id() of the request
         by_backend: dict[str, list[Request]] = {}
         for r in batch:
             if r.backend not in self.separators:
                 loaded = ", ".join(self.separators) or "none"
-                out.append(failed(r, ErrorCode.BAD_REQUEST,
-                                  f"separator {r.backend!r} is not loaded (loaded: {loaded})"))
+                done[id(r)] = failed(r, ErrorCode.BAD_REQUEST,
+                                     f"separator {r.backend!r} is not loaded (loaded: {loaded})")
             else:
                 by_backend.setdefault(r.backend, []).append(r)
         for name, group in by_backend.items():
@@ -273,9 +274,9 @@ class EngineCore:
             pos = 0
             for r in group:
                 m = int(r.audio.shape[0])
-                out.append(Result(kind=Kind.SEPARATE, stream=r.stream, id=r.id, index=r.index,
-                                  vocal=vocal[pos : pos + m], batch_size=int(stacked.shape[0]),
-                                  separation_ms=ms))
+                done[id(r)] = Result(kind=Kind.SEPARATE, stream=r.stream, id=r.id,
+                                     index=r.index, vocal=vocal[pos : pos + m],
+                                     batch_size=int(stacked.shape[0]), separation_ms=ms)
                 pos += m
-        return out
+        return [done[id(r)] for r in batch]
 

@@ -96,16 +96,10 @@ class Pipeline:
 
     # ------------------------------------------------------------ stage bodies
     def _run_s1(self, batch: list[Job]) -> list[Job]:
-        results = self.core.separate_batch([j.req for j in batch])
-        for j, r in zip(batch, results, strict=True):
-            j.res = _merge(j.res, r)
-        return batch
+        return _pair(batch, self.core.separate_batch([j.req for j in batch]))
 
     def _run_s2(self, batch: list[Job]) -> list[Job]:
-        results = self.core.vad_batch([j.req for j in batch])
-        for j, r in zip(batch, results, strict=True):
-            j.res = _merge(j.res, r)
-        return batch
+        return _pair(batch, self.core.vad_batch([j.req for j in batch]))
 
     def _run_s3(self, batch: list[Job]) -> list[Job]:
         for j in batch:
@@ -152,6 +146,17 @@ class Pipeline:
                 except Exception:  # emit itself is broken: nothing more can be told
                     log.exception("could not report a failed request")
         self._on_death_cb(self.dead)
+
+
+def _pair(batch: list[Job], results: list[Result]) -> list[Job]:
+    """Give each job its result (the core answers in the batch's order; checked, since a
+    result given to the wrong stream would be a silent wrong cut)."""
+    for j, r in zip(batch, results, strict=True):
+        if (r.stream, r.id) != (j.req.stream, j.req.id):
+            raise RuntimeError(f"result for {r.stream}/{r.id} paired with request "
+                               f"{j.req.stream}/{j.req.id}")
+        j.res = _merge(j.res, r)
+    return batch
 
 
 def _merge(base: Result | None, new: Result) -> Result:
