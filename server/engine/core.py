@@ -32,6 +32,8 @@ from seamcut.server.engine.protocol import (
     Result,
     SeparatorInfo,
     failed,
+    frames_per_block,
+    hops_per_block,
 )
 from seamcut.server.models.loader import load_separators
 from seamcut.server.models.separator import Separator
@@ -60,14 +62,6 @@ def _unpack(state: np.ndarray) -> VadState:
 
 def _pack(state: VadState) -> np.ndarray:
     return np.concatenate([state.lstm.reshape(-1), state.context]).astype(np.float32)
-
-
-def frames_per_block(length16: int) -> int:
-    return -(-length16 // VAD_FRAME_SAMPLES)
-
-
-def hops_per_block(length16: int) -> int:
-    return -(-length16 // HOP_SAMPLES)
 
 
 def _vad_frames(x: np.ndarray, lengths: tuple[int, ...]) -> np.ndarray:

@@ -34,6 +34,21 @@ VAD_STATE_FLOATS = 2 * 128 + 64
 EMPTY = np.zeros(0, np.float32)
 
 
+# The block layout both sides count with: a block of n analysis samples has one VAD
+# probability per 512-sample frame (the last one zero-padded) and one band energy per
+# 160-sample hop.
+VAD_FRAME = 512
+HOP = 160
+
+
+def frames_per_block(length16: int) -> int:
+    return -(-length16 // VAD_FRAME)
+
+
+def hops_per_block(length16: int) -> int:
+    return -(-length16 // HOP)
+
+
 def initial_vad_state() -> np.ndarray:
     """The state of a stream that has not been analysed yet (Silero starts at zeros)."""
     return np.zeros(VAD_STATE_FLOATS, np.float32)

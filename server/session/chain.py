@@ -25,7 +25,15 @@ from seamcut.server.dsp.detector import (
     detect_step,
 )
 from seamcut.server.dsp.reblock import GridBlock
-from seamcut.server.engine.protocol import EMPTY, Kind, Request, Result, initial_vad_state
+from seamcut.server.engine.protocol import (
+    EMPTY,
+    Kind,
+    Request,
+    Result,
+    frames_per_block,
+    hops_per_block,
+    initial_vad_state,
+)
 
 
 @dataclass(slots=True)
@@ -55,14 +63,6 @@ class Analysed:
     probs: np.ndarray  # per VAD frame
     probs_mix: np.ndarray | None
     energy_db: np.ndarray  # per hop
-
-
-def _frames(n: int) -> int:
-    return -(-n // VAD_FRAME_SAMPLES)
-
-
-def _hops(n: int) -> int:
-    return -(-n // HOP_SAMPLES)
 
 
 # ANALYSE requests of one stream in flight at once. Two keep the engine's VAD busy:
@@ -132,7 +132,7 @@ class AnalysisChain:
             if p.block is None:
                 out.append(Analysed(p, EMPTY, None, EMPTY))
                 continue
-            nf, nh = _frames(p.block.length16), _hops(p.block.length16)
+            nf, nh = frames_per_block(p.block.length16), hops_per_block(p.block.length16)
             out.append(Analysed(p, res.probs[f : f + nf],
                                 res.probs_mix[f : f + nf] if self._song else None,
                                 res.energy_db[h : h + nh]))
@@ -146,7 +146,7 @@ def detect_block(
     """One step of the detector fold over an analysed block (the last one finishes)."""
     b = a.pending.block
     assert b is not None
-    n_hops = _hops(b.length16)
+    n_hops = hops_per_block(b.length16)
     frame_idx = (HOP_SAMPLES * np.arange(n_hops)) // VAD_FRAME_SAMPLES
     state, events = detect_step(state, params, BlockInput(
         start_hop=b.start16 // HOP_SAMPLES,
