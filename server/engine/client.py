@@ -100,15 +100,20 @@ class EngineClient(ABC):
         """Requests submitted and not yet answered (0 on an idle server)."""
         return self.submitted - self.answered
 
-    def _deliver(self, res: Result) -> None:
-        """Hand a result to its stream (loop thread)."""
+    def deliver(self, res: Result) -> None:
+        """Hand a result to its stream (loop thread; for the implementations)."""
         self.answered += 1
         route = self._routes.get(res.stream)
         if route is None or res.error is ErrorCode.CANCELLED:
             return
         route.on_result(res)
 
-    def _notify(self, streams: list[str], code: str, message: str) -> None:
+    def is_routed(self, stream: str) -> bool:
+        """Whether ``stream`` is still registered."""
+        return stream in self._routes
+
+    def notify(self, streams: list[str], code: str, message: str) -> None:
+        """Give these streams a Notice (loop thread; for the implementations)."""
         for s in streams:
             route = self._routes.get(s)
             if route is not None:
@@ -182,7 +187,7 @@ class InprocEngine(EngineClient):
 
     def _from_thread(self, res: Result) -> None:
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._deliver, res)
+        self._loop.call_soon_threadsafe(self.deliver, res)
 
     def _died_from_thread(self, why: str) -> None:
         assert self._loop is not None

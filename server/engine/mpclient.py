@@ -196,13 +196,13 @@ class _Link:
     def _replay(self, reqs: list[Request]) -> None:
         back = []
         for r in reqs:
-            if r.stream not in self.client.routed:
+            if not self.client.is_routed(r.stream):
                 self.client.answered += 1  # its stream ended meanwhile
                 continue
             n = self.replays.get(r.id, 0) + 1
             self.replays[r.id] = n
             if n > MAX_REPLAYS:
-                self.client.deliver_one(failed(
+                self.client.deliver(failed(
                     r, ErrorCode.UNAVAILABLE,
                     f"the engine died {MAX_REPLAYS} times while running this stream's "
                     "audio; the stream was stopped so as not to take down the next one"))
@@ -224,7 +224,7 @@ class _Link:
             self.replays.pop(res.id, None)
             if res.kind is Kind.ANALYSE and res.error is ErrorCode.OK:
                 self.end_states[res.stream] = (res.id, res.vad_state, res.mix_state)
-            self.client.deliver_one(res)
+            self.client.deliver(res)
         self.schedule_flush()
 
     def _on_exit(self) -> None:
@@ -256,10 +256,6 @@ class ProcessEngineClient(EngineClient):
         self.links = [_Link(self, e.strip()) for e in cfg.engine.endpoints.split(",")
                       if e.strip()]
         self._placement: dict[str, _Link] = {}
-
-    @property
-    def routed(self) -> dict[str, Any]:
-        return self._routes
 
     @property
     def info(self) -> EngineInfo:
@@ -301,12 +297,6 @@ class ProcessEngineClient(EngineClient):
         link = self._placement.pop(stream, None)
         if link is not None:
             link.cancel(stream)
-
-    def deliver_one(self, res: Result) -> None:
-        self._deliver(res)
-
-    def notify(self, streams: list[str], code: str, message: str) -> None:
-        self._notify(streams, code, message)
 
     def link_changed(self) -> None:
         down = [lk.endpoint for lk in self.links if not lk.serving]

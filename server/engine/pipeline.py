@@ -67,9 +67,6 @@ class Pipeline:
     def errors(self) -> int:
         return sum(s.errors for s in self._stages)
 
-    def depths(self) -> dict[str, int]:
-        return {"s1": self._s1.depth(), "s2": self._s2.depth(), "s3": self._s3.depth()}
-
     # ------------------------------------------------------------ requests
     def submit(self, req: Request, received_ns: int = 0) -> None:
         """Queue a request (never blocks: callers bound what they have in flight)."""

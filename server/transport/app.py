@@ -51,7 +51,7 @@ class ResourceCounts:
     sessions_open: int  # admitted streams not yet released
     sessions_live: int  # Session objects the servicer still holds
     stream_tasks: int  # reader and watchdog tasks still alive
-    blocks_in_flight: int  # engine: blocks submitted - done - dropped
+    blocks_in_flight: int  # engine requests submitted and not yet answered
 
     @property
     def idle(self) -> bool:
