@@ -18,7 +18,7 @@ request or ``last`` (one entry per stream, like a cache reference). A caller tha
 replays requests to a new engine resolves such a reference from the results it
 already has, so a request always means one exact computation.
 
-A leaf of the engine package: imports numpy and nothing of ours.
+A leaf of the engine package: imports numpy and the grid constants of ``config``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
+from seamcut.server.config import HOP_SAMPLES, VAD_FRAME_SAMPLES
 
 # Silero's recurrent state packed as one array: LSTM state [2, 128] then the last
 # 64 samples of context (1,280 bytes). Opaque to callers.
@@ -37,16 +38,12 @@ EMPTY = np.zeros(0, np.float32)
 # The block layout both sides count with: a block of n analysis samples has one VAD
 # probability per 512-sample frame (the last one zero-padded) and one band energy per
 # 160-sample hop.
-VAD_FRAME = 512
-HOP = 160
-
-
 def frames_per_block(length16: int) -> int:
-    return -(-length16 // VAD_FRAME)
+    return -(-length16 // VAD_FRAME_SAMPLES)
 
 
 def hops_per_block(length16: int) -> int:
-    return -(-length16 // HOP)
+    return -(-length16 // HOP_SAMPLES)
 
 
 def initial_vad_state() -> np.ndarray:
