@@ -297,12 +297,11 @@ class Session:
             self._handle(r)
         except Exception as exc:
             log.exception("session %s: handling an engine result failed", self.id)
-            self.error = InternalError(f"internal error in session {self.id}: {exc!r}")
-            self.events.put_nowait(None)
+            self._end_with(InternalError(f"internal error in session {self.id}: {exc!r}"))
 
     def _handle(self, r: Result) -> None:
         if r.error is not ErrorCode.OK:
-            self._fail(r)
+            self._end_with(report.error_of(r, self.id))
             return
         if r.kind is Kind.SEPARATE:
             assert isinstance(self._front, SongFrontend)
@@ -313,8 +312,9 @@ class Session:
         self._pump()  # gathered blocks go out before the detector runs on these
         self._analysed(done, r, report.ipc_ms(r, sent_ns))
 
-    def _fail(self, r: Result) -> None:
-        self.error = report.error_of(r, self.id)
+    def _end_with(self, error: SeamcutError) -> None:
+        """The stream fails: the writer sends ``error``'s status after what is queued."""
+        self.error = error
         self.events.put_nowait(None)
 
     def _analysed(self, entries: list[Analysed], r: Result | None = None,
