@@ -20,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from seamcut.server.errors import ConfigError
+from seamcut.server.errors import ConfigError, echo
 
 MIN_RATE_HZ = 8_000
 MAX_RATE_HZ = 192_000
@@ -29,6 +29,10 @@ ANALYSIS_RATE_HZ = 16_000  # Silero VAD's rate; all detection runs on this grid
 HOP_SAMPLES = 160  # 10 ms feature hop at 16 kHz
 VAD_FRAME_SAMPLES = 512  # Silero's frame at 16 kHz
 GRID_SAMPLES = 2_560  # lcm(hop, VAD frame): blocks are multiples of 160 ms
+# StreamConfig.start_sample: 2^48 frames is 46 years at 192 kHz, and keeps every
+# position the server computes from it far from int64 overflow.
+MAX_START_SAMPLE = 1 << 48
+MAX_NAME_CHARS = 64  # a separator backend's name
 
 
 def _check(cond: bool, where: str, what: str) -> None:
@@ -66,7 +70,9 @@ class ServerConfig:
     max_chunk_ms: int = 10_000  # application limit on one AudioChunk's duration
     max_streams: int = 512
     grace_s: float = 10.0
-    reflection: bool = True
+    # gRPC server reflection lets any client list and describe the services; off
+    # unless asked for (a debugging aid, and the schema is in protos/ anyway).
+    reflection: bool = False
     keepalive_time_ms: int = 30_000
     keepalive_timeout_ms: int = 10_000
     min_ping_interval_ms: int = 20_000
@@ -76,7 +82,30 @@ class ServerConfig:
     idle_timeout_s: float = 60.0
     # Longest a stream may stay open, wall seconds (0 = no limit); OUT_OF_RANGE after
     # it, so a client can resume on a new stream with StreamConfig.start_sample.
-    max_session_s: float = 0.0
+    # Without it a client sending real audio could hold its slots for ever.
+    max_session_s: float = 14_400.0
+    # Fairness (docs/RELIABILITY.md, "Abuse"): what one client may hold of max_streams.
+    # Per connection, per peer address (IPv6 per /64 prefix) and per bearer token; 0 =
+    # no limit. Refusals are RESOURCE_EXHAUSTED with retry-after-ms. Behind a proxy
+    # every client has the proxy's address: raise or turn off max_streams_per_peer.
+    max_streams_per_connection: int = 64
+    max_streams_per_peer: int = 128
+    max_streams_per_token: int = 256
+    # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams of any method on one connection.
+    # Above max_streams_per_connection, so that a client over that limit gets a status
+    # it can act on, not a stream its library queues silently. Bounds what one
+    # connection's rapid reset (CVE-2023-44487) can make the server hold.
+    http2_max_concurrent_streams: int = 128
+    max_health_watches: int = 128  # open health Watch streams, whole server
+    max_connections: int = 2048  # TCP connections per worker process (grpc core)
+    connection_idle_s: float = 300.0  # a connection with no call this long gets GOAWAY
+    handshake_timeout_s: float = 10.0  # TLS / HTTP/2 handshake, then the connection closes
+    # Memory by cost: a stream may hold this many bytes of received audio (its format's
+    # rate x channels x sample width) between receipt and result, so a 192 kHz 8-channel
+    # stream gets fewer blocks in flight than a 16 kHz mono one; the server holds at
+    # most max_buffered_mib over all streams and refuses streams beyond it.
+    stream_buffer_mib: float = 4.0
+    max_buffered_mib: float = 1024.0
     # A client that stops reading is ended (DEADLINE_EXCEEDED) once no message could be
     # sent to it for this long; until then it costs its flow-control window + outbox.
     stall_timeout_s: float = 30.0
@@ -106,6 +135,19 @@ class ServerConfig:
         _in_range(self.writer_queue_events, 16, 1 << 20, "server.writer_queue_events")
         _in_range(self.idle_timeout_s, 0.1, 86_400, "server.idle_timeout_s")
         _in_range(self.max_session_s, 0, 30 * 86_400, "server.max_session_s")
+        _in_range(self.max_streams_per_connection, 1, 100_000,
+                  "server.max_streams_per_connection")
+        _in_range(self.max_streams_per_peer, 0, 100_000, "server.max_streams_per_peer")
+        _in_range(self.max_streams_per_token, 0, 100_000, "server.max_streams_per_token")
+        _in_range(self.http2_max_concurrent_streams, self.max_streams_per_connection + 1,
+                  1 << 20, "server.http2_max_concurrent_streams (> max_streams_per_connection)")
+        _in_range(self.max_health_watches, 0, 100_000, "server.max_health_watches")
+        _in_range(self.max_connections, 1, 1 << 20, "server.max_connections")
+        _in_range(self.connection_idle_s, 1, 86_400, "server.connection_idle_s")
+        _in_range(self.handshake_timeout_s, 0.1, 600, "server.handshake_timeout_s")
+        _in_range(self.stream_buffer_mib, 0.0625, 1024, "server.stream_buffer_mib")
+        _in_range(self.max_buffered_mib, self.stream_buffer_mib, 1 << 20,
+                  "server.max_buffered_mib (>= stream_buffer_mib)")
         _in_range(self.stall_timeout_s, 0.1, 86_400, "server.stall_timeout_s")
         _in_range(self.workers, 1, 256, "server.workers")
         _check(self.engine in ("auto", "inline", "process"), "server.engine",
@@ -394,8 +436,14 @@ def stream_spec(
 
     Whether the chosen separator is loaded is checked by the engine.
     """
-    _check(len(request_id.encode()) <= 128, "config.request_id", "must be <= 128 bytes")
-    _check(start_sample >= 0, "config.start_sample", f"must be >= 0, got {start_sample}")
+    _check(len(request_id.encode()) <= 128, "config.request_id",
+           f"must be <= 128 bytes, got {len(request_id.encode())}")
+    _check(0 <= start_sample <= MAX_START_SAMPLE, "config.start_sample",
+           f"must be in [0, 2^48 = {MAX_START_SAMPLE}], got {start_sample}")
+    _check(len(separator) <= MAX_NAME_CHARS, "config.separation.backend",
+           f"must be at most {MAX_NAME_CHARS} characters, got {len(separator)}")
+    _check(len(vocal_stem_channels) <= MAX_CHANNELS, "config.separation.vocal_stem_channels",
+           f"at most {MAX_CHANNELS} channels, got {len(vocal_stem_channels)}")
     mode = mode or Mode.SPEECH
     if mode is Mode.SPEECH:
         _check(not (separator not in ("", "none") or vocal_stem_channels or window_hop_ms),
@@ -405,7 +453,8 @@ def stream_spec(
         stems = tuple(vocal_stem_channels)
         _check(len(set(stems)) == len(stems) and all(0 <= c < format.channels for c in stems),
                "config.separation.vocal_stem_channels",
-               f"must be distinct channel indices in 0 ..= {format.channels - 1}, got {stems}")
+               f"must be distinct channel indices in 0 ..= {format.channels - 1}, "
+               f"got {echo(stems)}")
         _check(not stems or len(stems) < format.channels,
                "config.separation.vocal_stem_channels",
                "at least one channel must carry the mix (cuts snap on it)")

@@ -79,3 +79,17 @@ class Unauthenticated(SeamcutError):
 
 class InternalError(SeamcutError):
     """A bug. The message includes the session id so logs can be matched."""
+
+
+ECHO_CHARS = 64
+
+
+def echo(value: object, limit: int = ECHO_CHARS) -> str:
+    """``value`` as it may appear in a message or log line: its repr, cut to ``limit``
+    characters plus "…" and its length. Client text is never echoed whole: a 900 KB
+    string once came back in the status (too big for it) and filled the log."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, (str, bytes)) else len(text)
+    return f"{text[:limit]}… ({size} chars)"

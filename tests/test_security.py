@@ -251,12 +251,12 @@ def _list_services(target: str) -> list[str]:
         return [s.name for r in replies for s in r.list_services_response.service]
 
 
-def test_reflection_can_be_switched_off(server: ServerThread) -> None:
-    assert "seamcut.v1.Seamcut" in _list_services(server.target)
-    with serving(reflection=False) as srv:
-        with pytest.raises(grpc.RpcError) as info:
-            _list_services(srv.target)
-        assert info.value.code() == CODE.UNIMPLEMENTED
+def test_reflection_is_off_unless_switched_on(server: ServerThread) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        _list_services(server.target)
+    assert info.value.code() == CODE.UNIMPLEMENTED
+    with serving(reflection=True) as srv:
+        assert "seamcut.v1.Seamcut" in _list_services(srv.target)
 
 
 # ---------------------------------------------------------------- the command line

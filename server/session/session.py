@@ -14,13 +14,14 @@ from seamcut.server.dsp.detector import CutDecision, DetectorParams, DetectorSta
 from seamcut.server.dsp.pcm import decode
 from seamcut.server.dsp.reblock import GridBlock
 from seamcut.server.engine.client import EngineClient
-from seamcut.server.engine.protocol import EMPTY, ErrorCode, Kind, Result
+from seamcut.server.engine.protocol import EMPTY, ErrorCode, Kind, Result, SeparatorInfo
 from seamcut.server.errors import (
     ConfigError,
     InternalError,
     InvalidAudio,
     SeamcutError,
     SequenceError,
+    echo,
 )
 from seamcut.server.events import (
     Event,
@@ -80,6 +81,15 @@ def lookahead_16k(params: DetectorParams, block_samples: int, resampler_delay: i
     return params.decision_delay_hops() * HOP_SAMPLES + block_samples + resampler_delay + snap16
 
 
+def unit_bytes(cfg: AppConfig, spec: StreamSpec, sep: SeparatorInfo | None) -> int:
+    """Bytes of received audio (rate x channels x sample width) that one unit of work in
+    flight stands for: a block, or a separation window in SONG mode."""
+    ms = cfg.engine.block_ms
+    if sep is not None:
+        ms = max(ms, -(-sep.window_samples * 1000 // sep.rate_hz))
+    return max(1, ms * spec.format.sample_rate_hz // 1000) * spec.format.frame_bytes
+
+
 class Session:
     """Drive one stream. Call from the event loop only.
 
@@ -110,18 +120,25 @@ class Session:
             if sep is None:
                 loaded = ", ".join(s.name for s in info.separators) or "none"
                 raise ConfigError(
-                    f"config.separation.backend: {spec.separator!r} is not loaded on this "
+                    f"config.separation.backend: {echo(spec.separator)} is not loaded on this "
                     f"server (loaded: {loaded}; see GetCapabilities.separators)")
             self._front = SongFrontend(spec, cfg, sep)
         else:
             self._front = DirectFrontend(spec, cfg)
         self._song = isinstance(self._front, SongFrontend)
+        # Memory by cost: the stream's units in flight are bounded by the bytes of
+        # received audio they stand for, so a high-rate many-channel stream cannot
+        # hold more than server.stream_buffer_mib, whatever its rate.
+        unit = unit_bytes(cfg, spec, info.separator(spec.separator) if self._song else None)
+        allowance = int(cfg.server.stream_buffer_mib * (1 << 20))
+        self.max_inflight = max(2, min(cfg.engine.max_inflight_per_stream, allowance // unit))
+        self.buffer_bytes = self.max_inflight * unit  # what admission reserves for it
         self._chain = AnalysisChain(self.id, song=self._song,
                                     max_blocks=cfg.engine.max_batch_blocks_per_stream)
         # Only separation can run on a GPU; VAD and detection run on the CPU.
         self._device = info.device if self._song else "cpu"
         engine.register(self.id, self._on_result, self._on_notice)
-        self._per_stream = asyncio.Semaphore(cfg.engine.max_inflight_per_stream)
+        self._per_stream = asyncio.Semaphore(self.max_inflight)
         self._room = asyncio.Event()
         self._room.set()
         self._inflight = 0

@@ -14,9 +14,11 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from seamcut.server.config import AppConfig
 from seamcut.server.engine.client import EngineClient, make_engine_client
-from seamcut.server.errors import Unavailable
+from seamcut.server.errors import Overloaded, Unavailable
+from seamcut.server.transport import admission
 from seamcut.server.transport.security import TokenAuth, load_tokens, server_credentials
 from seamcut.server.transport.servicer import SeamcutServicer
+from seamcut.server.transport.status import status_for, trailing_metadata
 
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
@@ -41,7 +43,40 @@ def grpc_options(cfg: AppConfig) -> list[tuple[str, int]]:
         # A second server on the same port must fail to bind, not share it silently,
         # unless sharing is what we asked for (worker processes).
         ("grpc.so_reuseport", int(s.reuse_port)),
+        # Abuse limits (docs/RELIABILITY.md, "Abuse"). MAX_CONCURRENT_STREAMS is what
+        # keeps one connection's rapid reset from starving other clients: without it
+        # grpc core queued the reset calls until new ones were cancelled unseen.
+        ("grpc.max_concurrent_streams", s.http2_max_concurrent_streams),
+        ("grpc.max_allowed_incoming_connections", s.max_connections),
+        ("grpc.max_connection_idle_ms", int(s.connection_idle_s * 1000)),
+        ("grpc.server_handshake_timeout_ms", int(s.handshake_timeout_s * 1000)),
     ]
+
+
+class BoundedHealth(health_aio.HealthServicer):  # type: ignore[misc]  # grpc ships no types
+    """grpc's health servicer with at most ``server.max_health_watches`` Watch streams
+    open over the whole server (each holds a task and ~11 KB; health needs no token)."""
+
+    def __init__(self, ledger: admission.Ledger, limit: int) -> None:
+        super().__init__()
+        self._ledger = ledger
+        self._claim = [admission.Claim(admission.WATCHES, 1, limit,
+                                       "server.max_health_watches")]
+        self.refused = 0
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest,
+                    context: grpc.aio.ServicerContext) -> None:
+        if self._ledger.acquire(self._claim) is not None:
+            self.refused += 1
+            exc = Overloaded(
+                f"server has server.max_health_watches = {self._claim[0].limit} health "
+                "Watch streams open; poll with Check instead, or retry after the hinted delay",
+                retry_after_s=1.0)
+            await context.abort(status_for(exc), str(exc), trailing_metadata=trailing_metadata(exc))
+        try:
+            await super().Watch(request, context)
+        finally:
+            self._ledger.release(self._claim)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -119,9 +154,9 @@ async def start_server(cfg: AppConfig, *, engine: EngineClient | None = None) ->
     eng = engine or make_engine_client(cfg)
     interceptors: list[Any] = [auth] if auth is not None else []
     server = grpc.aio.server(options=grpc_options(cfg), interceptors=interceptors)
-    servicer = SeamcutServicer(cfg, eng)
+    servicer = SeamcutServicer(cfg, eng, auth)
     pb_grpc.add_SeamcutServicer_to_server(servicer, server)
-    health = health_aio.HealthServicer()
+    health = BoundedHealth(servicer.ledger, cfg.server.max_health_watches)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     if cfg.server.reflection:
         reflection.enable_server_reflection(

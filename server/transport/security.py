@@ -16,7 +16,8 @@ from typing import Any
 
 import grpc
 from seamcut.server.config import SecurityConfig
-from seamcut.server.errors import ConfigError, SeamcutError, Unauthenticated
+from seamcut.server.errors import ConfigError, SeamcutError, Unauthenticated, echo
+from seamcut.server.transport.refusals import RefusalLog
 from seamcut.server.transport.status import status_for
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships
         if not self._digests:
             raise ConfigError("security: token auth needs at least one token")
         self.refused = 0  # read by tests and metrics
+        self._refusals = RefusalLog(log)
 
     def check(self, metadata: Iterable[tuple[str, Any]] | None) -> str | None:
         """None if ``metadata`` carries a known bearer token, else what is wrong."""
@@ -116,7 +118,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships
         if problem is None:
             return handler
         self.refused += 1
-        log.info("refused %s: %s", details.method, problem)
+        self._refusals.note("UNAUTHENTICATED", "refused %s: %s", echo(details.method), problem)
         return _refusal(handler, Unauthenticated(problem))
 
 

@@ -9,9 +9,13 @@ handler suspended at a ``yield``, so ``finally`` alone could run late.
 
 Limits a stream can hit, and their statuses (the table is ``status.py``):
 
-* refused at admission: draining -> UNAVAILABLE; ``max_streams`` open ->
-  RESOURCE_EXHAUSTED with ``retry-after-ms`` (before any per-stream allocation);
-* no client message for ``idle_timeout_s`` -> DEADLINE_EXCEEDED (:class:`IdleTimeout`);
+* refused at admission: draining -> UNAVAILABLE; ``max_streams`` open, or this
+  connection, peer address or token at its share (``max_streams_per_*``) ->
+  RESOURCE_EXHAUSTED with ``retry-after-ms`` (before any per-stream allocation, and
+  server-wide across workers: ``admission.py``); after the config, the stream's
+  buffered-audio reservation over ``max_buffered_mib`` -> RESOURCE_EXHAUSTED;
+* no client message that moves the stream on for ``idle_timeout_s`` -> DEADLINE_EXCEEDED
+  (:class:`IdleTimeout`): empty chunks and flushes with no new audio do not count;
 * open longer than ``max_session_s`` -> OUT_OF_RANGE (:class:`SessionTooLong`);
   both judged while the server waits for the client's next message (time spent pushing
   back on the client does not count as idle). After the config they are one timer
@@ -24,6 +28,7 @@ Limits a stream can hit, and their statuses (the table is ``status.py``):
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
@@ -33,6 +38,7 @@ import grpc
 from seamcut.server.config import AppConfig
 from seamcut.server.engine.client import EngineClient
 from seamcut.server.errors import (
+    ConfigError,
     ConsumerStalled,
     IdleTimeout,
     InternalError,
@@ -41,11 +47,14 @@ from seamcut.server.errors import (
     SeamcutError,
     SessionTooLong,
     Unavailable,
+    echo,
 )
 from seamcut.server.events import Notice
 from seamcut.server.session.session import InflightBudget, Session
-from seamcut.server.transport import convert
-from seamcut.server.transport.admission import stream_count
+from seamcut.server.transport import admission, convert
+from seamcut.server.transport.admission import Claim
+from seamcut.server.transport.refusals import RefusalLog
+from seamcut.server.transport.security import AUTH_HEADER, TokenAuth
 from seamcut.server.transport.status import status_for, trailing_metadata
 
 from seamcut.v1 import seamcut_pb2 as pb
@@ -56,6 +65,11 @@ DRAIN_NOTICE = "draining"
 # How long ending a stream from outside (stall, drain) waits for its status to be
 # queued before cancelling the handler anyway; the client may not be reading.
 _ABORT_WAIT_S = 0.25
+# A StreamConfig is a few hundred bytes; anything this big is not one (the transport
+# limit, server.max_message_bytes, is for audio).
+MAX_CONFIG_BYTES = 16 << 10
+MAX_STATUS_CHARS = 512  # of a status message: ours are short, this is a backstop
+RETRY_AFTER_S = 1.0
 
 
 class ServerCounters:
@@ -64,7 +78,7 @@ class ServerCounters:
     def __init__(self) -> None:
         self.sessions_open = 0  # admitted and not yet released
         self.sessions_total = 0
-        self.rejected = 0  # refused at admission (capacity or draining)
+        self.rejected = 0  # refused at admission (capacity, a client's share, draining)
         self.tasks_alive = 0  # reader and watchdog tasks not yet finished
         self.idle_timeouts = 0
         self.session_limits = 0
@@ -75,8 +89,11 @@ class ServerCounters:
 class _Stream:
     """One admitted stream's bookkeeping (event-loop only)."""
 
-    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, context: grpc.aio.ServicerContext, peer: str,
+                 claims: list[Claim]) -> None:
         self.context = context
+        self.peer = peer  # the connection (address:port)
+        self.claims = claims  # what admission took for it, given back at release
         self.task = asyncio.current_task()  # the RPC's task: it drives the handler
         self.opened = time.monotonic()
         self.session: Session | None = None
@@ -85,6 +102,9 @@ class _Stream:
         self.failure: SeamcutError | None = None
         self.writing_since: float | None = None  # monotonic start of a pending write
         self.reading_since: float | None = None  # monotonic start of a pending read
+        # Since when the client has sent nothing that moves the stream on (empty chunks
+        # and flushes with nothing new do not reset it); the idle limit counts from it.
+        self.quiet_since: float | None = None
         self.limit_timer: asyncio.TimerHandle | None = None
         self.ended_from_outside = False
         self.drain_notified = False
@@ -103,12 +123,16 @@ class _Stream:
 
 
 class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generated base
-    def __init__(self, cfg: AppConfig, engine: EngineClient) -> None:
+    def __init__(self, cfg: AppConfig, engine: EngineClient,
+                 auth: TokenAuth | None = None) -> None:
         self.cfg = cfg
         self.engine = engine
         self.counters = ServerCounters()
-        # Open streams of the whole server (all workers), for max_streams.
-        self.open_streams = stream_count(cfg.server.stream_slots_path, cfg.server.worker_index)
+        # Server-wide counters (all workers): streams, per peer and token, bytes.
+        self.ledger = admission.Ledger(cfg.server.stream_slots_path, cfg.server.worker_index)
+        self._auth = auth
+        self._per_connection: dict[str, int] = {}  # a connection lives in one worker
+        self.refusals = RefusalLog(log)
         self.draining = False
         self._drain_message = ""
         self._budget: InflightBudget | None = None
@@ -128,26 +152,28 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.ServerMessage]:
         # Admission comes first, before any per-stream allocation.
+        peer = context.peer() or ""
         try:
-            self._admit()
+            claims = self._admit(context, peer)
         except SeamcutError as exc:
             self.counters.rejected += 1
-            await _abort(context, exc, "")
+            await self._abort(context, exc, "")
             return
-        st = _Stream(context)
+        st = _Stream(context, peer, claims)
         self.counters.sessions_open += 1
         self.counters.sessions_total += 1
         self._streams.add(st)
         self._idle.clear()
         context.add_done_callback(lambda _ctx: self._release(st))
         try:
-            first = await self._next(request_iterator, st)
-            spec = convert.spec_from_proto(self.cfg, _config_of(first))
+            spec = convert.spec_from_proto(
+                self.cfg, _config_of(await self._next(request_iterator, st)))
             if self._budget is None:
                 self._budget = InflightBudget(self.cfg.engine.max_inflight_blocks)
             session = Session(self.cfg, self.engine, spec, self._budget)
             st.session = session
             self.sessions.add(session)
+            self._reserve_buffer(st, session)
             yield convert.event_to_proto(session.ready(), spec)
             if self.draining:  # admitted just before the drain began
                 self._notify_drain(st)
@@ -166,29 +192,72 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
             if session.error is not None:
                 raise session.error
         except SeamcutError as exc:
+            # Its traceback holds the frames that saw the client's message; grpc keeps
+            # the abort's exception (whose context this is) past the call, so a
+            # refused 900 KB config used to stay in memory until a GC pass.
+            exc.__traceback__ = None
             if not st.ended_from_outside:
-                await _abort(context, exc, st.session_id)
+                await self._abort(context, exc, st.session_id)
         except (asyncio.CancelledError, GeneratorExit):
             raise
+        except grpc.aio.AbortError:
+            pass  # ended from outside (stall, drain, shutdown) while this waited to read
         except Exception as exc:  # a bug: never let it surface as UNKNOWN
             sid = st.session_id or "-"
             log.exception("session %s failed", sid)
-            await _abort(context, InternalError(f"internal error in session {sid}: {exc!r}"),
-                         st.session_id)
+            await self._abort(context, InternalError(
+                f"internal error in session {sid}: {echo(exc, 200)}"), st.session_id)
         finally:
             self._release(st)
 
     # ------------------------------------------------------------ admission, release
 
-    def _admit(self) -> None:
+    def _admit(self, context: grpc.aio.ServicerContext, peer: str) -> list[Claim]:
+        """Take a stream slot of the server, the peer and the token, or raise why not."""
+        s = self.cfg.server
         if self.draining:
             raise Unavailable("server is draining; reconnect to another replica or retry later")
-        if not self.open_streams.try_acquire(self.cfg.server.max_streams):
+        if self._per_connection.get(peer, 0) >= s.max_streams_per_connection:
             raise Overloaded(
-                f"server at stream capacity ({self.cfg.server.max_streams} open streams); "
-                "retry after the hinted delay",
-                retry_after_s=1.0,
-            )
+                f"this connection has server.max_streams_per_connection = "
+                f"{s.max_streams_per_connection} streams open; end one, or spread streams "
+                "over more connections", retry_after_s=RETRY_AFTER_S)
+        claims = [Claim(admission.STREAMS, 1, s.max_streams, "server.max_streams")]
+        if s.max_streams_per_peer:
+            claims.append(Claim(self.ledger.peer_column(peer_address(peer)), 1,
+                                s.max_streams_per_peer, "server.max_streams_per_peer"))
+        token = self._token(context)
+        if token and s.max_streams_per_token:
+            claims.append(Claim(self.ledger.token_column(token), 1, s.max_streams_per_token,
+                                "server.max_streams_per_token"))
+        over = self.ledger.acquire(claims)
+        if over is not None:
+            raise Overloaded(_capacity_message(over), retry_after_s=RETRY_AFTER_S)
+        self._per_connection[peer] = self._per_connection.get(peer, 0) + 1
+        return claims
+
+    def _token(self, context: grpc.aio.ServicerContext) -> str:
+        """The bearer token the call carries (already checked by TokenAuth), or ""."""
+        if self._auth is None:
+            return ""
+        for key, value in context.invocation_metadata() or ():
+            if key.lower() == AUTH_HEADER:
+                text = value.decode("latin-1") if isinstance(value, bytes) else value
+                return str(text).strip().partition(" ")[2].strip()
+        return ""
+
+    def _reserve_buffer(self, st: _Stream, session: Session) -> None:
+        """Admission by cost: reserve the bytes of audio the stream may hold."""
+        s = self.cfg.server
+        claim = Claim(admission.BUFFERED, session.buffer_bytes,
+                      int(s.max_buffered_mib * (1 << 20)), "server.max_buffered_mib")
+        if self.ledger.acquire([claim]) is not None:
+            raise Overloaded(
+                f"server's audio buffers are in use (server.max_buffered_mib = "
+                f"{s.max_buffered_mib:g}; this stream needs "
+                f"{session.buffer_bytes / (1 << 20):.2f} MiB at its rate and channels); "
+                "retry after the hinted delay", retry_after_s=RETRY_AFTER_S)
+        st.claims.append(claim)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
@@ -221,7 +290,12 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         st.task = None
         self._streams.discard(st)
         self.counters.sessions_open -= 1
-        self.open_streams.release()
+        self.ledger.release(st.claims)
+        left = self._per_connection.get(st.peer, 1) - 1
+        if left > 0:
+            self._per_connection[st.peer] = left
+        else:
+            self._per_connection.pop(st.peer, None)
         if not self._streams:
             self._idle.set()
 
@@ -232,7 +306,8 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         ``time.monotonic()``, the clock of asyncio's default loop (``loop.time()``)."""
         s = self.cfg.server
         assert st.reading_since is not None
-        due, session_limit = st.reading_since + s.idle_timeout_s, False
+        quiet = st.quiet_since if st.quiet_since is not None else st.reading_since
+        due, session_limit = quiet + s.idle_timeout_s, False
         if s.max_session_s > 0 and st.opened + s.max_session_s <= due:
             due, session_limit = st.opened + s.max_session_s, True
         return due, session_limit
@@ -246,13 +321,14 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
                 "open a new stream (StreamConfig.start_sample resumes the time base)")
         self.counters.idle_timeouts += 1
         return IdleTimeout(
-            f"no message from the client for server.idle_timeout_s = "
-            f"{s.idle_timeout_s:g} s; send audio, a flush, or half-close when done")
+            f"no audio from the client for server.idle_timeout_s = {s.idle_timeout_s:g} s "
+            "(empty chunks and flushes with nothing new do not count); send audio, or "
+            "half-close when done")
 
     async def _next(self, it: AsyncIterator[pb.ClientMessage],
                     st: _Stream) -> pb.ClientMessage | None:
         """The first message (the config), None at half-close; raises a limit's error."""
-        st.reading_since = time.monotonic()
+        st.reading_since = st.quiet_since = time.monotonic()
         due, session_limit = self._limit_due(st)
         try:
             async with asyncio.timeout_at(due):
@@ -289,9 +365,13 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         session = st.session
         assert session is not None
         self._check_limits(st)
+        moved = True  # did the last message move the stream on (resets the idle clock)
+        unflushed = False  # audio since the last flush
         try:
             while True:
                 st.reading_since = time.monotonic()
+                if moved:
+                    st.quiet_since = st.reading_since
                 try:
                     msg = await it.__anext__()
                 except StopAsyncIteration:
@@ -301,9 +381,13 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
                 kind = msg.WhichOneof("msg")
                 if kind == "audio":
                     a = msg.audio
+                    moved = len(a.data) > 0
+                    unflushed = unflushed or moved
                     await session.audio(a.seq, a.data, a.client_send_time_ns)
                 elif kind == "control":
+                    moved = False
                     if msg.control.WhichOneof("control") == "flush":
+                        moved, unflushed = unflushed, False
                         await session.flush(msg.control.flush.flush_id)
                 elif kind == "config":
                     raise ProtocolOrderError(
@@ -348,7 +432,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         st.failure = st.failure or exc
         try:
             async with asyncio.timeout(_ABORT_WAIT_S):
-                await _abort(st.context, exc, st.session_id)
+                await self._abort(st.context, exc, st.session_id)
         except (grpc.aio.AbortError, grpc.aio.UsageError, TimeoutError):
             pass  # AbortError: the status is queued; the others: the stream is past help
         if st.task is not None and not st.task.done():
@@ -380,6 +464,19 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
             return False
         return True
 
+    async def _abort(self, context: grpc.aio.ServicerContext, exc: SeamcutError,
+                     session_id: str) -> None:
+        code = status_for(exc)
+        meta = trailing_metadata(exc)
+        if session_id:
+            meta += (("session-id", session_id),)
+        message = str(exc)
+        if len(message) > MAX_STATUS_CHARS:
+            message = message[:MAX_STATUS_CHARS] + "…"
+        self.refusals.note(code.name, "stream %s ended: %s %s", session_id or "-", code.name,
+                           message)
+        await context.abort(code, message, trailing_metadata=meta)
+
     async def end_all(self, exc: SeamcutError) -> None:
         """End every open stream with ``exc``'s status (one failure stops no other)."""
         results = await asyncio.gather(*(self._end(st, exc) for st in list(self._streams)),
@@ -396,13 +493,36 @@ def _config_of(msg: pb.ClientMessage | None) -> pb.StreamConfig:
         raise ProtocolOrderError(
             f"first message must be StreamConfig, got {msg.WhichOneof('msg') or 'an empty message'}"
         )
+    size = msg.config.ByteSize()
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config: StreamConfig of {size} bytes; at most {MAX_CONFIG_BYTES} "
+                          "(check the string fields: separation.backend, request_id)")
     return msg.config
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: SeamcutError, session_id: str) -> None:
-    code = status_for(exc)
-    meta = trailing_metadata(exc)
-    if session_id:
-        meta += (("session-id", session_id),)
-    log.info("stream %s ended: %s %s", session_id or "-", code.name, exc)
-    await context.abort(code, str(exc), trailing_metadata=meta)
+def peer_address(peer: str) -> str:
+    """The client address of a grpc peer string, the key of max_streams_per_peer:
+    "ipv4:10.0.0.7:5123" -> "10.0.0.7"; IPv6 by its /64 prefix (one host or LAN can
+    have a whole /64 to itself); anything else (unix sockets) as it is."""
+    kind, _, rest = peer.partition(":")
+    host = rest.rpartition(":")[0].strip("[]")
+    try:
+        if kind == "ipv4":
+            return str(ipaddress.IPv4Address(host))
+        if kind == "ipv6":
+            addr = ipaddress.IPv6Address(host)
+            if addr.ipv4_mapped is not None:
+                return str(addr.ipv4_mapped)
+            return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    except ValueError:
+        pass
+    return peer
+
+
+def _capacity_message(over: Claim) -> str:
+    if over.column == admission.STREAMS:
+        return (f"server at stream capacity ({over.limit} open streams, server.max_streams); "
+                "retry after the hinted delay")
+    whose = "this client address" if over.what.endswith("peer") else "this token"
+    return (f"{whose} has {over.what} = {over.limit} streams open on this server; end one "
+            "before opening more, or retry after the hinted delay")

@@ -38,7 +38,7 @@ from pathlib import Path
 from types import FrameType
 
 from seamcut.server.config import AppConfig
-from seamcut.server.transport.admission import create_slots, reset_slot
+from seamcut.server.transport import admission
 
 log = logging.getLogger(__name__)
 _CRASH_WINDOW_S = 10.0  # a process that dies sooner than this after starting "crashed early"
@@ -148,7 +148,7 @@ class Supervisor:
             self.port = reserved.getsockname()[1]
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        create_slots(self.slots, len(self.workers))
+        admission.create(self.slots, len(self.workers))
         try:
             if self.engines:
                 print(f"seamcut: starting {len(self.engines)} engine process(es)", flush=True)
@@ -218,7 +218,7 @@ class Supervisor:
         if self.stopping:
             return True
         if c.kind == "worker":
-            reset_slot(self.slots, c.index)
+            admission.reset_row(self.slots, c.index)
             self._spawn_worker(c)
         else:
             self._spawn_engine(c, wait=False)  # the workers reconnect and replay
