@@ -106,6 +106,12 @@ class ServerConfig:
     # most max_buffered_mib over all streams and refuses streams beyond it.
     stream_buffer_mib: float = 4.0
     max_buffered_mib: float = 1024.0
+    # HTTP/2 flow-control window per stream, fixed (grpc's BDP probing off): what a
+    # client that floods can have in flight to a stream that is pushing back. With
+    # BDP probing it grew to several MiB per stream (8 flooding 192 kHz 8-channel
+    # streams: +106 MiB, +40 MiB with 256 KiB). A stream needs rate x RTT of it:
+    # 256 KiB carries 192 kHz x 8 x f32 (6.1 MB/s) over a 40 ms round trip.
+    stream_window_kib: int = 256
     # A client that stops reading is ended (DEADLINE_EXCEEDED) once no message could be
     # sent to it for this long; until then it costs its flow-control window + outbox.
     stall_timeout_s: float = 30.0
@@ -146,6 +152,7 @@ class ServerConfig:
         _in_range(self.connection_idle_s, 1, 86_400, "server.connection_idle_s")
         _in_range(self.handshake_timeout_s, 0.1, 600, "server.handshake_timeout_s")
         _in_range(self.stream_buffer_mib, 0.0625, 1024, "server.stream_buffer_mib")
+        _in_range(self.stream_window_kib, 64, 1 << 16, "server.stream_window_kib")
         _in_range(self.max_buffered_mib, self.stream_buffer_mib, 1 << 20,
                   "server.max_buffered_mib (>= stream_buffer_mib)")
         _in_range(self.stall_timeout_s, 0.1, 86_400, "server.stall_timeout_s")

@@ -50,6 +50,8 @@ def grpc_options(cfg: AppConfig) -> list[tuple[str, int]]:
         ("grpc.max_allowed_incoming_connections", s.max_connections),
         ("grpc.max_connection_idle_ms", int(s.connection_idle_s * 1000)),
         ("grpc.server_handshake_timeout_ms", int(s.handshake_timeout_s * 1000)),
+        ("grpc.http2.bdp_probe", 0),
+        ("grpc.http2.lookahead_bytes", s.stream_window_kib * 1024),
     ]
 
 
