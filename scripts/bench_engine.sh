@@ -14,6 +14,8 @@ start_server() {  # name, pin ("" or a taskset cpu list), serve args...
   local name=$1 pin=$2; shift 2
   local pre=()
   [ -n "$pin" ] && pre=(taskset -c "$pin")
+  # The ramp's 256 streams all come from 127.0.0.1: no per-address share for it.
+  SEAMCUT_SERVER_MAX_STREAMS_PER_PEER=0 \
   "${pre[@]}" "$seamcut" serve --host 127.0.0.1 --port 50061 --log-level WARNING "$@" \
     > "$out/$name.serve.log" 2>&1 &
   server_pid=$!

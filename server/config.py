@@ -99,6 +99,10 @@ class ServerConfig:
     max_health_watches: int = 128  # open health Watch streams, whole server
     max_connections: int = 2048  # TCP connections per worker process (grpc core)
     connection_idle_s: float = 300.0  # a connection with no call this long gets GOAWAY
+    # A connection older than this gets GOAWAY: its streams go on (up to their own
+    # max_session_s), new ones open on a new connection, so that clients rebalance
+    # behind an L4 balancer. 0 = off: streams are already bounded per connection.
+    connection_max_age_s: float = 0.0
     handshake_timeout_s: float = 10.0  # TLS / HTTP/2 handshake, then the connection closes
     # Memory by cost: a stream may hold this many bytes of received audio (its format's
     # rate x channels x sample width) between receipt and result, so a 192 kHz 8-channel
@@ -150,6 +154,7 @@ class ServerConfig:
         _in_range(self.max_health_watches, 0, 100_000, "server.max_health_watches")
         _in_range(self.max_connections, 1, 1 << 20, "server.max_connections")
         _in_range(self.connection_idle_s, 1, 86_400, "server.connection_idle_s")
+        _in_range(self.connection_max_age_s, 0, 30 * 86_400, "server.connection_max_age_s")
         _in_range(self.handshake_timeout_s, 0.1, 600, "server.handshake_timeout_s")
         _in_range(self.stream_buffer_mib, 0.0625, 1024, "server.stream_buffer_mib")
         _in_range(self.stream_window_kib, 64, 1 << 16, "server.stream_window_kib")

@@ -29,7 +29,14 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Seamcut"].full_name
 
 def grpc_options(cfg: AppConfig) -> list[tuple[str, int]]:
     s = cfg.server
+    age: list[tuple[str, int]] = []
+    if s.connection_max_age_s > 0:
+        # The grace after the GOAWAY lets every stream run to its own limit.
+        grace = (s.max_session_s or 30 * 86_400) + s.grace_s
+        age = [("grpc.max_connection_age_ms", int(s.connection_max_age_s * 1000)),
+               ("grpc.max_connection_age_grace_ms", int(grace * 1000))]
     return [
+        *age,
         ("grpc.max_receive_message_length", s.max_message_bytes),
         ("grpc.max_send_message_length", 4 << 20),
         ("grpc.keepalive_time_ms", s.keepalive_time_ms),
