@@ -343,27 +343,24 @@ def run_attack(name: str, seconds: float, server_env: dict[str, str],
     return report
 
 
+def _in_process(target: Callable[..., None], *args: Any, timeout_s: float) -> dict[str, Any]:
+    """Run ``target(*args, queue)`` in a fresh process; what it put on the queue."""
+    ctx = mp.get_context("spawn")
+    q: Any = ctx.Queue()
+    p = ctx.Process(target=target, args=(*args, q))
+    p.start()
+    result = q.get(timeout=timeout_s)
+    p.join(10)
+    return dict(result)
+
+
 def _attack(name: str, host: str, port: int, seconds: float) -> Callable[[], Any]:
     if name == "rapid-reset":
-        def run() -> dict[str, Any]:
-            q: Any = mp.get_context("spawn").Queue()
-            p = mp.get_context("spawn").Process(target=_rapid_reset_proc,
-                                                args=(host, port, seconds, q))
-            p.start()
-            result = q.get(timeout=seconds + 30)
-            p.join(10)
-            return dict(result)
-        return run
+        return lambda: _in_process(_rapid_reset_proc, host, port, seconds,
+                                   timeout_s=seconds + 30)
     if name == "cancel-loop":
-        def run_cancel() -> dict[str, Any]:
-            ctx = mp.get_context("spawn")
-            q: Any = ctx.Queue()
-            p = ctx.Process(target=_cancel_loop_proc, args=(f"{host}:{port}", seconds, q))
-            p.start()
-            result = q.get(timeout=seconds + 30)
-            p.join(10)
-            return dict(result)
-        return run_cancel
+        return lambda: _in_process(_cancel_loop_proc, f"{host}:{port}", seconds,
+                                   timeout_s=seconds + 30)
     if name == "hoard":
         return lambda: hoard(host, port, 600, seconds)
     if name == "huge-strings":

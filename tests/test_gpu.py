@@ -76,3 +76,22 @@ def test_song_stream_on_cuda() -> None:
 def test_engine_reports_cuda() -> None:
     eng = EngineCore(load_config(env={}, overrides={"engine": {"device": "cuda"}}))
     assert eng.device.name == "cuda:0" and eng.device.gpu
+
+
+def test_torch_vad_on_cuda_matches_onnx_on_cpu() -> None:
+    """Silero on the GPU (gathered per-stream states, one batched step per frame)
+    against ONNX Runtime on the CPU: probabilities within 1e-4."""
+    from seamcut.server.models.vad import SileroVad, VadState
+    from seamcut.server.models.vad_torch import TorchVad
+
+    rng = np.random.default_rng(0)
+    mono = SONG.mean(axis=1)[: 16000 * 8 // 512 * 512 * 2 : 2][: 250 * 512]
+    streams = [mono.reshape(-1, 512)[:200].astype(np.float32),
+               (rng.standard_normal((120, 512)) * 0.05).astype(np.float32)] * 8
+    start = [VadState.initial()] * len(streams)
+    marks = [[len(s) // 2, len(s)] for s in streams]
+    ref_p, _ = SileroVad(providers=["CPUExecutionProvider"]).run_batched(streams, start, marks)
+    got_p, _ = TorchVad("cuda:0").run_marked(streams, start, marks)
+    worst = max(float(np.abs(a - b).max()) for a, b in zip(got_p, ref_p, strict=True))
+    print(f"\ntorch VAD on CUDA vs ONNX on CPU: max |dp| = {worst:.2e}")
+    assert worst <= 1e-4

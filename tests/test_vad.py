@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 import pytest
 import soxr
@@ -46,3 +49,37 @@ def test_sequence_and_batched_models_agree_exactly(seed: int, splits: list[int])
 def test_probabilities_separate_speech_from_noise() -> None:
     probs, _ = VAD.run_sequences([speech_frames(0)], [VadState.initial()])
     assert probs[0].max() > 0.9 and probs[0].min() < 0.1
+
+
+@functools.cache
+def _torch_vad() -> Any:
+    from seamcut.server.models.vad_torch import TorchVad
+
+    return TorchVad("cpu")
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000),
+       marks_at=st.lists(st.integers(0, 60), max_size=4))
+def test_torch_vad_matches_onnx_with_gathered_states(seed: int, marks_at: list[int]) -> None:
+    """The GPU path's model (TorchScript, per-stream state gathered into each frame
+    step) against ONNX Runtime on the same input: probabilities within 1e-4 and every
+    requested state within 1e-4 relative, for streams of different lengths in one
+    batch. On the CPU here; tests/test_gpu.py repeats it on CUDA."""
+    rng = np.random.default_rng(seed)
+    streams = [speech_frames(seed % 4)[:80], (rng.standard_normal((45, 512)) * 0.05)
+               .astype(np.float32), speech_frames((seed + 1) % 4)[:3],
+               np.zeros((0, 512), np.float32)]
+    start = [VadState.initial(), VadState(rng.standard_normal((2, 128)).astype(np.float32)
+                                          * 0.1, np.zeros(64, np.float32))] * 2
+    marks = [sorted({min(m, len(s)) for m in marks_at} | {len(s)}) for s in streams]
+    ref_p, ref_s = VAD.run_batched(streams, start, marks)
+    got_p, got_s = _torch_vad().run_marked(streams, start, marks)
+    for i in range(len(streams)):
+        assert got_p[i].shape == ref_p[i].shape
+        assert np.abs(got_p[i] - ref_p[i]).max(initial=0) <= 1e-4
+        assert len(got_s[i]) == len(ref_s[i]) == len(marks[i])
+        for a, b in zip(got_s[i], ref_s[i], strict=True):
+            # The LSTM cell state is unbounded (values ~6 after 80 frames): relative.
+            assert np.allclose(a.lstm, b.lstm, rtol=1e-4, atol=1e-4)
+            assert np.array_equal(a.context, b.context)

@@ -1,0 +1,154 @@
+"""A batch's way through the device: copy in, S1 -> S2 -> S3 on their lanes, copy out.
+
+:meth:`DeviceFlow.submit` only queues work; it never waits for the device. Each step
+is queued on its stage's lane behind a device-side wait for the previous step's
+event, so batches overlap: while batch *k* runs S2, batch *k+1* can copy in and run
+S1. One completion thread blocks on each batch's last event, in submission order,
+and then hands the batch to ``on_done``: the host touches results only after the
+device has finished writing them, and batches complete in the order they were
+submitted (so a stream's requests do too).
+
+The flow's in-flight limit is its staging ring: a batch needs a slot for its input
+(released when the copy that reads it has completed) and one for its output
+(released by the consumer after reading it). When either ring is full ``submit``
+returns False and the stage keeps the batch: the engine takes no more work, its
+credits run out, and the workers stop reading the streams concerned.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from seamcut.server.engine.lanes import Event, Lanes, Slot, StagingRing
+
+log = logging.getLogger(__name__)
+
+COPY_IN, COPY_OUT = "h2d", "d2h"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One piece of device work: ``work`` queued on lane ``lane`` (``cost_s`` is what
+    a fake device makes it take)."""
+
+    lane: str
+    work: Callable[[], None]
+    cost_s: float = 0.0
+
+
+@dataclass(slots=True)
+class Flight:
+    """A batch on the device."""
+
+    tag: Any  # the caller's (the requests of the batch)
+    slot_in: Slot
+    slot_out: Slot
+    on_done: Callable[[Flight], None]
+    submitted: float = field(default_factory=time.perf_counter)
+    marks: dict[str, Event] = field(default_factory=dict)  # step name -> event after it
+    error: BaseException | None = None
+
+
+class DeviceFlow:
+    def __init__(self, lanes: Lanes, ring_in: StagingRing, ring_out: StagingRing) -> None:
+        self.lanes = lanes
+        self.ring_in = ring_in
+        self.ring_out = ring_out
+        self._cv = threading.Condition()
+        self._flights: deque[Flight] = deque()
+        self._closed = False
+        self.completed = 0
+        self.failed = 0
+        self._thread = threading.Thread(target=self._complete, name="device-flow",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def in_flight(self) -> int:
+        with self._cv:
+            return len(self._flights)
+
+    def submit(self, tag: Any, nbytes_in: int, nbytes_out: int,
+               plan: Callable[[Slot, Slot], list[tuple[str, Step]]],
+               on_done: Callable[[Flight], None]) -> bool:
+        """Stage a batch. ``plan(slot_in, slot_out)`` writes the input into ``slot_in``
+        (host memory) and returns the steps, (name, step), that run in order, each on
+        its lane after the previous one's event: the first copies ``slot_in`` to the
+        device, the last copies results out into ``slot_out``. ``on_done(flight)``
+        runs once the last step has completed. False (nothing queued) when a ring is
+        full."""
+        slot_in = self.ring_in.acquire(nbytes_in)
+        if slot_in is None:
+            return False
+        slot_out = self.ring_out.acquire(nbytes_out)
+        if slot_out is None:
+            self.ring_in.release(slot_in, None)
+            return False
+        flight = Flight(tag, slot_in, slot_out, on_done)
+        try:
+            steps = plan(slot_in, slot_out)
+        except BaseException:
+            self.ring_in.release(slot_in, None)
+            self.ring_out.release(slot_out, None)
+            raise
+        prev: Event | None = None
+        for name, step in steps:
+            lane = self.lanes.lane(step.lane)
+            if prev is not None:
+                lane.wait(prev)
+            lane.run(step.work, cost_s=step.cost_s)
+            prev = flight.marks[name] = lane.record()
+        assert prev is not None, "a batch needs at least one step"
+        # The input slot may be reused once the first step (the copy in) has read it.
+        self.ring_in.release(slot_in, flight.marks[steps[0][0]])
+        with self._cv:
+            self._flights.append(flight)
+            self._cv.notify_all()
+        return True
+
+    def wait_room(self, timeout_s: float) -> None:
+        """Block until a batch completes (so ring slots may be free) or the timeout."""
+        with self._cv:
+            if self._flights:
+                self._cv.wait(timeout_s)
+
+    def release_out(self, flight: Flight) -> None:
+        """The consumer has read ``slot_out``: it may be reused."""
+        self.ring_out.release(flight.slot_out, None)
+
+    def _complete(self) -> None:
+        while True:
+            with self._cv:
+                while not self._flights and not self._closed:
+                    self._cv.wait()
+                if not self._flights:
+                    return
+                flight = self._flights[0]
+            last = list(flight.marks.values())[-1]
+            try:
+                last.wait()  # blocks in the driver (CUDA) or on a flag (fake); never spins
+            except Exception as exc:  # DeviceFault: the consumer falls back
+                flight.error = exc
+            with self._cv:
+                self._flights.popleft()
+                self.completed += 1
+                self._cv.notify_all()
+            try:
+                flight.on_done(flight)
+            except BaseException as exc:  # a consumer bug must not stop completions
+                self.failed += 1
+                log.exception("device flow: completing a batch failed")
+                flight.error = exc
+                self.release_out(flight)
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join(10)
