@@ -103,3 +103,22 @@ def test_snap_finds_nearest_crossing() -> None:
     assert snap_to_zero_crossing(x, 100, 106, 3) == 107
     assert snap_to_zero_crossing(np.ones(9, np.float32), 0, 4, 3) == 4  # none in range
     assert snap_to_zero_crossing(np.zeros(9, np.float32), 0, 4, 3) == 4
+
+
+def test_torch_band_energy_matches_numpy() -> None:
+    """S3 on the GPU computes the same energies as on the CPU (float32 rounding)."""
+    import torch
+    from seamcut.server.dsp.features_torch import band_energy_db_torch
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((3, 5280)) * np.array([[0.3], [1e-4], [0.0]])).astype(np.float32)
+    x[0, 2000:2500] += 0.4  # a DC step: out of band, must not count
+    ref = band_energy_db(x, 32, rate_hz=16000, low_hz=100, high_hz=4000)
+    got = band_energy_db_torch(torch.from_numpy(x), 32, rate_hz=16000, low_hz=100,
+                               high_hz=4000).numpy()
+    assert got.shape == ref.shape == (3, 32)
+    assert np.abs(got - ref).max() <= 1e-3
+    short = band_energy_db_torch(torch.from_numpy(x[:, :1000]), 32, rate_hz=16000,
+                                 low_hz=100, high_hz=4000).numpy()
+    assert np.abs(short - band_energy_db(x[:, :1000], 32, rate_hz=16000, low_hz=100,
+                                         high_hz=4000)).max() <= 1e-3
