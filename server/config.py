@@ -225,9 +225,18 @@ class EngineConfig:
     # Engine processes this transport worker talks to, comma-separated ZeroMQ endpoints;
     # "" = the engine runs inside this process. `seamcut serve` sets it for its workers.
     endpoints: str = ""
+    # S2 + S3 through the CUDA-stream pipeline (docs/DESIGN.md, "GPU pipeline"):
+    # "auto" = when the device is CUDA, "off" = the CPU path even on a GPU, "fake" =
+    # tests only: the same pipeline on simulated lanes (threads) with CPU tensors.
+    lanes: str = "auto"
+    # Its staging ring: slots of this size (the largest batch it takes at once; a
+    # larger batch is split) and how many (the pipeline's in-flight limit).
+    staging_mib: float = 8.0
+    staging_slots: int = 4
     # Test hook, never for production: "s1@N", "s2@N" or "s3@N" makes that stage raise
     # for any request covering block (or window) N, to prove a failing stage fails only
-    # the requests concerned; a trailing "!" ("s2@N!") kills the stage thread instead.
+    # the requests concerned; a trailing "!" ("s2@N!") kills the stage thread instead;
+    # "d2@N" makes the pipeline's device work fail there (a CUDA error).
     test_fault: str = ""
 
     def __post_init__(self) -> None:
@@ -248,11 +257,16 @@ class EngineConfig:
             "engine.max_inflight_blocks",
         )
         _in_range(self.vad_threads, 1, 64, "engine.vad_threads")
+        _check(self.lanes in ("auto", "off", "fake"), "engine.lanes",
+               f"must be auto, off or fake, got {self.lanes!r}")
+        _in_range(self.staging_mib, 0.25, 4096, "engine.staging_mib")
+        _in_range(self.staging_slots, 2, 1024, "engine.staging_slots")
         stage, at, block = self.test_fault.partition("@")
-        _check(not self.test_fault or (stage in ("s1", "s2", "s3") and at == "@"
+        _check(not self.test_fault or (stage in ("s1", "s2", "s3", "d2") and at == "@"
                                        and block.removesuffix("!").isdigit()),
                "engine.test_fault",
-               f"must be s1@N, s2@N or s3@N (optionally with !), got {self.test_fault!r}")
+               f"must be s1@N, s2@N, s3@N (optionally with !) or d2@N, "
+               f"got {self.test_fault!r}")
 
     @property
     def block_samples(self) -> int:

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from typing import Any
 
 import numpy as np
 from seamcut.server.config import (
@@ -31,9 +32,10 @@ from seamcut.server.engine.protocol import (
     Request,
     Result,
     SeparatorInfo,
+    StateMissing,
     failed,
-    frames_per_block,
     hops_per_block,
+    vad_frames,
 )
 from seamcut.server.models.loader import load_separators
 from seamcut.server.models.separator import Separator
@@ -44,10 +46,6 @@ log = logging.getLogger(__name__)
 
 class InjectedFault(RuntimeError):
     """Raised by the ``engine.test_fault`` hook (tests only)."""
-
-
-class StateMissing(RuntimeError):
-    """A request continues from a state the engine does not hold."""
 
 
 class InjectedDeath(BaseException):
@@ -62,21 +60,6 @@ def _unpack(state: np.ndarray) -> VadState:
 
 def _pack(state: VadState) -> np.ndarray:
     return np.concatenate([state.lstm.reshape(-1), state.context]).astype(np.float32)
-
-
-def _vad_frames(x: np.ndarray, lengths: tuple[int, ...]) -> np.ndarray:
-    """Blocks laid end to end in ``x`` as [frames, 512], each block's last frame padded."""
-    parts, pos = [], 0
-    for n in lengths:
-        f = frames_per_block(n)
-        b = x[pos : pos + n]
-        if b.shape[0] < f * VAD_FRAME_SAMPLES:
-            b = np.pad(b, (0, f * VAD_FRAME_SAMPLES - b.shape[0]))
-        parts.append(b.reshape(f, VAD_FRAME_SAMPLES))
-        pos += n
-    if not parts:
-        return np.zeros((0, VAD_FRAME_SAMPLES), np.float32)
-    return np.concatenate(parts)
 
 
 class EngineCore:
@@ -106,6 +89,35 @@ class EngineCore:
         # stream -> (id, vad state, mix state) its last ANALYSE request ended in
         self._states: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
         self._states_lock = threading.Lock()
+        self.device_analyse = self._device_pipeline()
+
+    def _device_pipeline(self) -> Any:
+        """S2 + S3 on device lanes, when they are on (``engine.lanes``); else None."""
+        e = self.cfg.engine
+        fake = e.lanes == "fake"
+        if not (fake or (e.lanes == "auto" and self.device.gpu)):
+            return None
+        from seamcut.server.engine.device_analyse import DeviceAnalyse
+        from seamcut.server.engine.lanes import CudaLanes, FakeLanes
+        from seamcut.server.models.vad_torch import TorchVad
+
+        lanes = FakeLanes() if fake else CudaLanes(self.device.name)
+        return DeviceAnalyse(self.cfg, lanes, TorchVad("cpu" if fake else self.device.name),
+                             self.analyse_on_cpu, self.remember,
+                             slot_bytes=int(e.staging_mib * (1 << 20)),
+                             slots=e.staging_slots, device_fault=self._device_fault)
+
+    def analyse_on_cpu(self, batch: list[Request]) -> list[Result]:
+        """S2 and S3 of ``batch`` on the CPU path (what a device fault falls back to)."""
+        return [self.features(r, res) for r, res in zip(batch, self.vad_batch(batch),
+                                                        strict=True)]
+
+    def _device_fault(self, batch: list[Request]) -> str:
+        """The ``d2@N`` test hook: why the device work of ``batch`` fails ("" = it does not)."""
+        if self._fault is None or self._fault[0] != "d2":
+            return ""
+        hit = any(r.index <= self._fault[1] < r.index + len(r.lengths) for r in batch)
+        return f"injected device fault at block {self._fault[1]}" if hit else ""
 
     def info(self, credits: int) -> EngineInfo:
         return EngineInfo(
@@ -141,6 +153,8 @@ class EngineCore:
         """Drop the end state kept for ``stream`` (cancelled, or finished)."""
         with self._states_lock:
             self._states.pop(stream, None)
+        if self.device_analyse is not None:
+            self.device_analyse.forget(stream)
 
     def _start_state(self, r: Request, prev: tuple[int, np.ndarray, np.ndarray] | None,
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +192,7 @@ class EngineCore:
             kept = {s: self._states.get(s) for s in open_run}
         for reqs in runs:
             vad0, mix0 = self._start_state(reqs[0], kept[reqs[0].stream])
-            frames = [_vad_frames(r.audio[HOP_SAMPLES:], r.lengths) for r in reqs]
+            frames = [vad_frames(r.audio[HOP_SAMPLES:], r.lengths) for r in reqs]
             ends = list(np.cumsum([f.shape[0] for f in frames]))
             v = len(seqs)
             seqs.append(np.concatenate(frames))
@@ -187,7 +201,7 @@ class EngineCore:
             m = None
             if mix0.size:
                 m = len(seqs)
-                seqs.append(np.concatenate([_vad_frames(r.mix, r.lengths) for r in reqs]))
+                seqs.append(np.concatenate([vad_frames(r.mix, r.lengths) for r in reqs]))
                 starts.append(_unpack(mix0))
                 marks.append(ends)
             plan.append((reqs, v, m, ends))
@@ -196,7 +210,6 @@ class EngineCore:
         out: list[Result] = []
         order: list[int] = []  # position in ``batch`` of each result in ``out``
         where = {id(r): i for i, r in enumerate(batch)}
-        updates: dict[str, tuple[int, np.ndarray, np.ndarray] | None] = {}
         for reqs, v, m, ends in plan:
             lo = 0
             for k, r in enumerate(reqs):
@@ -211,17 +224,23 @@ class EngineCore:
                 ))
                 order.append(where[id(r)])
                 lo = hi
-            end = reqs[-1]  # runs are in arrival order: a stream's later run wins
-            updates[end.stream] = None if end.last else (end.id, out[-1].vad_state,
-                                                        out[-1].mix_state)
-        with self._states_lock:  # only once the whole batch has succeeded
+        by_position = dict(zip(order, out, strict=True))
+        results = [by_position[i] for i in range(len(batch))]  # in the batch's order
+        self.remember(batch, results)  # only once the whole batch has succeeded
+        return results
+
+    def remember(self, batch: list[Request], results: list[Result]) -> None:
+        """Keep each stream's end state after ``batch`` (its last request in the batch),
+        for a next request that names it in ``state_from``."""
+        updates: dict[str, tuple[int, np.ndarray, np.ndarray] | None] = {}
+        for r, res in zip(batch, results, strict=True):
+            updates[r.stream] = None if r.last else (r.id, res.vad_state, res.mix_state)
+        with self._states_lock:
             for stream, kept_state in updates.items():
                 if kept_state is None:
                     self._states.pop(stream, None)
                 else:
                     self._states[stream] = kept_state
-        by_position = dict(zip(order, out, strict=True))
-        return [by_position[i] for i in range(len(batch))]  # in the batch's order
 
     # ------------------------------------------------------------ S3: features
     def features(self, req: Request, res: Result) -> Result:

@@ -17,6 +17,7 @@ credits run out, and the workers stop reading the streams concerned.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -51,7 +52,8 @@ class Flight:
     slot_out: Slot
     on_done: Callable[[Flight], None]
     submitted: float = field(default_factory=time.perf_counter)
-    marks: dict[str, Event] = field(default_factory=dict)  # step name -> event after it
+    # "start" (before the first step), then step name -> the event after it
+    marks: dict[str, Event] = field(default_factory=dict)
     error: BaseException | None = None
 
 
@@ -65,6 +67,7 @@ class DeviceFlow:
         self._closed = False
         self.completed = 0
         self.failed = 0
+        self.refused = 0  # submits turned away by a full ring (the in-flight limit)
         self._thread = threading.Thread(target=self._complete, name="device-flow",
                                         daemon=True)
         self._thread.start()
@@ -85,10 +88,12 @@ class DeviceFlow:
         full."""
         slot_in = self.ring_in.acquire(nbytes_in)
         if slot_in is None:
+            self.refused += 1
             return False
         slot_out = self.ring_out.acquire(nbytes_out)
         if slot_out is None:
             self.ring_in.release(slot_in, None)
+            self.refused += 1
             return False
         flight = Flight(tag, slot_in, slot_out, on_done)
         try:
@@ -98,19 +103,35 @@ class DeviceFlow:
             self.ring_out.release(slot_out, None)
             raise
         prev: Event | None = None
-        for name, step in steps:
-            lane = self.lanes.lane(step.lane)
-            if prev is not None:
-                lane.wait(prev)
-            lane.run(step.work, cost_s=step.cost_s)
-            prev = flight.marks[name] = lane.record()
-        assert prev is not None, "a batch needs at least one step"
+        try:
+            assert steps, "a batch needs at least one step"
+            flight.marks["start"] = self.lanes.lane(steps[0][1].lane).record()
+            for name, step in steps:
+                lane = self.lanes.lane(step.lane)
+                if prev is not None:
+                    lane.wait(prev)
+                lane.run(step.work, cost_s=step.cost_s)
+                prev = flight.marks[name] = lane.record()
+        except BaseException:
+            # A launch failed (CUDA raises some errors at once): whatever was queued may
+            # still read the slot, so it goes back only after that.
+            self.ring_in.release(slot_in, prev)
+            self.ring_out.release(slot_out, prev)
+            raise
+        assert prev is not None
         # The input slot may be reused once the first step (the copy in) has read it.
         self.ring_in.release(slot_in, flight.marks[steps[0][0]])
         with self._cv:
             self._flights.append(flight)
             self._cv.notify_all()
         return True
+
+    @staticmethod
+    def step_ms(flight: Flight) -> dict[str, float]:
+        """Each step's device time in ms (from its events; after completion)."""
+        names = list(flight.marks)
+        return {b: flight.marks[a].elapsed_ms(flight.marks[b])
+                for a, b in itertools.pairwise(names)}
 
     def wait_room(self, timeout_s: float) -> None:
         """Block until a batch completes (so ring slots may be free) or the timeout."""

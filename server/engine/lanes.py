@@ -54,6 +54,9 @@ class Event(Protocol):
         """Block the host until the event completes (True) or ``timeout_s`` passes;
         raises :class:`DeviceFault` if work before it failed."""
 
+    def elapsed_ms(self, end: Any) -> float:
+        """Time from this event to ``end`` (both completed), in ms."""
+
 
 class Lane(Protocol):
     name: str
@@ -83,11 +86,17 @@ class Lanes(Protocol):
 
 
 class _DoneEvent:
+    def __init__(self) -> None:
+        self.at = time.perf_counter()
+
     def done(self) -> bool:
         return True
 
     def wait(self, timeout_s: float | None = None) -> bool:
         return True
+
+    def elapsed_ms(self, end: Any) -> float:
+        return float(end.at - self.at) * 1000
 
 
 class _HostLane:
@@ -124,6 +133,10 @@ class _FakeEvent:
     def __init__(self) -> None:
         self._flag = threading.Event()
         self.error: BaseException | None = None
+        self.at = 0.0  # when the lane reached it
+
+    def elapsed_ms(self, end: Any) -> float:
+        return float(end.at - self.at) * 1000
 
     def done(self) -> bool:
         return self._flag.is_set()
@@ -131,6 +144,8 @@ class _FakeEvent:
     def wait(self, timeout_s: float | None = None) -> bool:
         if not self._flag.wait(timeout_s):
             return False
+        if isinstance(self.error, DeviceFault):
+            raise self.error
         if self.error is not None:
             raise DeviceFault(f"fake device: {self.error}") from self.error
         return True
@@ -166,6 +181,7 @@ class _FakeLane:
                 self.busy_s += time.perf_counter() - t0
             elif kind == "record":
                 item.error = self.error
+                item.at = time.perf_counter()
                 item._flag.set()
             elif kind == "wait":
                 try:
@@ -231,7 +247,7 @@ class _CudaEvent:
             raise DeviceFault(str(exc)) from exc
         return True
 
-    def elapsed_ms(self, end: _CudaEvent) -> float:
+    def elapsed_ms(self, end: Any) -> float:
         return float(self._ev.elapsed_time(end._ev))
 
 

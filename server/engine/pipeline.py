@@ -96,7 +96,26 @@ class Pipeline:
         return _pair(batch, self.core.separate_batch([j.req for j in batch]))
 
     def _run_s2(self, batch: list[Job]) -> list[Job]:
-        return _pair(batch, self.core.vad_batch([j.req for j in batch]))
+        dev = self.core.device_analyse
+        if dev is None:
+            return _pair(batch, self.core.vad_batch([j.req for j in batch]))
+        # The device pipeline runs S2 and S3 on its lanes; its completion thread hands
+        # the results on. A batch too big for one staging slot goes in parts.
+        for part in _parts(batch, lambda jobs: dev.fits([j.req for j in jobs])):
+            while not dev.submit([j.req for j in part],
+                                 lambda results, part=part: self._device_done(part, results)):
+                dev.flow.wait_room(0.05)  # the ring is full: the in-flight limit
+        return []
+
+    def _device_done(self, batch: list[Job], results: list[Result]) -> None:
+        """On the device flow's thread: the batch's S2 + S3 results (or CPU re-runs)."""
+        try:
+            for j in _pair(batch, results):
+                self._out(j)
+        except Exception as exc:  # never lose a request: answer it with the error
+            log.exception("device pipeline: delivering results failed")
+            for j in batch:
+                self._fail(j, exc)
 
     def _run_s3(self, batch: list[Job]) -> list[Job]:
         for j in batch:
@@ -143,6 +162,17 @@ class Pipeline:
                 except Exception:  # emit itself is broken: nothing more can be told
                     log.exception("could not report a failed request")
         self._on_death_cb(self.dead)
+
+
+def _parts(batch: list[Job], fits: Callable[[list[Job]], bool]) -> list[list[Job]]:
+    """``batch`` cut into consecutive parts that each ``fit`` (a single job always
+    goes: the pipeline must take it, split or not)."""
+    parts: list[list[Job]] = [[]]
+    for j in batch:
+        if parts[-1] and not fits([*parts[-1], j]):
+            parts.append([])
+        parts[-1].append(j)
+    return [p for p in parts if p]
 
 
 def _pair(batch: list[Job], results: list[Result]) -> list[Job]:

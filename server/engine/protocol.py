@@ -125,6 +125,11 @@ class Result:
     separation_ms: float = 0.0
     vad_ms: float = 0.0
     features_ms: float = 0.0
+    h2d_ms: float = 0.0  # host->device and device->host copies (CUDA timing events)
+    d2h_ms: float = 0.0
+    # "cuda" when the request ran through the CUDA-stream pipeline; "" otherwise (the
+    # CPU path, or a CPU re-run after a device fault). Traces say only what happened.
+    pipeline: str = ""
     received_ns: int = 0
     sent_ns: int = 0
     error: ErrorCode = ErrorCode.OK
@@ -160,3 +165,22 @@ class EngineInfo:
 
     def separator(self, name: str) -> SeparatorInfo | None:
         return next((s for s in self.separators if s.name == name), None)
+
+
+class StateMissing(RuntimeError):
+    """A request continues from a state the engine does not hold."""
+
+
+def vad_frames(x: np.ndarray, lengths: tuple[int, ...]) -> np.ndarray:
+    """Blocks laid end to end in ``x`` as [frames, 512], each block's last frame padded."""
+    parts, pos = [], 0
+    for n in lengths:
+        f = frames_per_block(n)
+        b = x[pos : pos + n]
+        if b.shape[0] < f * VAD_FRAME_SAMPLES:
+            b = np.pad(b, (0, f * VAD_FRAME_SAMPLES - b.shape[0]))
+        parts.append(b.reshape(f, VAD_FRAME_SAMPLES))
+        pos += n
+    if not parts:
+        return np.zeros((0, VAD_FRAME_SAMPLES), np.float32)
+    return np.concatenate(parts)

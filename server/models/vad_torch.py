@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from seamcut.server.models.vad import CONTEXT, FRAME, VadState, silero_model_path
 
+STATE_FLOATS = 2 * 128 + CONTEXT  # a packed state: LSTM [2, 128], then the context
+
 _SILERO_JIT = "silero_vad.jit"
 
 
@@ -48,58 +50,71 @@ class TorchVad:
             prob, new_state = self._net(x, state)
         return prob[:, 0], new_state
 
+    def run_device(self, x: Any, counts: list[int], lstm: Any, ctx: Any,
+                   wants: list[tuple[int, int]]) -> tuple[Any, Any]:
+        """The frame loop on device tensors, queueing work only (no host reads).
+
+        ``x`` [S, T, 512]: stream ``j``'s frames in ``x[j, :counts[j]]``, streams
+        sorted longest first (``counts`` descending, host ints); ``lstm`` [2, S, 128]
+        and ``ctx`` [S, 64] their start states. Returns the probabilities [S, T] and,
+        for each ``(n, j)`` of ``wants``, stream ``j``'s state after ``n`` frames as a
+        row [320] (LSTM state then context) of a [len(wants), 320] tensor."""
+        torch = self._torch
+        s_count, steps = int(x.shape[0]), int(x.shape[1])
+        probs = torch.zeros((s_count, steps), dtype=torch.float32, device=x.device)
+        at: dict[int, list[tuple[int, int]]] = {}
+        for m, (n, j) in enumerate(wants):
+            at.setdefault(n, []).append((m, j))
+        rows: list[tuple[int, Any]] = [(m, torch.cat([lstm[:, j].reshape(-1), ctx[j]]))
+                                       for m, j in at.pop(0, [])]
+        active = s_count
+        for t in range(steps):
+            while active and counts[active - 1] <= t:
+                active -= 1  # streams without a frame t drop off the end of the batch
+            frame = x[:active, t]
+            p, new_state = self.step(torch.cat([ctx[:active], frame], dim=1), lstm[:, :active])
+            probs[:active, t] = p
+            lstm = torch.cat([new_state, lstm[:, active:]], dim=1)
+            ctx = torch.cat([frame[:, -CONTEXT:], ctx[active:]], dim=0)
+            for m, j in at.get(t + 1, []):
+                rows.append((m, torch.cat([new_state[:, j].reshape(-1), frame[j, -CONTEXT:]])))
+        rows.sort(key=lambda r: r[0])
+        snaps = (torch.stack([r for _, r in rows]) if rows
+                 else torch.zeros((0, STATE_FLOATS), dtype=torch.float32, device=x.device))
+        return probs, snaps
+
     def run_marked(
         self, frames: list[np.ndarray], states: list[VadState], marks: list[list[int]]
     ) -> tuple[list[np.ndarray], list[list[VadState]]]:
         """As :meth:`SileroVad.run_marked`: per stream, the probabilities of its frames
         [n_i, 512] and its state after every cumulative frame count in ``marks[i]``."""
         torch = self._torch
-        counts = [int(f.shape[0]) for f in frames]
-        steps = max(counts, default=0)
         n = len(frames)
-        snaps: list[list[VadState]] = [[states[i] for h in marks[i] if h == 0]
-                                       for i in range(n)]
-        if steps == 0:
-            return [np.zeros(0, np.float32) for _ in frames], snaps
-        dev = self.device
-        # Every stream's frames, zero-padded to the longest, in one host->device copy.
-        audio = np.zeros((n, steps, FRAME), np.float32)
-        for i, f in enumerate(frames):
-            audio[i, : counts[i]] = f
-        x_all = torch.from_numpy(audio).to(dev, non_blocking=True)
-        lstm = torch.from_numpy(np.stack([s.lstm for s in states], axis=1)).to(dev)
-        ctx = torch.from_numpy(np.stack([s.context for s in states])).to(dev)
-        probs = torch.zeros((n, steps), dtype=torch.float32, device=dev)
-        # State snapshots wanted at step t: (t, stream) -> lstm, context, on the device.
-        want = {(h, i) for i in range(n) for h in marks[i] if h > 0}
-        kept: dict[tuple[int, int], tuple[Any, Any]] = {}
-        active = n
+        counts = [int(f.shape[0]) for f in frames]
         order = sorted(range(n), key=lambda i: -counts[i])  # longest first
-        perm = torch.tensor(order, device=dev)
-        x_all, lstm, ctx = x_all[perm], lstm[:, perm], ctx[perm]
-        sorted_counts = [counts[i] for i in order]
-        for t in range(steps):
-            while active and sorted_counts[active - 1] <= t:
-                active -= 1  # streams without a frame t drop off the end of the batch
-            frame = x_all[:active, t]
-            x = torch.cat([ctx[:active], frame], dim=1)
-            p, new_state = self.step(x, lstm[:, :active])
-            probs[:active, t] = p
-            lstm = torch.cat([new_state, lstm[:, active:]], dim=1)
-            ctx = torch.cat([frame[:, -CONTEXT:], ctx[active:]], dim=0)
-            for j in range(active):
-                if (t + 1, order[j]) in want:
-                    kept[(t + 1, order[j])] = (new_state[:, j].clone(), frame[j, -CONTEXT:])
-        # One device->host copy of the probabilities and the snapshots.
-        probs_host = probs.cpu().numpy()
-        out_probs: list[np.ndarray] = [np.empty(0, np.float32)] * n
+        rank = {i: j for j, i in enumerate(order)}
+        audio = np.zeros((n, max(counts, default=0), FRAME), np.float32)
         for j, i in enumerate(order):
-            out_probs[i] = probs_host[j, : counts[i]].copy()
-        keys = sorted(kept)
-        if keys:
-            lstm_h = torch.stack([kept[k][0] for k in keys]).cpu().numpy()
-            ctx_h = torch.stack([kept[k][1] for k in keys]).cpu().numpy()
-            got = {k: VadState(lstm_h[m], ctx_h[m]) for m, k in enumerate(keys)}
-            for i in range(n):
-                snaps[i] = [states[i] if h == 0 else got[(h, i)] for h in marks[i]]
-        return out_probs, snaps
+            audio[j, : counts[i]] = frames[i]
+        lstm = np.stack([states[i].lstm for i in order], axis=1) if n else \
+            np.zeros((2, 0, 128), np.float32)
+        ctx = np.stack([states[i].context for i in order]) if n else \
+            np.zeros((0, CONTEXT), np.float32)
+        wants = [(h, rank[i]) for i in range(n) for h in marks[i]]
+        dev = self.device
+        probs, snaps = self.run_device(
+            torch.from_numpy(audio).to(dev), [counts[i] for i in order],
+            torch.from_numpy(lstm).to(dev), torch.from_numpy(ctx).to(dev), wants)
+        probs_h, snaps_h = probs.cpu().numpy(), snaps.cpu().numpy()
+        out_probs = [probs_h[rank[i], : counts[i]].copy() for i in range(n)]
+        out_snaps: list[list[VadState]] = []
+        m = 0
+        for i in range(n):
+            mine = []
+            for _ in marks[i]:
+                row = snaps_h[m]
+                mine.append(VadState(row[: 2 * 128].reshape(2, 128).copy(),
+                                     row[2 * 128:].copy()))
+                m += 1
+            out_snaps.append(mine)
+        return out_probs, out_snaps

@@ -375,7 +375,8 @@ class Session:
         times = report.block_times(p, r, detect_ms=detect_ms, ipc=ipc)
         self.stats.record(times)
         if self.spec.events.chunk_traces:
-            self._put(report.chunk_trace(p, r, times, off=off, device=self._device))
+            self._put(report.chunk_trace(p, r, times, off=off, device=self._device,
+                                               song=self._song))
         self._progress()
 
     def _progress_event(self) -> Progress:

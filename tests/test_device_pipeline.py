@@ -1,0 +1,144 @@
+"""The engine's device pipeline for S2 + S3, on fake lanes with CPU tensors.
+
+``engine.lanes = "fake"`` runs the code a CUDA engine runs (staging ring, three lanes,
+event hand-over, device-side state chaining, completion in order, fallback) with
+threads for lanes: what CI can check without a GPU. The model numerics on CUDA are
+``tests/test_gpu.py``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from importlib import resources
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from seamcut.server.config import AppConfig, Encoding, load_config
+from seamcut.server.engine.client import InprocEngine
+from seamcut.server.events import ChunkTrace, Cut
+from seamcut.server.offline import analyze
+
+from tests.helpers import encode, slice_bytes, speech_spec
+
+pytestmark = pytest.mark.integration
+SAMPLE = resources.files("seamcut.samples") / "speech_en.flac"
+AUDIO, RATE = sf.read(str(SAMPLE), dtype="float32", always_2d=True)
+TRUTH = json.loads((resources.files("seamcut.samples") / "speech_en.json").read_text())
+DATA = encode(AUDIO, Encoding.PCM_S16LE)
+
+
+def _cfg(**engine: object) -> AppConfig:
+    return load_config(env={}, overrides={"engine": {"lanes": "fake", **engine}})
+
+
+@pytest.fixture(scope="module")
+def fake_engine() -> Iterator[InprocEngine]:
+    eng = InprocEngine(_cfg())
+    yield eng
+    asyncio.run(eng.close())
+
+
+def _run(cfg: AppConfig, engine: InprocEngine, split: list[int]) -> tuple[list[int], list[
+        ChunkTrace]]:
+    spec = speech_spec(cfg, RATE, 1, Encoding.PCM_S16LE)
+    events = analyze(cfg, spec, slice_bytes(DATA, 2, split), engine)
+    return ([e.sample for e in events if isinstance(e, Cut)],
+            [e for e in events if isinstance(e, ChunkTrace)])
+
+
+@pytest.fixture(scope="module")
+def cpu_cuts(app_cfg: AppConfig, engine: InprocEngine) -> list[int]:
+    return _run(app_cfg, engine, [5 * RATE])[0]
+
+
+def test_the_device_pipeline_gives_the_cpu_cuts(fake_engine: InprocEngine,
+                                                cpu_cuts: list[int]) -> None:
+    cuts, traces = _run(_cfg(), fake_engine, [5 * RATE])
+    assert cuts == cpu_cuts
+    for a, b in TRUTH["pauses"]:
+        assert any(a <= c <= b for c in cuts)
+    # Honest traces: fake lanes are not a GPU, so no block claims the CUDA pipeline.
+    assert traces and not any(t.gpu_pipeline_used for t in traces)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(split=st.lists(st.one_of(st.integers(1, 400), st.integers(401, 3 * RATE)),
+                      min_size=1, max_size=8).filter(lambda s: sum(s) / len(s) >= 300))
+def test_any_slicing_through_the_device_pipeline_gives_the_cpu_cuts(
+        fake_engine: InprocEngine, cpu_cuts: list[int], split: list[int]) -> None:
+    assert _run(_cfg(), fake_engine, split)[0] == cpu_cuts
+
+
+def test_a_full_staging_ring_pushes_back_and_loses_nothing(cpu_cuts: list[int]) -> None:
+    """Two 1.5 MiB slots (one full request of 16 blocks fits, two do not) for four
+    streams: the ring fills and turns submits away, and every stream still gets
+    exactly the CPU's cuts."""
+    cfg = _cfg(staging_mib=1.5, staging_slots=2)
+    eng = InprocEngine(cfg)
+    try:
+        assert all(c == cpu_cuts for c in _concurrent(cfg, eng, [RATE * 4, RATE, RATE, 777]))
+        assert eng.pipeline is not None
+        dev = eng.pipeline.core.device_analyse
+        assert dev is not None and dev.flow.refused > 0  # the ring pushed back
+        assert dev.flow.ring_in.in_use() == 0 and dev.flow.ring_out.in_use() == 0
+    finally:
+        asyncio.run(eng.close())
+
+
+def _concurrent(cfg: AppConfig, eng: InprocEngine, splits: list[int]) -> list[list[int]]:
+    """One stream per message size in ``splits``, all at once; their cuts."""
+    from seamcut.server.offline import run_session
+
+    async def many() -> list[list[int]]:
+        await eng.start()
+        spec = speech_spec(cfg, RATE, 1, Encoding.PCM_S16LE)
+        runs = [run_session(eng, cfg, spec, slice_bytes(DATA, 2, [n])) for n in splits]
+        return [[e.sample for e in evs if isinstance(e, Cut)]
+                for evs in await asyncio.gather(*runs)]
+    return asyncio.run(many())
+
+
+def test_a_device_fault_mid_stream_falls_back_to_the_cpu_with_identical_cuts(
+        cpu_cuts: list[int]) -> None:
+    cfg = _cfg(test_fault="d2@20")
+    eng = InprocEngine(cfg)
+    try:
+        cuts, traces = _run(cfg, eng, [RATE // 2])
+        assert cuts == cpu_cuts
+        assert eng.pipeline is not None
+        dev = eng.pipeline.core.device_analyse
+        assert dev is not None and "injected device fault at block 20" in dev.broken
+        assert dev.flow.in_flight == 0
+        assert dev.flow.ring_in.in_use() == 0 and dev.flow.ring_out.in_use() == 0
+        assert len(traces) == -(-AUDIO.shape[0] * 16000 // RATE // 5120)
+    finally:
+        asyncio.run(eng.close())
+
+
+def test_concurrent_streams_through_the_device_pipeline(cpu_cuts: list[int]) -> None:
+    """Six streams share every batch: each gets the cuts it gets alone on the CPU (this
+    caught a staging slot refilled while the fake device still read it)."""
+    cfg = _cfg()
+    eng = InprocEngine(cfg)
+    try:
+        for splits in ([RATE // (k + 1) for k in range(6)], [RATE // 6] * 6):
+            assert all(c == cpu_cuts for c in _concurrent(cfg, eng, splits))
+    finally:
+        asyncio.run(eng.close())
+
+
+def test_lanes_settings_are_validated() -> None:
+    from seamcut.server.engine.core import EngineCore
+    from seamcut.server.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"engine\.lanes"):
+        load_config(env={}, overrides={"engine": {"lanes": "gpu"}})
+    with pytest.raises(ConfigError, match=r"engine\.staging_mib: a slot of 0\.5 MiB"):
+        EngineCore(_cfg(staging_mib=0.5), separators=False)
+    assert np.isfinite(_cfg().engine.staging_mib)
