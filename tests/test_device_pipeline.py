@@ -142,3 +142,49 @@ def test_lanes_settings_are_validated() -> None:
     with pytest.raises(ConfigError, match=r"engine\.staging_mib: a slot of 0\.5 MiB"):
         EngineCore(_cfg(staging_mib=0.5), separators=False)
     assert np.isfinite(_cfg().engine.staging_mib)
+
+
+def test_a_failed_launch_falls_back_to_the_cpu(cpu_cuts: list[int]) -> None:
+    """CUDA raises some errors when the work is queued, not when it runs."""
+    cfg = _cfg()
+    eng = InprocEngine(cfg)
+    try:
+        asyncio.run(eng.start())
+        assert eng.pipeline is not None
+        dev = eng.pipeline.core.device_analyse
+        assert dev is not None
+        calls = [0]
+        real = dev.flow.submit
+
+        def flaky(*args: object, **kw: object) -> bool:
+            calls[0] += 1
+            if calls[0] == 3:
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+            return real(*args, **kw)  # type: ignore[arg-type]
+        dev.flow.submit = flaky  # type: ignore[method-assign]
+        assert _run(cfg, eng, [RATE // 3])[0] == cpu_cuts
+        assert "at launch" in dev.broken and "illegal memory access" in dev.broken
+    finally:
+        asyncio.run(eng.close())
+
+
+def test_a_pipeline_that_cannot_start_leaves_the_cpu_path(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from seamcut.server.engine.core import EngineCore
+    from seamcut.server.models import vad_torch
+
+    def broken(self: object, device: str = "cpu") -> None:
+        raise RuntimeError("no kernel image is available for execution on the device")
+    monkeypatch.setattr(vad_torch.TorchVad, "__init__", broken)
+    core = EngineCore(_cfg(), separators=False)
+    assert core.device_analyse is None
+    assert "CUDA pipeline did not start" in core.device.fallback_reason
+
+
+def test_the_gpu_pipeline_bench_runs_on_fake_lanes() -> None:
+    """``scripts/gpu_check.sh`` runs this bench on the card; here only that it runs."""
+    from seamcut.bench.gpu_pipeline import run
+
+    out = run("cpu", "fake", streams=4, blocks=1, rounds=1)
+    assert set(out["rows"]) == {"serial", "pipelined", "batched"}
+    assert all(r["audio_s_per_s"] > 0 for r in out["rows"].values())

@@ -37,6 +37,7 @@ from seamcut.server.engine.protocol import (
     hops_per_block,
     vad_frames,
 )
+from seamcut.server.errors import ConfigError
 from seamcut.server.models.loader import load_separators
 from seamcut.server.models.separator import Separator
 from seamcut.server.models.vad import STATE_SHAPE, SileroVad, VadState
@@ -101,11 +102,21 @@ class EngineCore:
         from seamcut.server.engine.lanes import CudaLanes, FakeLanes
         from seamcut.server.models.vad_torch import TorchVad
 
-        lanes = FakeLanes() if fake else CudaLanes(self.device.name)
-        return DeviceAnalyse(self.cfg, lanes, TorchVad("cpu" if fake else self.device.name),
-                             self.analyse_on_cpu, self.remember,
-                             slot_bytes=int(e.staging_mib * (1 << 20)),
-                             slots=e.staging_slots, device_fault=self._device_fault)
+        try:
+            lanes = FakeLanes() if fake else CudaLanes(self.device.name)
+            return DeviceAnalyse(self.cfg, lanes,
+                                 TorchVad("cpu" if fake else self.device.name),
+                                 self.analyse_on_cpu, self.remember,
+                                 slot_bytes=int(e.staging_mib * (1 << 20)),
+                                 slots=e.staging_slots, device_fault=self._device_fault)
+        except ConfigError:
+            raise
+        except Exception as exc:  # the GPU path could not start: serve on the CPU path
+            why = f"VAD and features on CPU: the CUDA pipeline did not start ({exc!r})"
+            log.error(why)
+            self.device = dataclasses.replace(self.device, fallback_reason="; ".join(
+                r for r in (self.device.fallback_reason, why) if r))
+            return None
 
     def analyse_on_cpu(self, batch: list[Request]) -> list[Result]:
         """S2 and S3 of ``batch`` on the CPU path (what a device fault falls back to)."""

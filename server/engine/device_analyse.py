@@ -105,14 +105,24 @@ class DeviceAnalyse:
     def submit(self, batch: list[Request], done: Callable[[list[Result]], None]) -> bool:
         """Queue ``batch``; ``done(results)`` (in the batch's order) runs on the flow's
         thread. False when the staging ring is full (try again later)."""
-        if self.broken:
-            while self.flow.in_flight:  # earlier flights first: they hold states
-                self.flow.wait_room(0.05)
-            done(self._cpu_run(batch))
-            return True
-        plan = _Plan(self, batch)
-        return self.flow.submit(batch, plan.nbytes_in, plan.nbytes_out, plan.steps,
-                                lambda f: self._finish(f, plan, done))
+        if not self.broken:
+            plan = _Plan(self, batch)  # StateMissing goes to the caller, as on the CPU
+            try:
+                return self.flow.submit(batch, plan.nbytes_in, plan.nbytes_out, plan.steps,
+                                        lambda f: self._finish(f, plan, done))
+            except Exception as exc:  # a launch failed (CUDA raises some errors at once)
+                self._break(f"device failed at launch: {exc!r}")
+        while self.flow.in_flight:  # earlier flights first: they leave the states
+            self.flow.wait_room(0.05)
+        done(self._cpu_run(batch))
+        return True
+
+    def _break(self, why: str) -> None:
+        if not self.broken:
+            self.broken = why
+            log.error("GPU pipeline off, ANALYSE runs on the CPU: %s", why)
+        with self._lock:
+            self._dev_states.clear()
 
     def forget(self, stream: str) -> None:
         with self._lock:
@@ -123,11 +133,7 @@ class DeviceAnalyse:
         """On the flow's thread, batches in submission order: results, or the CPU's."""
         try:
             if flight.error is not None:
-                if not self.broken:
-                    self.broken = f"device failed: {flight.error}"
-                    log.error("GPU pipeline off, ANALYSE runs on the CPU: %s", self.broken)
-                with self._lock:
-                    self._dev_states.clear()
+                self._break(f"device failed: {flight.error}")
                 # Every earlier flight has completed and left its states on the host.
                 results = self._cpu_run(plan.batch)
             else:
