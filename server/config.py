@@ -233,6 +233,13 @@ class EngineConfig:
     # larger batch is split) and how many (the pipeline's in-flight limit).
     staging_mib: float = 8.0
     staging_slots: int = 4
+    # After a device fault: fail the streams (UNAVAILABLE, with the sample to resume
+    # from) instead of re-running them on the CPU.
+    strict_gpu: bool = False
+    # How many streams the CPU path keeps after a device fault; the others end with
+    # UNAVAILABLE and the sample to resume from, instead of all falling behind real
+    # time. 0 = as many as the CPU path's measured speed carries in real time.
+    fallback_streams: int = 0
     # Test hook, never for production: "s1@N", "s2@N" or "s3@N" makes that stage raise
     # for any request covering block (or window) N, to prove a failing stage fails only
     # the requests concerned; a trailing "!" ("s2@N!") kills the stage thread instead;
@@ -261,6 +268,7 @@ class EngineConfig:
                f"must be auto, off or fake, got {self.lanes!r}")
         _in_range(self.staging_mib, 0.25, 4096, "engine.staging_mib")
         _in_range(self.staging_slots, 2, 1024, "engine.staging_slots")
+        _in_range(self.fallback_streams, 0, 1 << 20, "engine.fallback_streams")
         stage, at, block = self.test_fault.partition("@")
         _check(not self.test_fault or (stage in ("s1", "s2", "s3", "d2") and at == "@"
                                        and block.removesuffix("!").isdigit()),

@@ -188,3 +188,61 @@ def test_the_gpu_pipeline_bench_runs_on_fake_lanes() -> None:
     out = run("cpu", "fake", streams=4, blocks=1, rounds=1)
     assert set(out["rows"]) == {"serial", "pipelined", "batched"}
     assert all(r["audio_s_per_s"] > 0 for r in out["rows"].values())
+
+
+def _events(cfg: AppConfig, eng: InprocEngine, split: int) -> list[object]:
+    spec = speech_spec(cfg, RATE, 1, Encoding.PCM_S16LE)
+    return analyze(cfg, spec, slice_bytes(DATA, 2, [split]), eng)
+
+
+def test_the_client_is_told_once_when_its_stream_falls_back() -> None:
+    from seamcut.server.events import Notice
+
+    cfg = _cfg(test_fault="d2@12")
+    eng = InprocEngine(cfg)
+    try:
+        events = _events(cfg, eng, RATE // 2)
+        notices = [e for e in events if isinstance(e, Notice)]
+        assert [n.code for n in notices] == ["gpu_fallback"]
+        assert "injected device fault at block 12" in notices[0].message
+    finally:
+        asyncio.run(eng.close())
+
+
+def test_strict_gpu_ends_the_stream_with_where_to_resume() -> None:
+    from seamcut.server.errors import Unavailable
+
+    cfg = _cfg(test_fault="d2@12", strict_gpu=True)
+    eng = InprocEngine(cfg)
+    try:
+        with pytest.raises(Unavailable, match=r"strict_gpu.*start_sample = \d+"):
+            _events(cfg, eng, RATE // 2)
+    finally:
+        asyncio.run(eng.close())
+
+
+def test_fallback_keeps_only_the_streams_the_cpu_can_carry(cpu_cuts: list[int]) -> None:
+    """Four streams, a fault, a CPU that carries two: two finish with the CPU's cuts,
+    two end UNAVAILABLE with the sample to resume from (never silently late)."""
+    from seamcut.server.errors import Unavailable
+    from seamcut.server.offline import run_session
+
+    cfg = _cfg(test_fault="d2@6", fallback_streams=2)
+    eng = InprocEngine(cfg)
+    try:
+        async def many() -> list[object]:
+            await eng.start()
+            spec = speech_spec(cfg, RATE, 1, Encoding.PCM_S16LE)
+            return await asyncio.gather(*(run_session(eng, cfg, spec, slice_bytes(
+                DATA, 2, [RATE // 4])) for _ in range(4)), return_exceptions=True)
+        out = asyncio.run(many())
+        ended = [o for o in out if isinstance(o, Unavailable)]
+        done = [[e.sample for e in o if isinstance(e, Cut)] for o in out
+                if isinstance(o, list)]
+        assert len(ended) == 2 and len(done) == 2, out
+        assert all(c == cpu_cuts for c in done)
+        for exc in ended:
+            assert "the CPU carries 2 streams" in str(exc)
+            assert "start_sample = " in str(exc)
+    finally:
+        asyncio.run(eng.close())

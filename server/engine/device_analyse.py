@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -90,6 +91,9 @@ class DeviceAnalyse:
         self._dev_states: dict[str, tuple[int, Any, Any]] = {}  # stream -> id, vocal, mix
         self.broken = ""  # why the device path is off ("" while it is on)
         self._lock = threading.Lock()
+        self._kept: set[str] = set()  # streams the CPU carries after a fault
+        self._shed: set[str] = set()  # ... and those it ended (never taken back)
+        self._cpu_s_per_audio_s = 0.0  # the CPU path's measured cost, once known
 
     # ------------------------------------------------------------ submission
     def fits(self, batch: list[Request]) -> bool:
@@ -114,8 +118,48 @@ class DeviceAnalyse:
                 self._break(f"device failed at launch: {exc!r}")
         while self.flow.in_flight:  # earlier flights first: they leave the states
             self.flow.wait_room(0.05)
-        done(self._cpu_run(batch))
+        done(self._fallback(batch))
         return True
+
+    def _fallback(self, batch: list[Request]) -> list[Result]:
+        """``batch`` after a device fault: on the CPU path for the streams it can carry
+        in real time, UNAVAILABLE (the session adds where to resume) for the others,
+        or for all with ``engine.strict_gpu``."""
+        e = self.cfg.engine
+        limit = e.fallback_streams or self._cpu_capacity()
+        run, refused = [], {}
+        for r in batch:
+            keep = r.stream in self._kept or (r.stream not in self._shed
+                                               and len(self._kept) < limit)
+            if keep and not e.strict_gpu:
+                self._kept.add(r.stream)
+                run.append(r)
+            else:
+                self._shed.add(r.stream)
+                why = ("engine.strict_gpu is set" if e.strict_gpu else
+                       f"the CPU carries {limit} streams in real time and this is not one")
+                refused[id(r)] = failed(r, ErrorCode.UNAVAILABLE,
+                                        f"the GPU pipeline failed ({self.broken}); {why}")
+            if r.last:
+                self._kept.discard(r.stream)
+                self._shed.discard(r.stream)
+        t0 = time.perf_counter()
+        ran = iter(self._cpu_run(run)) if run else iter(())
+        wall = time.perf_counter() - t0
+        audio_s = sum(sum(r.lengths) for r in run) / ANALYSIS_RATE_HZ
+        if audio_s > 0:
+            cost = wall / audio_s
+            self._cpu_s_per_audio_s = cost if not self._cpu_s_per_audio_s else \
+                0.8 * self._cpu_s_per_audio_s + 0.2 * cost
+        return [refused[id(r)] if id(r) in refused else
+                dataclasses.replace(next(ran), fallback=self.broken) for r in batch]
+
+    def _cpu_capacity(self) -> int:
+        """Real-time streams the CPU path carries at its measured cost (every stream
+        until measured), with a fifth kept in reserve."""
+        if not self._cpu_s_per_audio_s:
+            return 1 << 30
+        return max(1, int(0.8 / self._cpu_s_per_audio_s))
 
     def _break(self, why: str) -> None:
         if not self.broken:
@@ -135,7 +179,7 @@ class DeviceAnalyse:
             if flight.error is not None:
                 self._break(f"device failed: {flight.error}")
                 # Every earlier flight has completed and left its states on the host.
-                results = self._cpu_run(plan.batch)
+                results = self._fallback(plan.batch)
             else:
                 ms = DeviceFlow.step_ms(flight)
                 results = plan.results(

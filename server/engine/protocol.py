@@ -130,6 +130,9 @@ class Result:
     # "cuda" when the request ran through the CUDA-stream pipeline; "" otherwise (the
     # CPU path, or a CPU re-run after a device fault). Traces say only what happened.
     pipeline: str = ""
+    # Why this ran on the CPU although the engine has a GPU pipeline ("" = it did not
+    # fall back): the session tells its client once, with a Notice "gpu_fallback".
+    fallback: str = ""
     received_ns: int = 0
     sent_ns: int = 0
     error: ErrorCode = ErrorCode.OK

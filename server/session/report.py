@@ -73,11 +73,14 @@ def chunk_trace(p: Pending, r: Result, times: StageTimes, *, off: int, device: s
     )
 
 
-def error_of(r: Result, session_id: str) -> SeamcutError:
-    """The error a failed engine result ends its stream with (status table: transport)."""
+def error_of(r: Result, session_id: str, resume_sample: int) -> SeamcutError:
+    """The error a failed engine result ends its stream with (status table: transport).
+    ``resume_sample``: where a new stream can take over (Progress.samples_final)."""
     where = f"session {session_id}"
     if r.error is ErrorCode.UNAVAILABLE:
-        return Unavailable(f"{r.message} ({where}); retry on a new stream")
+        return Unavailable(
+            f"{r.message} ({where}); resume on a new stream with StreamConfig.start_sample "
+            f"= {resume_sample}, sending the audio from that sample on")
     if r.error is ErrorCode.BAD_REQUEST:
         return ConfigError(f"{r.message} ({where})")
     return InternalError(f"internal error in {where}: {r.message}")

@@ -44,6 +44,7 @@ from seamcut.server.session.outbox import Outbox
 from seamcut.server.session.report import SessionStats
 
 log = logging.getLogger(__name__)
+GPU_FALLBACK = "gpu_fallback"  # Notice code: the engine's GPU pipeline failed
 
 # Chunks whose decoding costs more than about half a millisecond go to a thread, so
 # one big message cannot stall every other stream; smaller ones are decoded on the
@@ -146,6 +147,7 @@ class Session:
         self._next_seq = 0
         self._processed = 0
         self._final = 0
+        self._fallback_told = False
         self._submitted = 0  # units of work handed to the engine
         self._released = 0  # ... and finished
         self._flushes: deque[tuple[int, int]] = deque()  # (units to finish, flush id)
@@ -318,8 +320,14 @@ class Session:
 
     def _handle(self, r: Result) -> None:
         if r.error is not ErrorCode.OK:
-            self._end_with(report.error_of(r, self.id))
+            resume = self._final + self.spec.start_sample
+            self._end_with(report.error_of(r, self.id, resume))
             return
+        if r.fallback and not self._fallback_told:
+            self._fallback_told = True
+            self._put(Notice(code=GPU_FALLBACK, message=(
+                f"the GPU pipeline failed ({r.fallback}); this stream goes on on the CPU, "
+                "where it left off: nothing is lost")))
         if r.kind is Kind.SEPARATE:
             assert isinstance(self._front, SongFrontend)
             self._front.separated(r)
