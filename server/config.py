@@ -243,7 +243,8 @@ class EngineConfig:
     # Test hook, never for production: "s1@N", "s2@N" or "s3@N" makes that stage raise
     # for any request covering block (or window) N, to prove a failing stage fails only
     # the requests concerned; a trailing "!" ("s2@N!") kills the stage thread instead;
-    # "d2@N" makes the pipeline's device work fail there (a CUDA error).
+    # "d1@N" / "d2@N" make the pipeline's device work fail there (a CUDA error) in S1
+    # (window N) or S2 (block N).
     test_fault: str = ""
 
     def __post_init__(self) -> None:
@@ -270,10 +271,10 @@ class EngineConfig:
         _in_range(self.staging_slots, 2, 1024, "engine.staging_slots")
         _in_range(self.fallback_streams, 0, 1 << 20, "engine.fallback_streams")
         stage, at, block = self.test_fault.partition("@")
-        _check(not self.test_fault or (stage in ("s1", "s2", "s3", "d2") and at == "@"
+        _check(not self.test_fault or (stage in ("s1", "s2", "s3", "d1", "d2") and at == "@"
                                        and block.removesuffix("!").isdigit()),
                "engine.test_fault",
-               f"must be s1@N, s2@N, s3@N (optionally with !) or d2@N, "
+               f"must be s1@N, s2@N, s3@N (optionally with !), d1@N or d2@N, "
                f"got {self.test_fault!r}")
 
     @property

@@ -246,3 +246,50 @@ def test_fallback_keeps_only_the_streams_the_cpu_can_carry(cpu_cuts: list[int]) 
             assert "start_sample = " in str(exc)
     finally:
         asyncio.run(eng.close())
+
+
+def _song_cuts(lanes: str, split: int, **engine: object
+               ) -> tuple[list[int], list[ChunkTrace], tuple[int, int, str]]:
+    """SONG cuts and traces; the batches S1 and S2 + S3 ran as device flights, and why
+    S1 fell back ("" = it did not)."""
+    from seamcut.server.config import AudioFormat, Mode, stream_spec
+
+    song, rate = sf.read(str(resources.files("seamcut.samples") / "song_en.flac"),
+                         dtype="float32", always_2d=True)
+    cfg = load_config(env={}, overrides={"engine": {"lanes": lanes, **engine}})
+    eng = InprocEngine(cfg)
+    spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE, sample_rate_hz=rate,
+                                               channels=2),
+                       mode=Mode.SONG, policy_overrides={}, event_overrides={})
+    data = song[: rate * 20].astype("<f4").tobytes()
+    try:
+        events = analyze(cfg, spec, slice_bytes(data, 8, [split]), eng)
+        assert eng.pipeline is not None
+        core = eng.pipeline.core
+        flights = (core.device_separate.flow.completed if core.device_separate else 0,
+                   core.device_analyse.flow.completed if core.device_analyse else 0,
+                   core.device_separate.broken if core.device_separate else "")
+    finally:
+        asyncio.run(eng.close())
+    return ([e.sample for e in events if isinstance(e, Cut)],
+            [e for e in events if isinstance(e, ChunkTrace)], flights)
+
+
+def test_song_separation_through_the_device_lane_gives_the_cpu_cuts() -> None:
+    """S1 (the built-in separator) as flights on lane s1, then S2 + S3: the cuts of the
+    CPU path, for two slicings."""
+    cpu, _, _ = _song_cuts("off", 44_100)
+    assert len(cpu) >= 2
+    for split in (44_100, 7_777):
+        cuts, traces, flights = _song_cuts("fake", split)
+        assert cuts == cpu
+        assert traces and not any(t.gpu_pipeline_used for t in traces)
+        assert min(flights[:2]) > 0  # S1 and S2 + S3 really went through the lanes
+
+
+def test_a_separation_fault_mid_song_falls_back_with_identical_cuts() -> None:
+    cpu, _, _ = _song_cuts("off", 44_100)
+    cuts, _, flights = _song_cuts("fake", 44_100, test_fault="d1@5")
+    assert cuts == cpu
+    assert flights[0] > 0  # some windows went through the lane before the fault
+    assert "injected device fault at window 5" in flights[2]

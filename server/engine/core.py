@@ -63,6 +63,19 @@ def _pack(state: VadState) -> np.ndarray:
     return np.concatenate([state.lstm.reshape(-1), state.context]).astype(np.float32)
 
 
+def _deterministic_cuda() -> None:
+    """Ask torch for the same result for the same input on the GPU: cuDNN picks
+    algorithms by shape and timing otherwise, so batch composition could change the
+    last bits of a probability and flip a threshold. Ops without a deterministic
+    kernel only warn. What remains is measured, not assumed (docs/DESIGN.md)."""
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 class EngineCore:
     """S1 separation, S2 Silero VAD and S3 band energy, as batch functions."""
 
@@ -90,25 +103,35 @@ class EngineCore:
         # stream -> (id, vad state, mix state) its last ANALYSE request ended in
         self._states: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
         self._states_lock = threading.Lock()
-        self.device_analyse = self._device_pipeline()
+        self._cpu_separators: dict[str, Separator] = {}
+        self.device_analyse: Any = None  # S2 + S3 on device lanes (DeviceAnalyse)
+        self.device_separate: Any = None  # S1 on device lanes (DeviceSeparate)
+        self._device_pipeline()
 
-    def _device_pipeline(self) -> Any:
-        """S2 + S3 on device lanes, when they are on (``engine.lanes``); else None."""
+    def _device_pipeline(self) -> None:
+        """The stages on device lanes, when they are on (``engine.lanes``)."""
         e = self.cfg.engine
         fake = e.lanes == "fake"
         if not (fake or (e.lanes == "auto" and self.device.gpu)):
-            return None
+            return
         from seamcut.server.engine.device_analyse import DeviceAnalyse
+        from seamcut.server.engine.device_separate import DeviceSeparate
         from seamcut.server.engine.lanes import CudaLanes, FakeLanes
         from seamcut.server.models.vad_torch import TorchVad
 
+        slot = int(e.staging_mib * (1 << 20))
+        if not fake:
+            _deterministic_cuda()
         try:
             lanes = FakeLanes() if fake else CudaLanes(self.device.name)
-            return DeviceAnalyse(self.cfg, lanes,
-                                 TorchVad("cpu" if fake else self.device.name),
-                                 self.analyse_on_cpu, self.remember,
-                                 slot_bytes=int(e.staging_mib * (1 << 20)),
-                                 slots=e.staging_slots, device_fault=self._device_fault)
+            self.device_analyse = DeviceAnalyse(
+                self.cfg, lanes, TorchVad("cpu" if fake else self.device.name),
+                self.analyse_on_cpu, self.remember, slot_bytes=slot,
+                slots=e.staging_slots, device_fault=self._device_fault)
+            if self.separators:
+                self.device_separate = DeviceSeparate(
+                    lanes, dict(self.separators), self._cpu_separator, slot_bytes=slot,
+                    slots=e.staging_slots, device_fault=self._device_fault)
         except ConfigError:
             raise
         except Exception as exc:  # the GPU path could not start: serve on the CPU path
@@ -116,7 +139,18 @@ class EngineCore:
             log.error(why)
             self.device = dataclasses.replace(self.device, fallback_reason="; ".join(
                 r for r in (self.device.fallback_reason, why) if r))
-            return None
+            self.device_analyse = self.device_separate = None
+
+    def _cpu_separator(self, name: str) -> Separator:
+        """A CPU instance of backend ``name``, for re-runs after a device fault."""
+        sep = self.separators[name]
+        if sep.device == "cpu":
+            return sep
+        if name not in self._cpu_separators:
+            from seamcut.server.models.builtin import BuiltinSeparator
+
+            self._cpu_separators[name] = BuiltinSeparator("cpu")
+        return self._cpu_separators[name]
 
     def analyse_on_cpu(self, batch: list[Request]) -> list[Result]:
         """S2 and S3 of ``batch`` on the CPU path (what a device fault falls back to)."""
@@ -124,11 +158,16 @@ class EngineCore:
                                                         strict=True)]
 
     def _device_fault(self, batch: list[Request]) -> str:
-        """The ``d2@N`` test hook: why the device work of ``batch`` fails ("" = it does not)."""
-        if self._fault is None or self._fault[0] != "d2":
+        """The ``d1@N`` / ``d2@N`` test hooks: why the device work of ``batch`` fails
+        ("" = it does not)."""
+        if self._fault is None or self._fault[0] not in ("d1", "d2"):
             return ""
-        hit = any(r.index <= self._fault[1] < r.index + len(r.lengths) for r in batch)
-        return f"injected device fault at block {self._fault[1]}" if hit else ""
+        kind = Kind.SEPARATE if self._fault[0] == "d1" else Kind.ANALYSE
+        n = self._fault[1]
+        hit = any(r.kind is kind and r.index <= n < r.index + (
+            len(r.lengths) if kind is Kind.ANALYSE else int(r.audio.shape[0])) for r in batch)
+        what = "window" if kind is Kind.SEPARATE else "block"
+        return f"injected device fault at {what} {n}" if hit else ""
 
     def info(self, credits: int) -> EngineInfo:
         return EngineInfo(

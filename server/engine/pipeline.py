@@ -93,7 +93,22 @@ class Pipeline:
 
     # ------------------------------------------------------------ stage bodies
     def _run_s1(self, batch: list[Job]) -> list[Job]:
-        return _pair(batch, self.core.separate_batch([j.req for j in batch]))
+        dev = self.core.device_separate
+        if dev is None:
+            return _pair(batch, self.core.separate_batch([j.req for j in batch]))
+        by_backend: dict[str, list[Job]] = {}
+        for j in batch:
+            by_backend.setdefault(j.req.backend, []).append(j)
+        out: list[Job] = []
+        for group in by_backend.values():
+            if not dev.supports([j.req for j in group]):  # MDX, or an unknown name
+                out += _pair(group, self.core.separate_batch([j.req for j in group]))
+                continue
+            for part in _parts(group, lambda jobs: dev.fits([j.req for j in jobs])):
+                while not dev.submit([j.req for j in part],
+                                     lambda res, part=part: self._device_done(part, res)):
+                    dev.flow.wait_room(0.05)
+        return out
 
     def _run_s2(self, batch: list[Job]) -> list[Job]:
         dev = self.core.device_analyse

@@ -55,9 +55,10 @@ class BuiltinSeparator:
         xp = torch.nn.functional.pad(x, tuple(pad), mode="reflect")
         return xp.unfold(dim, MEDIAN, 1).median(dim=-1).values
 
-    def separate(self, windows: np.ndarray) -> np.ndarray:
+    def vocal(self, x: Any) -> Any:
+        """The mono vocal estimate [B, n] of a device tensor of windows [B, 2, n], on
+        the tensor's device: queues work only, no host synchronisation (S1's lane)."""
         torch = self._torch
-        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self._tdev)
         b, _, n = x.shape
         z = torch.stft(x.reshape(b * 2, n), N_FFT, HOP, window=self._window, center=True,
                        return_complex=True).reshape(b, 2, N_FFT // 2 + 1, -1)
@@ -76,5 +77,10 @@ class BuiltinSeparator:
         perc = self._median(mag, 1) ** 2
         harmonic = harm / (harm + perc + 1e-12)
         mask = centre * harmonic * self._band
-        vocal = torch.istft(mid * mask, N_FFT, HOP, window=self._window, center=True, length=n)
+        return torch.istft(mid * mask, N_FFT, HOP, window=self._window, center=True, length=n)
+
+    def separate(self, windows: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self._tdev)
+        vocal = self.vocal(x)
         return np.repeat(vocal[:, None, :].cpu().numpy(), 2, axis=1).astype(np.float32)
