@@ -293,3 +293,23 @@ def test_a_separation_fault_mid_song_falls_back_with_identical_cuts() -> None:
     assert cuts == cpu
     assert flights[0] > 0  # some windows went through the lane before the fault
     assert "injected device fault at window 5" in flights[2]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("analysis,separation,song,claimed", [
+    ("cuda", "", False, True), ("", "", False, False), ("cuda", "cuda", True, True),
+    ("cuda", "", True, False), ("", "cuda", True, False)])
+def test_a_trace_claims_the_gpu_pipeline_only_for_what_ran_through_it(
+        analysis: str, separation: str, song: bool, claimed: bool) -> None:
+    from seamcut.server.dsp.reblock import GridBlock
+    from seamcut.server.engine.protocol import Kind, Result
+    from seamcut.server.events import StageTimes
+    from seamcut.server.session.chain import Pending
+    from seamcut.server.session.report import chunk_trace
+
+    block = GridBlock(index=0, start16=0, length16=5120, samples16=np.zeros(
+        5280, np.float32), client_start=0, client=np.zeros(5120, np.float32), is_last=False)
+    p = Pending(block, 1, 0, 0, 0, 0, 0.0, separation_pipeline=separation)
+    r = Result(kind=Kind.ANALYSE, stream="s", id=1, index=0, pipeline=analysis)
+    trace = chunk_trace(p, r, StageTimes(), off=0, device="cuda:0", song=song)
+    assert trace.gpu_pipeline_used is claimed

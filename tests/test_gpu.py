@@ -60,9 +60,8 @@ def test_song_stream_on_cuda() -> None:
     ready = gpu[0]
     assert isinstance(ready, Ready) and ready.device == "cuda:0"
     traces = [e for e in gpu if isinstance(e, ChunkTrace)]
-    # Separation ran on the card, but no block went through a CUDA-stream pipeline
-    # (there is none yet): the trace must not claim one.
-    assert traces and all(not t.gpu_pipeline_used and t.device == "cuda:0" for t in traces)
+    # The built-in separator and the analysis both ran as flights on the CUDA lanes.
+    assert traces and all(t.gpu_pipeline_used and t.device == "cuda:0" for t in traces)
     cpu = song_events("cpu", RATE // 10)
     gcuts = [e.sample for e in gpu if isinstance(e, Cut)]
     ccuts = [e.sample for e in cpu if isinstance(e, Cut)]

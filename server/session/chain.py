@@ -53,6 +53,9 @@ class Pending:
     separation_batch: int = 0
     separation_queue_ms: float = 0.0
     separation_ipc_ms: float = 0.0
+    separation_pipeline: str = ""  # "cuda": its windows (and all before) ran through it
+    h2d_ms: float = 0.0  # the separation's copies (the analysis adds its own)
+    d2h_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,6 +94,10 @@ class SongFrontend:
         self.feeder = WindowFeeder(rate, sep.rate_hz, size, hop)
         self.backend = sep.name
         self.windows_sent = 0  # windows handed to the engine so far (the next one's index)
+        # Every separation result so far came through the CUDA pipeline (overlap-add
+        # mixes a block's vocal from neighbouring windows, so one that did not taints
+        # the blocks after it: the traces then claim nothing).
+        self._s1_cuda = True
         self._jobs: dict[int, _SongJob] = {}  # by request id, in submission order
         self.ola = OverlapAdd(2, size, hop)
         self.reblock = Reblocker(rate, cfg.engine.block_samples, source_rate_hz=sep.rate_hz)
@@ -158,6 +162,9 @@ class SongFrontend:
         p = job.pending
         p.separation_ms, p.separation_batch = r.separation_ms, r.batch_size
         p.separation_queue_ms, p.separation_ipc_ms = r.queue_ms, ipc_ms(r, job.sent_ns)
+        self._s1_cuda = self._s1_cuda and r.pipeline == "cuda"
+        p.separation_pipeline = "cuda" if self._s1_cuda else ""
+        p.h2d_ms, p.d2h_ms = r.h2d_ms, r.d2h_ms
 
     def assembled(self) -> list[Pending]:
         """Blocks of the jobs whose vocal is in, in order (stops at the first that is

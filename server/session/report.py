@@ -51,7 +51,7 @@ def block_times(p: Pending, r: Result, *, detect_ms: float, ipc: float) -> Stage
     """One block's times: the engine's stages, the detector's run, IPC both ways."""
     return StageTimes(
         queue_wait_ms=r.queue_ms + p.separation_queue_ms, separation_ms=p.separation_ms,
-        h2d_ms=r.h2d_ms, d2h_ms=r.d2h_ms,
+        h2d_ms=r.h2d_ms + p.h2d_ms, d2h_ms=r.d2h_ms + p.d2h_ms,
         vad_ms=r.vad_ms, features_ms=r.features_ms + detect_ms,
         ipc_ms=ipc + p.separation_ipc_ms,
         total_ms=(time.perf_counter() - p.t_ready) * 1000,
@@ -60,6 +60,9 @@ def block_times(p: Pending, r: Result, *, detect_ms: float, ipc: float) -> Stage
 
 def chunk_trace(p: Pending, r: Result, times: StageTimes, *, off: int, device: str,
                 song: bool) -> ChunkTrace:
+    """``gpu_pipeline_used`` only for a block whose every engine step ran through the
+    CUDA-stream pipeline: its analysis and, in SONG mode, its separation (and all the
+    stream's separation before it)."""
     b = p.block
     assert b is not None
     return ChunkTrace(
@@ -67,9 +70,8 @@ def chunk_trace(p: Pending, r: Result, times: StageTimes, *, off: int, device: s
         end_sample=b.client_start + int(b.client.shape[0]) + off, first_seq=p.first_seq,
         last_seq=p.last_seq, client_send_time_ns=p.send_ns, server_receive_time_ns=p.recv_ns,
         times=times, batch_size=r.batch_size, separation_batch_size=p.separation_batch,
-        # Only a block whose every engine step ran through the CUDA-stream pipeline:
-        # SONG blocks not yet (S1 runs outside it), whatever device separated them.
-        device=device, gpu_pipeline_used=r.pipeline == "cuda" and not song,
+        device=device, gpu_pipeline_used=r.pipeline == "cuda" and (
+            not song or p.separation_pipeline == "cuda"),
     )
 
 
