@@ -33,6 +33,7 @@ from seamcut.server.engine.protocol import (
     Result,
     SeparatorInfo,
     StateMissing,
+    chained_runs,
     failed,
     hops_per_block,
     vad_frames,
@@ -224,22 +225,14 @@ class EngineCore:
         """
         self._check_fault("s2", batch)
         t0 = time.perf_counter()
-        # Runs: a stream's requests that each continue the one before it.
-        runs: list[list[Request]] = []
-        open_run: dict[str, list[Request]] = {}
-        for r in batch:
-            run = open_run.get(r.stream)
-            if run is not None and r.state_from == run[-1].id:
-                run.append(r)
-            else:
-                open_run[r.stream] = [r]
-                runs.append(open_run[r.stream])
+        runs = chained_runs(batch)
+        streams = {r.stream for r in batch}
         seqs: list[np.ndarray] = []
         starts: list[VadState] = []
         marks: list[list[int]] = []
         plan = []  # per run: (requests, index of its vocal sequence, of its mix one, ends)
         with self._states_lock:
-            kept = {s: self._states.get(s) for s in open_run}
+            kept = {s: self._states.get(s) for s in streams}
         for reqs in runs:
             vad0, mix0 = self._start_state(reqs[0], kept[reqs[0].stream])
             frames = [vad_frames(r.audio[HOP_SAMPLES:], r.lengths) for r in reqs]
@@ -270,7 +263,7 @@ class EngineCore:
                     kind=Kind.ANALYSE, stream=r.stream, id=r.id, index=r.index,
                     probs=probs[v][lo:hi], vad_state=vad,
                     probs_mix=probs[m][lo:hi] if m is not None else probs[v][:0],
-                    mix_state=mix, batch_size=len(open_run), vad_ms=ms,
+                    mix_state=mix, batch_size=len(streams), vad_ms=ms,
                 ))
                 order.append(where[id(r)])
                 lo = hi

@@ -37,6 +37,7 @@ from seamcut.server.engine.protocol import (
     Request,
     Result,
     StateMissing,
+    chained_runs,
     failed,
     frames_per_block,
     hops_per_block,
@@ -213,20 +214,12 @@ class _Plan:
         self.batch = batch
         cfg = owner.cfg
         self.block = cfg.engine.block_samples
-        runs: list[list[Request]] = []
-        open_run: dict[str, list[Request]] = {}
-        for r in batch:
-            run = open_run.get(r.stream)
-            if run is not None and r.state_from == run[-1].id:
-                run.append(r)
-            else:
-                open_run[r.stream] = [r]
-                runs.append(open_run[r.stream])
-        self.runs = runs
+        runs = self.runs = chained_runs(batch)
+        streams = {r.stream for r in batch}
         self.seqs: list[_Seq] = []
         self.run_seqs: list[tuple[int, int | None]] = []  # per run: vocal seq, mix seq
         with owner._lock:
-            kept = {s: owner._dev_states.get(s) for s in open_run}
+            kept = {s: owner._dev_states.get(s) for s in streams}
         for reqs in runs:
             r0 = reqs[0]
             prev = kept[r0.stream]
@@ -394,7 +387,7 @@ class _Plan:
                 by_req[id(r)] = Result(
                     kind=Kind.ANALYSE, stream=r.stream, id=r.id, index=r.index,
                     probs=pv, vad_state=states[offsets[v] + k].copy(), probs_mix=pm,
-                    mix_state=sm, batch_size=len(self.runs),
+                    mix_state=sm, batch_size=len({q.stream for q in self.batch}),
                     energy_db=np.concatenate(energy_of.get(id(r), [])) if r.lengths
                     else np.zeros(0, np.float32),
                     vad_ms=vad_ms, features_ms=features_ms, h2d_ms=h2d_ms, d2h_ms=d2h_ms,

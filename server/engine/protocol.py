@@ -187,3 +187,18 @@ def vad_frames(x: np.ndarray, lengths: tuple[int, ...]) -> np.ndarray:
     if not parts:
         return np.zeros((0, VAD_FRAME_SAMPLES), np.float32)
     return np.concatenate(parts)
+
+
+def chained_runs(batch: list[Request]) -> list[list[Request]]:
+    """``batch`` in runs: a stream's consecutive requests that each continue the one
+    before it (``state_from``), which S2 runs back to back as one sequence."""
+    runs: list[list[Request]] = []
+    open_run: dict[str, list[Request]] = {}
+    for r in batch:
+        run = open_run.get(r.stream)
+        if run is not None and r.state_from == run[-1].id:
+            run.append(r)
+        else:
+            open_run[r.stream] = [r]
+            runs.append(open_run[r.stream])
+    return runs

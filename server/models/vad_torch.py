@@ -36,9 +36,10 @@ class TorchVad:
         self._torch = torch
         self.device = torch.device(device)
         with warnings.catch_warnings():
-            # torch 2.13 deprecates TorchScript loading in favour of torch.export; the
-            # package ships this model only as TorchScript (and ONNX).
-            warnings.simplefilter("ignore", DeprecationWarning)
+            # torch deprecates TorchScript loading in favour of torch.export (a
+            # DeprecationWarning in 2.13, a FutureWarning in 2.14); the package ships
+            # this model only as TorchScript (and ONNX).
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*")
             outer = torch.jit.load(  # type: ignore[no-untyped-call]
                 str(silero_model_path(_SILERO_JIT)), map_location=self.device)
         outer.eval()
