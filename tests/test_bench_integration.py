@@ -57,7 +57,9 @@ def test_four_paced_streams_report(server: ServerThread, tmp_path: Path) -> None
     assert rep["resources"]["server"]["rss_mib_max"] > 0  # in-process server: our own pid
     assert rep["config"]["realtime_factor"] == 1.0 and rep["machine"]["cpu_count"] >= 1
     assert rep["command"][:2] == ["seamcut", "bench"] and rep["date"]
-    assert len(rep["throughput"]["series"]) == 4  # 1 s bins over warm-up + duration
+    # Whole 1 s bins over warm-up + duration (4 s): the last one is dropped when the
+    # run's end lands a hair before t0 + 4 s (seen in about 1 run of 3 on this VM).
+    assert 3 <= len(rep["throughput"]["series"]) <= 4
     assert (tmp_path / "r.md").read_text().startswith("# seamcut bench")
     pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert pngs == ["latency_over_time.png", "resources.png", "stages.png", "throughput.png"]

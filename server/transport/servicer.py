@@ -192,9 +192,9 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
             if session.error is not None:
                 raise session.error
         except SeamcutError as exc:
-            # Its traceback holds the frames that saw the client's message; grpc keeps
-            # the abort's exception (whose context this is) past the call, so a
-            # refused 900 KB config used to stay in memory until a GC pass.
+            # Its traceback holds the frames that saw the client's message, and it
+            # outlived the call: each round of 200 refused 900 KB configs kept another
+            # ~150 MiB until this line (docs/RELIABILITY.md, "Abuse").
             exc.__traceback__ = None
             if not st.ended_from_outside:
                 await self._abort(context, exc, st.session_id)
