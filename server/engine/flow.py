@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +28,6 @@ from typing import Any
 from seamcut.server.engine.lanes import Event, Lanes, Slot, StagingRing
 
 log = logging.getLogger(__name__)
-
-COPY_IN, COPY_OUT = "h2d", "d2h"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +48,6 @@ class Flight:
     slot_in: Slot
     slot_out: Slot
     on_done: Callable[[Flight], None]
-    submitted: float = field(default_factory=time.perf_counter)
     # "start" (before the first step), then step name -> the event after it
     marks: dict[str, Event] = field(default_factory=dict)
     error: BaseException | None = None
@@ -136,8 +132,7 @@ class DeviceFlow:
     def wait_room(self, timeout_s: float) -> None:
         """Block until a batch completes (so ring slots may be free) or the timeout."""
         with self._cv:
-            if self._flights:
-                self._cv.wait(timeout_s)
+            self._cv.wait(timeout_s)
 
     def release_out(self, flight: Flight) -> None:
         """The consumer has read ``slot_out``: it may be reused."""

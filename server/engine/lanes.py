@@ -306,7 +306,9 @@ class Slot:
 
 class StagingRing:
     """``slots`` host buffers of ``slot_bytes`` each, reused only once the device is
-    done with them. Not thread-safe by itself: one stage thread owns a ring."""
+    done with them. One thread acquires (the stage's); any thread may release: a
+    release only ever frees a slot, writing ``_free_after`` before ``_held``, so an
+    acquirer that sees a slot unheld also sees what it waits for."""
 
     def __init__(self, lanes: Lanes, slot_bytes: int, slots: int) -> None:
         if slots < 1 or slot_bytes < 1:
