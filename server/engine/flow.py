@@ -151,10 +151,6 @@ class DeviceFlow:
                 last.wait()  # blocks in the driver (CUDA) or on a flag (fake); never spins
             except Exception as exc:  # DeviceFault: the consumer falls back
                 flight.error = exc
-            with self._cv:
-                self._flights.popleft()
-                self.completed += 1
-                self._cv.notify_all()
             try:
                 flight.on_done(flight)
             except BaseException as exc:  # a consumer bug must not stop completions
@@ -162,6 +158,12 @@ class DeviceFlow:
                 log.exception("device flow: completing a batch failed")
                 flight.error = exc
                 self.release_out(flight)
+            # Only now does the flight leave: a caller waiting for an empty flow (the
+            # CPU path after a fault) must come after this batch's own re-run.
+            with self._cv:
+                self._flights.popleft()
+                self.completed += 1
+                self._cv.notify_all()
 
     def close(self) -> None:
         with self._cv:
