@@ -142,6 +142,15 @@ class EngineCore:
                 r for r in (self.device.fallback_reason, why) if r))
             self.device_analyse = self.device_separate = None
 
+    def close(self) -> None:
+        """Stop the device pipeline's threads (its completion threads, fake lanes)."""
+        for dev in (self.device_analyse, self.device_separate):
+            if dev is not None:
+                dev.flow.close()
+        lanes = self.device_analyse.flow.lanes if self.device_analyse is not None else None
+        if lanes is not None and hasattr(lanes, "close"):
+            lanes.close()
+
     def _cpu_separator(self, name: str) -> Separator:
         """A CPU instance of backend ``name``, for re-runs after a device fault."""
         sep = self.separators[name]

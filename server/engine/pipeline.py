@@ -62,6 +62,7 @@ class Pipeline:
             for s in self._stages:
                 s.stop()
             self._started = False
+            self.core.close()
 
     @property
     def errors(self) -> int:
