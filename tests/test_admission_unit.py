@@ -118,3 +118,20 @@ def test_abuse_settings_are_validated(key: str, value: object) -> None:
 
     with pytest.raises(ConfigError, match=f"server.{key}"):
         load_config(env={}, overrides={"server": {key: value}})
+
+
+def test_one_engine_per_gpu_each_seeing_its_own_card() -> None:
+    from seamcut.server.config import load_config
+    from seamcut.server.transport.workers import engine_env, visible_gpus
+
+    auto = load_config(env={})
+    dev = ["nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm", "null"]
+    assert visible_gpus(auto, env={}, dev=dev) == ["0", "1"]
+    assert visible_gpus(auto, env={"CUDA_VISIBLE_DEVICES": "3, 5"}, dev=dev) == ["3", "5"]
+    cpu = load_config(env={}, overrides={"engine": {"device": "cpu"}})
+    assert visible_gpus(cpu, env={}, dev=dev) == []
+    envs = [engine_env(auto, k, ["3", "5"]) for k in range(3)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs if e] == ["3", "5", "3"]
+    pinned = load_config(env={}, overrides={"engine": {"device": "cuda:1"}})
+    assert engine_env(pinned, 0, ["0", "1"]) is None  # the config names its card
+    assert engine_env(auto, 0, []) is None  # a CPU host: inherit

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -68,16 +68,38 @@ def seamcut_command() -> list[str]:
     return [sys.executable, "-m", "seamcut.cli"]
 
 
+def visible_gpus(cfg: AppConfig, env: Mapping[str, str] | None = None,
+                 dev: Sequence[str] | None = None) -> list[str]:
+    """The GPUs the engines may use (CUDA_VISIBLE_DEVICES entries, else /dev/nvidiaN
+    numbers); none when the engine is set to the CPU or the host has no NVIDIA device."""
+    env = os.environ if env is None else env
+    if cfg.engine.device == "cpu":
+        return []
+    if dev is None:
+        if not os.path.exists("/dev/nvidiactl"):
+            return []
+        dev = os.listdir("/dev")
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip()]
+    return sorted((n.removeprefix("nvidia") for n in dev if n.removeprefix("nvidia").isdigit()),
+                  key=int)
+
+
 def engine_count(cfg: AppConfig) -> int:
     """Engine processes: as configured, else one per visible GPU, else 1."""
     if cfg.server.engines:
         return cfg.server.engines
-    if cfg.engine.device != "cpu" and os.path.exists("/dev/nvidiactl"):
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if visible is not None:
-            return max(1, len([d for d in visible.split(",") if d.strip()]))
-        return max(1, len([n for n in os.listdir("/dev") if n.removeprefix("nvidia").isdigit()]))
-    return 1
+    return max(1, len(visible_gpus(cfg)))
+
+
+def engine_env(cfg: AppConfig, index: int, gpus: Sequence[str]) -> dict[str, str] | None:
+    """The environment of engine ``index``: on a GPU host each engine sees one GPU
+    (round robin when there are more engines than GPUs), so "cuda" means its own
+    card; None (inherit) on a CPU host or when the config names a device itself."""
+    if not gpus or cfg.engine.device.startswith("cuda:"):
+        return None
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": gpus[index % len(gpus)]}
 
 
 @dataclass
@@ -99,6 +121,7 @@ class Supervisor:
         self.serve_argv = list(serve_argv)
         self.port = cfg.server.port
         self.workers = [_Child("worker", i) for i in range(cfg.server.workers)]
+        self.gpus = visible_gpus(cfg)
         k = engine_count(cfg) if cfg.server.process_engines else 0
         self.engines = [_Child("engine", i) for i in range(k)]
         self.rundir = Path(tempfile.mkdtemp(prefix="seamcut-"))
@@ -114,12 +137,13 @@ class Supervisor:
         argv = [*seamcut_command(), "engine", *self.serve_argv,
                 "--endpoint", self.endpoints[e.index], "--engine-id", f"engine-{e.index}",
                 "--worker-count", str(len(self.workers))]
+        env = engine_env(self.cfg, e.index, self.gpus)
         if not wait:  # a restart: its status line just goes to our stdout
-            e.proc = subprocess.Popen(argv)
+            e.proc = subprocess.Popen(argv, env=env)
             e.started = time.monotonic()
             return ""
         r, w = os.pipe()
-        e.proc = subprocess.Popen([*argv, "--status-fd", str(w)], pass_fds=(w,))
+        e.proc = subprocess.Popen([*argv, "--status-fd", str(w)], pass_fds=(w,), env=env)
         e.started = time.monotonic()
         os.close(w)
         with os.fdopen(r) as status:  # one line, or EOF if it died first
