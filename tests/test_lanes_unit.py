@@ -79,7 +79,7 @@ class Device:
             self.done.append((b, value, f.error))
             self.flow.release_out(f)
 
-        return self.flow.submit(b, 1, 1, plan, on_done)
+        return self.flow.submit(1, 1, plan, on_done)
 
     def drain(self, timeout_s: float = 10.0) -> None:
         t_end = time.monotonic() + timeout_s
@@ -143,15 +143,15 @@ def test_a_full_output_ring_pushes_back_until_the_consumer_reads(fake: FakeLanes
 
     def plan(_i: Slot, _o: Slot) -> list[tuple[str, Step]]:
         return [("k", Step("s1", lambda: None))]
-    for i in range(2):
-        assert flow.submit(i, 1, 1, plan, held.append)
-    assert not flow.submit(2, 1, 1, plan, held.append)  # the output ring is full
+    for _ in range(2):
+        assert flow.submit(1, 1, plan, held.append)
+    assert not flow.submit(1, 1, plan, held.append)  # the output ring is full
     deadline = time.monotonic() + 5
     while len(held) < 2 and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert not flow.submit(2, 1, 1, plan, held.append)  # done, but not read yet
+    assert not flow.submit(1, 1, plan, held.append)  # done, but not read yet
     flow.release_out(held[0])
-    assert flow.submit(2, 1, 1, plan, held.append)
+    assert flow.submit(1, 1, plan, held.append)
     flow.close()
 
 

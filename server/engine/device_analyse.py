@@ -113,7 +113,7 @@ class DeviceAnalyse:
         if not self.broken:
             plan = _Plan(self, batch)  # StateMissing goes to the caller, as on the CPU
             try:
-                return self.flow.submit(batch, plan.nbytes_in, plan.nbytes_out, plan.steps,
+                return self.flow.submit(plan.nbytes_in, plan.nbytes_out, plan.steps,
                                         lambda f: self._finish(f, plan, done))
             except Exception as exc:  # a launch failed (CUDA raises some errors at once)
                 self._break(f"device failed at launch: {exc!r}")

@@ -51,7 +51,7 @@ class DeviceSeparate:
             sep = self.separators[batch[0].backend]
             try:
                 return self.flow.submit(
-                    batch, _nbytes(batch), _nbytes(batch) // 2,
+                    _nbytes(batch), _nbytes(batch) // 2,
                     lambda i, o: self._steps(sep, batch, i, o),
                     lambda f: self._finish(f, batch, done))
             except Exception as exc:  # a launch failed

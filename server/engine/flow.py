@@ -23,7 +23,6 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from seamcut.server.engine.lanes import Event, Lanes, Slot, StagingRing
 
@@ -32,19 +31,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One piece of device work: ``work`` queued on lane ``lane`` (``cost_s`` is what
-    a fake device makes it take)."""
+    """One piece of device work: ``work`` queued on lane ``lane``."""
 
     lane: str
     work: Callable[[], None]
-    cost_s: float = 0.0
 
 
 @dataclass(slots=True)
 class Flight:
     """A batch on the device."""
 
-    tag: Any  # the caller's (the requests of the batch)
     slot_in: Slot
     slot_out: Slot
     on_done: Callable[[Flight], None]
@@ -73,7 +69,7 @@ class DeviceFlow:
         with self._cv:
             return len(self._flights)
 
-    def submit(self, tag: Any, nbytes_in: int, nbytes_out: int,
+    def submit(self, nbytes_in: int, nbytes_out: int,
                plan: Callable[[Slot, Slot], list[tuple[str, Step]]],
                on_done: Callable[[Flight], None]) -> bool:
         """Stage a batch. ``plan(slot_in, slot_out)`` writes the input into ``slot_in``
@@ -91,7 +87,7 @@ class DeviceFlow:
             self.ring_in.release(slot_in, None)
             self.refused += 1
             return False
-        flight = Flight(tag, slot_in, slot_out, on_done)
+        flight = Flight(slot_in, slot_out, on_done)
         try:
             steps = plan(slot_in, slot_out)
         except BaseException:
@@ -106,7 +102,7 @@ class DeviceFlow:
                 lane = self.lanes.lane(step.lane)
                 if prev is not None:
                     lane.wait(prev)
-                lane.run(step.work, cost_s=step.cost_s)
+                lane.run(step.work)
                 prev = flight.marks[name] = lane.record()
         except BaseException:
             # A launch failed (CUDA raises some errors at once): whatever was queued may

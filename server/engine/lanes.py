@@ -16,7 +16,7 @@ path:
 * :class:`HostLanes`: the CPU. ``run`` executes at once, every event is complete
   when recorded;
 * :class:`FakeLanes`: for tests on machines without a GPU. Each lane is a thread that
-  executes its queue in order, after a configurable delay per item (a slow copy, a
+  executes its queue in order (a test's work item may sleep to be a slow copy or a
   slow kernel), and events complete when the lane reaches them. Nothing here is a
   GPU; it is what lets CI check that the scheduling never reads a result early,
   reuses a buffer still being copied, or stalls.
@@ -61,8 +61,8 @@ class Event(Protocol):
 class Lane(Protocol):
     name: str
 
-    def run(self, work: Work, *, cost_s: float = 0.0) -> None:
-        """Queue ``work`` on this lane (``cost_s``: what a fake device makes it take)."""
+    def run(self, work: Work) -> None:
+        """Queue ``work`` on this lane."""
 
     def record(self) -> Event:
         """An event that completes when everything queued so far on this lane has."""
@@ -103,7 +103,7 @@ class _HostLane:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def run(self, work: Work, *, cost_s: float = 0.0) -> None:
+    def run(self, work: Work) -> None:
         work()
 
     def record(self) -> Event:
@@ -152,13 +152,11 @@ class _FakeEvent:
 
 
 class _FakeLane:
-    """A thread that runs its queue in order; ``cost_s`` sleeps stand in for device time."""
+    """A thread that runs its queue in order."""
 
-    def __init__(self, name: str, slowdown: Callable[[str], float]) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self._slowdown = slowdown
-        self._q: queue.SimpleQueue[tuple[str, Any, float]] = queue.SimpleQueue()
-        self.busy_s = 0.0  # device time spent (for overlap measurements)
+        self._q: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.error: BaseException | None = None  # sticky, like a CUDA context error
         self._thread = threading.Thread(target=self._loop, name=f"fake-lane-{name}",
                                         daemon=True)
@@ -166,19 +164,16 @@ class _FakeLane:
 
     def _loop(self) -> None:
         while True:
-            kind, item, cost = self._q.get()
+            kind, item = self._q.get()
             if kind == "stop":
                 return
             if kind == "run":
                 if self.error is not None:
                     continue  # a failed context runs nothing more
-                t0 = time.perf_counter()
-                time.sleep(cost * self._slowdown(self.name))
                 try:
                     item()
                 except BaseException as exc:
                     self.error = exc
-                self.busy_s += time.perf_counter() - t0
             elif kind == "record":
                 item.error = self.error
                 item.at = time.perf_counter()
@@ -189,35 +184,33 @@ class _FakeLane:
                 except DeviceFault as exc:  # the producer failed: so does this lane
                     self.error = exc
 
-    def run(self, work: Work, *, cost_s: float = 0.0) -> None:
-        self._q.put(("run", work, cost_s))
+    def run(self, work: Work) -> None:
+        self._q.put(("run", work))
 
     def record(self) -> Event:
         ev = _FakeEvent()
-        self._q.put(("record", ev, 0.0))
+        self._q.put(("record", ev))
         return ev
 
     def wait(self, event: Event) -> None:
-        self._q.put(("wait", event, 0.0))
+        self._q.put(("wait", event))
 
     def stop(self) -> None:
-        self._q.put(("stop", None, 0.0))
+        self._q.put(("stop", None))
         self._thread.join(5)
 
 
 class FakeLanes:
-    """Lanes on threads. ``slowdown(lane_name) -> factor`` scales every ``cost_s``
-    (change it while running to make one lane slow)."""
+    """Lanes on threads."""
 
     kind = "fake"
 
-    def __init__(self, slowdown: Callable[[str], float] = lambda _name: 1.0) -> None:
-        self._slowdown = slowdown
+    def __init__(self) -> None:
         self._lanes: dict[str, _FakeLane] = {}
 
     def lane(self, name: str) -> _FakeLane:
         if name not in self._lanes:
-            self._lanes[name] = _FakeLane(name, self._slowdown)
+            self._lanes[name] = _FakeLane(name)
         return self._lanes[name]
 
     def host_buffer(self, nbytes: int) -> np.ndarray:
@@ -257,7 +250,7 @@ class _CudaLane:
         self._torch = torch
         self.stream = torch.cuda.Stream(device=device)
 
-    def run(self, work: Work, *, cost_s: float = 0.0) -> None:
+    def run(self, work: Work) -> None:
         with self._torch.cuda.stream(self.stream):
             work()
 
@@ -351,8 +344,3 @@ class StagingRing:
 
 def _free(slot: Slot) -> bool:
     return slot._free_after is None or slot._free_after.done()
-
-
-def make_lanes(device: str) -> Lanes:
-    """CUDA lanes for "cuda:N", host lanes for "cpu"."""
-    return CudaLanes(device) if device.startswith("cuda") else HostLanes()
