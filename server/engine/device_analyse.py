@@ -117,8 +117,7 @@ class DeviceAnalyse:
                                         lambda f: self._finish(f, plan, done))
             except Exception as exc:  # a launch failed (CUDA raises some errors at once)
                 self._break(f"device failed at launch: {exc!r}")
-        while self.flow.in_flight:  # earlier flights first: they leave the states
-            self.flow.wait_room(0.05)
+        self.flow.drain()  # earlier flights first: they leave the states
         done(self._fallback(batch))
         return True
 

@@ -56,8 +56,7 @@ class DeviceSeparate:
                     lambda f: self._finish(f, batch, done))
             except Exception as exc:  # a launch failed
                 self._break(f"device failed at launch: {exc!r}")
-        while self.flow.in_flight:
-            self.flow.wait_room(0.05)
+        self.flow.drain()
         done(self._on_cpu(batch))
         return True
 

@@ -125,6 +125,12 @@ class DeviceFlow:
         return {b: flight.marks[a].elapsed_ms(flight.marks[b])
                 for a, b in itertools.pairwise(names)}
 
+    def drain(self) -> None:
+        """Block until every flight has completed and its consumer has run."""
+        with self._cv:
+            while self._flights:
+                self._cv.wait(0.05)
+
     def wait_room(self, timeout_s: float) -> None:
         """Block until a batch completes (so ring slots may be free) or the timeout."""
         with self._cv:

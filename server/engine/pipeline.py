@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from seamcut.server.engine.core import EngineCore
 from seamcut.server.engine.protocol import ErrorCode, Kind, Request, Result, failed
@@ -105,23 +106,24 @@ class Pipeline:
             if not dev.supports([j.req for j in group]):  # MDX, or an unknown name
                 out += _pair(group, self.core.separate_batch([j.req for j in group]))
                 continue
-            for part in _parts(group, lambda jobs: dev.fits([j.req for j in jobs])):
-                while not dev.submit([j.req for j in part],
-                                     lambda res, part=part: self._device_done(part, res)):
-                    dev.flow.wait_room(0.05)
+            self._to_device(dev, group)
         return out
 
     def _run_s2(self, batch: list[Job]) -> list[Job]:
         dev = self.core.device_analyse
         if dev is None:
             return _pair(batch, self.core.vad_batch([j.req for j in batch]))
-        # The device pipeline runs S2 and S3 on its lanes; its completion thread hands
-        # the results on. A batch too big for one staging slot goes in parts.
+        self._to_device(dev, batch)  # S2 and S3 both run on the device's lanes
+        return []
+
+    def _to_device(self, dev: Any, batch: list[Job]) -> None:
+        """Hand ``batch`` to a device stage (``DeviceAnalyse`` or ``DeviceSeparate``);
+        its completion thread hands the results on. A batch too big for one staging
+        slot goes in parts; a full ring (the in-flight limit) is waited out."""
         for part in _parts(batch, lambda jobs: dev.fits([j.req for j in jobs])):
             while not dev.submit([j.req for j in part],
                                  lambda results, part=part: self._device_done(part, results)):
-                dev.flow.wait_room(0.05)  # the ring is full: the in-flight limit
-        return []
+                dev.flow.wait_room(0.05)
 
     def _device_done(self, batch: list[Job], results: list[Result]) -> None:
         """On the device flow's thread: the batch's S2 + S3 results (or CPU re-runs)."""
