@@ -249,7 +249,11 @@ class _Plan:
         self.steps_n = max(self.counts, default=0)
         self.blocks = [(r, k) for r in batch for k in range(len(r.lengths))]
         self.hops = hops_per_block(self.block)
-        self.marks = sum(len(q.ends) for q in self.seqs)
+        # Sequence i's position in the device batch (longest first), and where its
+        # state snapshots start in the snapshot rows (one per request it covers).
+        self.rank = {i: j for j, i in enumerate(self.order)}
+        self.snap_at = [int(x) for x in np.cumsum([0] + [len(q.ends) for q in self.seqs])]
+        self.marks = self.snap_at[-1]
         self.nbytes_in = self.nbytes_out = _sizes(cfg, len(self.seqs), self.steps_n,
                                                   self.marks, len(self.blocks))
 
@@ -296,7 +300,7 @@ class _Plan:
             "snaps": torch.zeros((self.marks, STATE_FLOATS), dtype=torch.float32,
                                  device=dev),
         }
-        rank = {i: j for j, i in enumerate(self.order)}
+        rank = self.rank
         det = self.owner.cfg.detector
         fault = self.owner._device_fault(self.batch)
 
@@ -345,32 +349,24 @@ class _Plan:
 
     def _keep_device_states(self, snaps: Any) -> None:
         """Each run's end state, as device rows of ``snaps``, for the next batch."""
-        m, offsets = 0, []
-        for q in self.seqs:
-            offsets.append(m)
-            m += len(q.ends)
         with self.owner._lock:
             for reqs, (v, mix) in zip(self.runs, self.run_seqs, strict=True):
                 end = reqs[-1]
                 if end.last:
                     self.owner._dev_states.pop(end.stream, None)
                     continue
-                row_v = snaps[offsets[v] + len(self.seqs[v].ends) - 1]
+                row_v = snaps[self.snap_at[v + 1] - 1]
                 vocal = (row_v[: 2 * 128].reshape(2, 128), row_v[2 * 128:])
                 mixed = None
                 if mix is not None:
-                    row_m = snaps[offsets[mix] + len(self.seqs[mix].ends) - 1]
+                    row_m = snaps[self.snap_at[mix + 1] - 1]
                     mixed = (row_m[: 2 * 128].reshape(2, 128), row_m[2 * 128:])
                 self.owner._dev_states[end.stream] = (end.id, vocal, mixed)
 
     def results(self, out: np.ndarray, *, h2d_ms: float, vad_ms: float,
                 features_ms: float, d2h_ms: float, pipeline: str) -> list[Result]:
         probs, states, energy = self._views(out, self._out_shapes())
-        rank = {i: j for j, i in enumerate(self.order)}
-        offsets, m = [], 0
-        for q in self.seqs:
-            offsets.append(m)
-            m += len(q.ends)
+        rank, offsets = self.rank, self.snap_at
         energy_of: dict[int, list[np.ndarray]] = {}
         for k, (r, blk) in enumerate(self.blocks):
             energy_of.setdefault(id(r), []).append(
