@@ -70,6 +70,19 @@ def load_tokens(sec: SecurityConfig) -> list[str]:
     return tokens
 
 
+def bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+    """The token of the first ``authorization: Bearer <token>`` entry: None without an
+    authorization entry, "" when it is not a bearer token."""
+    values = [v for k, v in (metadata or ()) if k.lower() == AUTH_HEADER]
+    if not values:
+        return None
+    value = values[0]
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    scheme, _, token = str(value).strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -90,16 +103,12 @@ class TokenAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships
 
     def check(self, metadata: Iterable[tuple[str, Any]] | None) -> str | None:
         """None if ``metadata`` carries a known bearer token, else what is wrong."""
-        values = [v for k, v in (metadata or ()) if k.lower() == AUTH_HEADER]
-        if not values:
+        token = bearer_token(metadata)
+        if token is None:
             return "missing authorization metadata: send 'authorization: Bearer <token>'"
-        value = values[0]
-        if isinstance(value, bytes):
-            value = value.decode("latin-1")
-        scheme, _, token = value.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        if not token:
             return "authorization metadata must be 'Bearer <token>'"
-        presented = _digest(token.strip())
+        presented = _digest(token)
         # Compare with every known digest (no early exit), in constant time per compare.
         ok = False
         for d in self._digests:

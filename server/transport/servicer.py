@@ -54,7 +54,7 @@ from seamcut.server.session.session import InflightBudget, Session
 from seamcut.server.transport import admission, convert
 from seamcut.server.transport.admission import Claim
 from seamcut.server.transport.refusals import RefusalLog
-from seamcut.server.transport.security import AUTH_HEADER, TokenAuth
+from seamcut.server.transport.security import TokenAuth, bearer_token
 from seamcut.server.transport.status import status_for, trailing_metadata
 
 from seamcut.v1 import seamcut_pb2 as pb
@@ -240,11 +240,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         """The bearer token the call carries (already checked by TokenAuth), or ""."""
         if self._auth is None:
             return ""
-        for key, value in context.invocation_metadata() or ():
-            if key.lower() == AUTH_HEADER:
-                text = value.decode("latin-1") if isinstance(value, bytes) else value
-                return str(text).strip().partition(" ")[2].strip()
-        return ""
+        return bearer_token(context.invocation_metadata()) or ""
 
     def _reserve_buffer(self, st: _Stream, session: Session) -> None:
         """Admission by cost: reserve the bytes of audio the stream may hold."""
