@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -35,10 +34,10 @@ from typing import Any
 
 import grpc
 import numpy as np
-import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from seamcut.bench import h2attack
 from seamcut.bench.localserver import LocalServer
+from seamcut.bench.sysmon import ProcessGroup
 
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
@@ -224,7 +223,7 @@ def hoard(host: str, port: int, streams: int, hold_s: float,
             conn.pump(0.1)
         codes: dict[str, int] = {}
         for code in conn.statuses.values():
-            name = grpc.StatusCode(_code_tuple(int(code))).name
+            name = _status_name(int(code))
             codes[name] = codes.get(name, 0) + 1
         return {"sent": opened, "statuses": codes, "reset_by_server": conn.refused,
                 "max_concurrent_streams": conn.max_concurrent_streams,
@@ -233,11 +232,8 @@ def hoard(host: str, port: int, streams: int, hold_s: float,
         conn.close()
 
 
-def _code_tuple(value: int) -> tuple[int, str]:
-    for c in grpc.StatusCode:
-        if c.value[0] == value:
-            return c.value  # type: ignore[no-any-return]
-    raise ValueError(value)
+def _status_name(value: int) -> str:
+    return str(next(c.name for c in grpc.StatusCode if c.value[0] == value))
 
 
 @dataclass
@@ -247,26 +243,6 @@ class ServerUse:
     rss_peak_mib: float = 0.0
     rss_after_mib: float = 0.0
     log_bytes: int = 0
-
-
-def _rss(proc: psutil.Process) -> float:
-    total = proc.memory_info().rss
-    for child in proc.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            total += child.memory_info().rss
-    return float(total) / (1 << 20)
-
-
-def _cpu(proc: psutil.Process) -> float:
-    t = proc.cpu_times()
-    total = float(t.user + t.system)
-    for child in proc.children(recursive=True):
-        try:
-            ct = child.cpu_times()
-            total += ct.user + ct.system
-        except psutil.Error:
-            pass
-    return total
 
 
 @dataclass
@@ -310,20 +286,20 @@ def run_attack(name: str, seconds: float, server_env: dict[str, str],
     report = AttackReport(attack=name, seconds=seconds)
     srv = LocalServer(("--log-level", "INFO", *server_args), env=server_env)
     try:
-        proc = psutil.Process(srv.pid)
+        group = ProcessGroup([srv.pid], children=True)  # workers and engines too
         host, _, port_s = srv.target.rpartition(":")
         port = int(port_s)
         lat, _ = asyncio.run(live_stream(srv.target, seconds + 1.0))
         report.unloaded_p50_ms = float(np.percentile(lat[5:], 50))
         report.unloaded_p99_ms = float(np.percentile(lat[5:], 99))
-        report.server.rss_before_mib = _rss(proc)
-        cpu0 = _cpu(proc)
+        report.server.rss_before_mib = group.rss_mib() or 0.0
+        cpu0 = group.cpu_seconds()
         peak = [report.server.rss_before_mib]
         stop = False
 
         def sample() -> None:
             while not stop:
-                peak[0] = max(peak[0], _rss(proc))
+                peak[0] = max(peak[0], group.rss_mib() or 0.0)
                 time.sleep(0.1)
 
         import threading
@@ -333,10 +309,10 @@ def run_attack(name: str, seconds: float, server_env: dict[str, str],
         asyncio.run(_under(srv.target, seconds, attack, report))
         stop = True
         sampler.join()
-        report.server.cpu_s = _cpu(proc) - cpu0
+        report.server.cpu_s = group.cpu_seconds() - cpu0
         time.sleep(2.0)  # the server lets go of what the attack made it hold
         report.server.rss_peak_mib = peak[0]
-        report.server.rss_after_mib = _rss(proc)
+        report.server.rss_after_mib = group.rss_mib() or 0.0
         report.server.log_bytes = srv.log_path.stat().st_size
     finally:
         srv.stop()

@@ -80,6 +80,11 @@ class ProcessGroup:
         self.points.append(point)
         return point
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the group's live processes have used so far."""
+        now = self._cpu_seconds()
+        return now[1] if now is not None else 0.0
+
     def rss_mib(self) -> float | None:
         """The current summed RSS in MiB (no sample is recorded)."""
         total, alive = 0.0, 0
