@@ -22,6 +22,8 @@ from seamcut.server.offline import analyze  # noqa: E402
 
 SONG, RATE = sf.read(str(resources.files("seamcut.samples") / "song_en.flac"),
                      dtype="float32", always_2d=True)
+SPEECH, SPEECH_RATE = sf.read(str(resources.files("seamcut.samples") / "speech_en.flac"),
+                              dtype="float32", always_2d=True)
 
 
 def windows(n: int) -> np.ndarray:
@@ -45,14 +47,21 @@ def test_builtin_separator_cuda_batch_invariance() -> None:
     assert np.abs(batch - alone).max() <= 1e-5
 
 
-def song_events(device: str, split: int) -> list[object]:
-    cfg = load_config(env={}, overrides={"engine": {"device": device}})
-    spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE, sample_rate_hz=RATE,
-                                               channels=2),
-                       mode=Mode.SONG, policy_overrides={}, event_overrides={})
-    data = SONG.astype("<f4").tobytes()
-    step = split * 8
+def stream_events(audio: np.ndarray, rate: int, mode: Mode, device: str, split: int,
+                  lanes: str = "auto") -> list[object]:
+    """Offline analysis of float32 ``audio`` [frames, channels], ``split`` frames per
+    message, on ``device`` with ``engine.lanes = lanes``."""
+    cfg = load_config(env={}, overrides={"engine": {"device": device, "lanes": lanes}})
+    spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE, sample_rate_hz=rate,
+                                               channels=audio.shape[1]),
+                       mode=mode, policy_overrides={}, event_overrides={})
+    data = audio.astype("<f4").tobytes()
+    step = split * 4 * audio.shape[1]
     return analyze(cfg, spec, [data[i : i + step] for i in range(0, len(data), step)])
+
+
+def song_events(device: str, split: int) -> list[object]:
+    return stream_events(SONG, RATE, Mode.SONG, device, split)
 
 
 def test_song_stream_on_cuda() -> None:
@@ -97,15 +106,7 @@ def test_torch_vad_on_cuda_matches_onnx_on_cpu() -> None:
 
 
 def speech_events(device: str, split: int, lanes: str) -> list[object]:
-    speech, rate = sf.read(str(resources.files("seamcut.samples") / "speech_en.flac"),
-                           dtype="float32", always_2d=True)
-    cfg = load_config(env={}, overrides={"engine": {"device": device, "lanes": lanes}})
-    spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE, sample_rate_hz=rate,
-                                               channels=1),
-                       mode=Mode.SPEECH, policy_overrides={}, event_overrides={})
-    data = speech.astype("<f4").tobytes()
-    step = split * 4
-    return analyze(cfg, spec, [data[i : i + step] for i in range(0, len(data), step)])
+    return stream_events(SPEECH, SPEECH_RATE, Mode.SPEECH, device, split, lanes)
 
 
 def test_cuda_pipeline_speech_matches_the_cpu() -> None:
@@ -123,7 +124,6 @@ def test_cuda_pipeline_speech_matches_the_cpu() -> None:
     diffs = [abs(a - b) for a, b in zip(gcuts, ccuts, strict=True)]
     print(f"\nCUDA pipeline vs CPU: {sum(d > 0 for d in diffs)} of {len(diffs)} cuts differ, "
           f"max {max(diffs)} samples")
-    hop = sf.info(str(resources.files("seamcut.samples") / "speech_en.flac")).samplerate // 100
-    assert max(diffs) <= hop  # one 10 ms hop
+    assert max(diffs) <= SPEECH_RATE // 100  # one 10 ms hop
     sliced = [e.sample for e in speech_events("cuda", 777, "auto") if isinstance(e, Cut)]
     assert sliced == gcuts  # streaming == offline on the GPU path too
