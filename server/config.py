@@ -240,6 +240,11 @@ class EngineConfig:
     # UNAVAILABLE and the sample to resume from, instead of all falling behind real
     # time. 0 = as many as the CPU path's measured speed carries in real time.
     fallback_streams: int = 0
+    # S2 + S3 of a batch of at most this many streams run on the CPU (ONNX Runtime)
+    # when no batch is on the device: Silero at small batches is launch-bound on a
+    # GPU. -1 = measured at start-up on the engine's device (0 on fake lanes);
+    # 0 = always the device.
+    vad_cpu_streams: int = -1
     # Test hook, never for production: "s1@N", "s2@N" or "s3@N" makes that stage raise
     # for any request covering block (or window) N, to prove a failing stage fails only
     # the requests concerned; a trailing "!" ("s2@N!") kills the stage thread instead;
@@ -270,6 +275,7 @@ class EngineConfig:
         _in_range(self.staging_mib, 0.25, 4096, "engine.staging_mib")
         _in_range(self.staging_slots, 2, 1024, "engine.staging_slots")
         _in_range(self.fallback_streams, 0, 1 << 20, "engine.fallback_streams")
+        _in_range(self.vad_cpu_streams, -1, 1 << 20, "engine.vad_cpu_streams")
         stage, at, block = self.test_fault.partition("@")
         _check(not self.test_fault or (stage in ("s1", "s2", "s3", "d1", "d2") and at == "@"
                                        and block.removesuffix("!").isdigit()),
@@ -366,6 +372,9 @@ class SeparatorConfig:
     mdx_rate_hz: int = 0
     mdx_stem: str = ""  # "vocals" | "instrumental" (what the model outputs)
     mdx_compensate: float = 0.0
+    # "auto": ONNX Runtime on the CPU or where its CUDA provider loads, else the graph
+    # run by torch on the GPU (S1's lane); "onnxruntime" or "torch" to choose.
+    mdx_runtime: str = "auto"
     threads: int = 0  # ONNX Runtime intra-op threads for the separator (0 = all cores)
     # Windows per model call; 0 = auto (1 on CPU, where batching a large convolutional
     # model only thrashes the caches: 2.8x slower per window at batch 6 here; 8 on GPU).
@@ -385,6 +394,8 @@ class SeparatorConfig:
         )
         _check(self.mdx_stem in ("", "vocals", "instrumental"), "separator.mdx_stem",
                f"must be vocals or instrumental, got {self.mdx_stem!r}")
+        _check(self.mdx_runtime in ("auto", "onnxruntime", "torch"), "separator.mdx_runtime",
+               f"must be auto, onnxruntime or torch, got {self.mdx_runtime!r}")
         _in_range(self.threads, 0, 256, "separator.threads")
         _in_range(self.max_batch, 0, 1024, "separator.max_batch")
         _in_range(self.overlap, 0.0, 0.75, "separator.overlap")

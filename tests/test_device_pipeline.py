@@ -133,6 +133,40 @@ def test_concurrent_streams_through_the_device_pipeline(cpu_cuts: list[int]) -> 
         asyncio.run(eng.close())
 
 
+def test_small_batches_on_the_cpu_large_ones_on_the_device(cpu_cuts: list[int]) -> None:
+    """``engine.vad_cpu_streams = 2``: a batch of at most two streams runs on the CPU
+    when the device is idle, the others on the device; a stream moves between the two
+    (its state from the host or the device) and still gets exactly the CPU's cuts."""
+    cfg = _cfg(vad_cpu_streams=2)
+    eng = InprocEngine(cfg)
+    try:
+        assert _run(cfg, eng, [RATE // 3])[0] == cpu_cuts
+        for splits in ([RATE // (k + 1) for k in range(5)], [RATE // 2, 999]):
+            assert all(c == cpu_cuts for c in _concurrent(cfg, eng, splits))
+        assert eng.pipeline is not None
+        dev = eng.pipeline.core.device_analyse
+        assert dev is not None and dev.cpu_streams == 2
+        assert dev.on_cpu > 0 and dev.flow.completed > 0  # both paths were taken
+    finally:
+        asyncio.run(eng.close())
+
+
+@pytest.mark.unit
+def test_the_cpu_or_device_choice_follows_the_measurements() -> None:
+    from seamcut.server.engine.vad_choice import Timing, cpu_streams, measure
+    from seamcut.server.models.vad import SileroVad
+    from seamcut.server.models.vad_torch import TorchVad
+
+    rows = [Timing(1, 0.2, 1.0), Timing(2, 0.3, 1.0), Timing(4, 0.9, 1.0),
+            Timing(8, 1.5, 1.1), Timing(16, 0.5, 1.2)]
+    assert cpu_streams(rows) == 4  # the first size where the device wins ends it
+    assert cpu_streams([Timing(1, 2.0, 1.0)]) == 0
+    measured = measure(SileroVad(providers=["CPUExecutionProvider"]), TorchVad("cpu"),
+                       lambda: None, sizes=(1, 4), reps=1)
+    assert [t.streams for t in measured] == [1, 4]
+    assert all(t.cpu_ms > 0 and t.device_ms > 0 for t in measured)
+
+
 def test_lanes_settings_are_validated() -> None:
     from seamcut.server.engine.core import EngineCore
     from seamcut.server.errors import ConfigError
@@ -181,13 +215,19 @@ def test_a_pipeline_that_cannot_start_leaves_the_cpu_path(monkeypatch: pytest.Mo
     assert "CUDA pipeline did not start" in core.device.fallback_reason
 
 
-def test_the_gpu_pipeline_bench_runs_on_fake_lanes() -> None:
-    """``scripts/gpu_check.sh`` runs this bench on the card; here only that it runs."""
-    from seamcut.bench.gpu_pipeline import run
+def test_the_gpu_pipeline_bench_runs_on_fake_lanes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``scripts/gpu_check.sh`` runs this bench on the card; here that both modes run
+    and report the copy share from the flights' timeline."""
+    from seamcut.bench.gpu_pipeline import run_song, run_speech
+    from seamcut.bench.mdx_model import build_mdx_onnx
 
-    out = run("cpu", "fake", streams=4, blocks=1, rounds=1)
-    assert set(out["rows"]) == {"serial", "pipelined", "batched"}
-    assert all(r["audio_s_per_s"] > 0 for r in out["rows"].values())
+    model = tmp_path / "small.onnx"
+    build_mdx_onnx(model, n_fft=512, hop=128, dim_f=128, dim_t=32, width=8, depth=1)
+    for out in (run_speech("cpu", "fake", streams=4, blocks=1, rounds=1),
+                run_song("cpu", "fake", model, batch=3, rounds=1)):
+        assert set(out["rows"]) == {"serial", "pipelined", "batched", "cpu"}
+        assert all(r["audio_s_per_s"] > 0 for r in out["rows"].values())
+        assert 0 <= out["rows"]["batched"]["copy_hidden_pct"] <= 100
 
 
 def _events(cfg: AppConfig, eng: InprocEngine, split: int) -> list[object]:
@@ -248,15 +288,16 @@ def test_fallback_keeps_only_the_streams_the_cpu_can_carry(cpu_cuts: list[int]) 
         asyncio.run(eng.close())
 
 
-def _song_cuts(lanes: str, split: int, **engine: object
-               ) -> tuple[list[int], list[ChunkTrace], tuple[int, int, str]]:
+def _song_cuts(lanes: str, split: int, separator: dict[str, object] | None = None,
+               **engine: object) -> tuple[list[int], list[ChunkTrace], tuple[int, int, str]]:
     """SONG cuts and traces; the batches S1 and S2 + S3 ran as device flights, and why
     S1 fell back ("" = it did not)."""
     from seamcut.server.config import AudioFormat, Mode, stream_spec
 
     song, rate = sf.read(str(resources.files("seamcut.samples") / "song_en.flac"),
                          dtype="float32", always_2d=True)
-    cfg = load_config(env={}, overrides={"engine": {"lanes": lanes, **engine}})
+    cfg = load_config(env={}, overrides={"engine": {"lanes": lanes, **engine},
+                                         "separator": separator or {}})
     eng = InprocEngine(cfg)
     spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE, sample_rate_hz=rate,
                                                channels=2),
@@ -293,6 +334,49 @@ def test_a_separation_fault_mid_song_falls_back_with_identical_cuts() -> None:
     assert cuts == cpu
     assert flights[0] > 0  # some windows went through the lane before the fault
     assert "injected device fault at window 5" in flights[2]
+
+
+@pytest.fixture(scope="module")
+def mdx_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from seamcut.bench.mdx_model import build_mdx_onnx
+
+    path = tmp_path_factory.mktemp("mdx") / "small.onnx"
+    build_mdx_onnx(path, n_fft=512, hop=128, dim_f=128, dim_t=32, width=8, depth=1)
+    return str(path)
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
+def test_an_mdx_model_runs_on_the_separation_lane(mdx_file: str, runtime: str) -> None:
+    """MDX through lane s1: ONNX Runtime through IOBinding (on CUDA: its provider on
+    the lane's stream), or the graph run by torch. The cuts are those of the same
+    runtime on the ordinary path; a fault re-runs on ONNX Runtime's CPU session."""
+    sep = {"default_backend": "mdx", "mdx_model_path": mdx_file, "mdx_runtime": runtime}
+    cpu, _, _ = _song_cuts("off", 44_100, sep)
+    assert len(cpu) >= 2
+    for split in (44_100, 9_999):
+        cuts, _, flights = _song_cuts("fake", split, sep)
+        assert cuts == cpu
+        assert min(flights[:2]) > 0 and not flights[2]
+    if runtime == "onnxruntime":  # the re-run is the same session type: identical cuts
+        cuts, _, flights = _song_cuts("fake", 44_100, sep, test_fault="d1@40")
+        assert cuts == cpu
+        assert "injected device fault at window 40" in flights[2]
+
+
+@pytest.mark.unit
+def test_mdx_in_torch_matches_onnx_runtime(mdx_file: str) -> None:
+    """The converted model within 1e-3 of ONNX Runtime on the CPU, end to end (STFT,
+    model, iSTFT); tests/test_gpu.py checks the same on CUDA."""
+    from seamcut.server.models.mdx import MdxOnnxSeparator
+
+    windows = np.random.default_rng(3).standard_normal((3, 2, 3968)).astype(np.float32)
+    ort_sep = MdxOnnxSeparator(mdx_file, providers=["CPUExecutionProvider"])
+    torch_sep = MdxOnnxSeparator(mdx_file, providers=["CPUExecutionProvider"],
+                                 runtime="torch")
+    assert (ort_sep.runtime, torch_sep.runtime) == ("onnxruntime", "torch")
+    want = ort_sep.separate(windows)
+    err = np.max(np.abs(torch_sep.separate(windows) - want)) / np.max(np.abs(want))
+    assert err <= 1e-3
 
 
 @pytest.mark.unit

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from seamcut.server.engine.flow import DeviceFlow, Flight, Step
+from seamcut.server.engine.flow import DeviceFlow, Flight, Step, Timeline
 from seamcut.server.engine.lanes import (
     DeviceFault,
     FakeLanes,
@@ -40,8 +40,9 @@ class Device:
 
     def __init__(self, lanes: Lanes, *, slots: int = 4, cost_s: float = 0.002,
                  fail_at: tuple[str, int] | None = None,
-                 slower: dict[str, float] | None = None) -> None:
+                 slower: dict[str, float] | None = None, copy_lanes: bool = False) -> None:
         self.lanes = lanes
+        self.copy_lanes = copy_lanes  # copies on lanes of their own, as the engine does
         self.flow = DeviceFlow(lanes, StagingRing(lanes, 64, slots), StagingRing(lanes, 64, slots))
         self.mem: dict[int, int] = {}
         self.log: list[tuple[int, str, float, float]] = []  # batch, step, start, end
@@ -52,7 +53,7 @@ class Device:
         self._lock = threading.Lock()
 
     def _step(self, b: int, name: str, slot_in: Slot, slot_out: Slot) -> Step:
-        lane = {"h2d": "s1", "d2h": "s3"}.get(name, name)
+        lane = name if self.copy_lanes else {"h2d": "s1", "d2h": "s3"}.get(name, name)
 
         def work() -> None:  # device time first, then the effect (as a kernel's)
             t0 = time.perf_counter()
@@ -117,6 +118,34 @@ def test_stages_of_different_batches_overlap(fake: FakeLanes) -> None:
     overlaps = sum(1 for a, a0, a1 in lane1 for b, b0, b1 in lane2
                    if a != b and a0 < b1 - 0.002 and b0 < a1 - 0.002)
     assert overlaps >= 5
+
+
+def test_the_timeline_measures_the_copy_time_hidden_under_compute(fake: FakeLanes) -> None:
+    """One batch at a time, a batch's copies wait for its own compute: nothing hidden.
+    Pipelined, with copies on lanes of their own (as the engine has them), a batch's
+    copies run under other batches' compute. The timeline, from the flights' events,
+    tells the two apart."""
+    shares = {}
+    for serial in (True, False):
+        dev = Device(fake, slots=8, cost_s=0.004, copy_lanes=True)
+        dev.flow.timeline = Timeline()
+        for b in range(12):
+            while not dev.submit(b):
+                dev.flow.wait_room(0.05)
+            if serial:
+                dev.drain()
+        dev.drain()
+        total, hidden = dev.flow.timeline.copy_hidden()
+        assert total > 0 and 0 <= hidden <= total
+        shares[serial] = hidden / total
+    assert shares[True] <= 0.1 and shares[False] >= 0.5, shares
+
+
+def test_copy_hidden_counts_only_overlap_with_compute() -> None:
+    t = Timeline()
+    t.add({"h2d": (0.0, 2.0), "s2": (1.0, 4.0)})
+    t.add({"h2d": (3.0, 5.0), "s2": (5.0, 6.0), "d2h": (6.0, 7.0)})
+    assert t.copy_hidden() == (5.0, 2.0)  # [1, 2] and [3, 4] overlap S2; d2h does not
 
 
 def test_a_staging_slot_is_reused_only_after_its_copy_completed() -> None:

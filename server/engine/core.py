@@ -128,7 +128,8 @@ class EngineCore:
             self.device_analyse = DeviceAnalyse(
                 self.cfg, lanes, TorchVad("cpu" if fake else self.device.name),
                 self.analyse_on_cpu, self.remember, slot_bytes=slot,
-                slots=e.staging_slots, device_fault=self._device_fault)
+                slots=e.staging_slots, device_fault=self._device_fault,
+                host_state=self.host_state, cpu_vad=self.vad)
             if self.separators:
                 self.device_separate = DeviceSeparate(
                     lanes, dict(self.separators), self._cpu_separator, slot_bytes=slot,
@@ -158,8 +159,16 @@ class EngineCore:
             return sep
         if name not in self._cpu_separators:
             from seamcut.server.models.builtin import BuiltinSeparator
+            from seamcut.server.models.mdx import MdxOnnxSeparator
 
-            self._cpu_separators[name] = BuiltinSeparator("cpu")
+            if isinstance(sep, MdxOnnxSeparator):  # the same model, on ONNX Runtime's CPU
+                s = self.cfg.separator
+                self._cpu_separators[name] = MdxOnnxSeparator(
+                    s.mdx_model_path, providers=CPU_PROVIDERS,
+                    overrides=s.mdx_overrides(), threads=s.threads, device="cpu",
+                    max_batch=s.max_batch or 1, runtime="onnxruntime")
+            else:
+                self._cpu_separators[name] = BuiltinSeparator("cpu")
         return self._cpu_separators[name]
 
     def analyse_on_cpu(self, batch: list[Request]) -> list[Result]:
@@ -215,6 +224,11 @@ class EngineCore:
             self._states.pop(stream, None)
         if self.device_analyse is not None:
             self.device_analyse.forget(stream)
+
+    def host_state(self, stream: str) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """(request id, vad state, mix state) ``stream`` ended in, if kept here."""
+        with self._states_lock:
+            return self._states.get(stream)
 
     def _start_state(self, r: Request, prev: tuple[int, np.ndarray, np.ndarray] | None,
                      ) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,9 @@ Two facts decide it, both checked at start-up, never at import:
   runs on the CPU; only ``session.get_providers()`` tells the truth (see
   :func:`confirm_ort`).
 
-Silero VAD always runs on the CPU: it is a tiny recurrent model called per 32 ms
-frame, latency-bound, and faster there than a GPU round trip.
+On a CUDA device the stages run on the device lanes (:mod:`.lanes`); MDX models
+without ONNX Runtime's CUDA provider are run there by torch (``separator.mdx_runtime``),
+and Silero runs on the CPU or the device by batch size (:mod:`.vad_choice`).
 """
 
 from __future__ import annotations
@@ -83,9 +84,11 @@ def select_device(requested: str) -> Device:
     reasons = []
     if torch_reason:
         reasons.append(f"separation tensors on CPU: {torch_reason}")
-    if not ort_cuda:
+    if not ort_cuda and torch_reason:
         reasons.append("separator models on CPU: onnxruntime has no CUDA provider "
                        "(install onnxruntime-gpu)")
+    # With torch on CUDA and no CUDA provider, MDX models run in torch on the GPU
+    # (separator.mdx_runtime = "auto"): nothing falls back, so no reason is given.
     reason = "; ".join(reasons)
     if reason and requested != "auto":
         log.warning("CUDA requested but not fully usable: %s", reason)
@@ -99,7 +102,8 @@ def confirm_ort(device: Device, session_providers: list[str]) -> Device:
     if not device.ort_cuda or "CUDAExecutionProvider" in session_providers:
         return device
     reason = ("onnxruntime's CUDA provider failed to load (CUDA 13 / cuDNN 9 libraries "
-              "missing?); separator models run on the CPU")
+              "missing?); MDX models run in torch on the GPU instead, or on the CPU with "
+              "separator.mdx_runtime = onnxruntime")
     log.warning(reason)
     joined = "; ".join(r for r in (device.fallback_reason, reason) if r)
     return dataclasses.replace(device, ort_cuda=False, fallback_reason=joined)

@@ -2,10 +2,12 @@
 
 One batch is one flight (:mod:`.flow`): the host packs the batch's frames, the blocks
 for the features and any start states the requests carry into a staging slot; then
-``h2d`` and ``s2`` (the VAD frame loop, :meth:`TorchVad.run_device`) run on lane
-"s2", ``s3`` (band energy, :func:`band_energy_db_torch`) and ``d2h`` (probabilities,
-states, energies into an output slot) on lane "s3" after S2's event. Nothing waits
-for the device until the flow's completion thread has seen the last event; then
+``h2d`` on the copy-in lane, ``s2`` (the VAD frame loop, :meth:`TorchVad.run_device`)
+on lane "s2", ``s3`` (band energy, :func:`band_energy_db_torch`) on lane "s3" and
+``d2h`` (probabilities, states, energies into an output slot) on the copy-out lane,
+each behind the previous one's event. Copies have their own lanes (CUDA streams) so
+that batch *k+1*'s copy in overlaps batch *k*'s compute. Nothing waits for the device
+until the flow's completion thread has seen the last event; then
 :meth:`DeviceAnalyse._done` turns the output slot into results.
 
 A stream's next request usually continues from its previous one (``state_from``),
@@ -68,7 +70,9 @@ class DeviceAnalyse:
                  cpu_run: Callable[[list[Request]], list[Result]],
                  remember: Callable[[list[Request], list[Result]], None],
                  *, slot_bytes: int, slots: int,
-                 device_fault: Callable[[list[Request]], str] = lambda _b: "") -> None:
+                 device_fault: Callable[[list[Request]], str] = lambda _b: "",
+                 host_state: Callable[[str], tuple[int, np.ndarray, np.ndarray] | None]
+                 = lambda _s: None, cpu_vad: Any = None) -> None:
         import torch
 
         e = cfg.engine
@@ -95,6 +99,23 @@ class DeviceAnalyse:
         self._kept: set[str] = set()  # streams the CPU carries after a fault
         self._shed: set[str] = set()  # ... and those it ended (never taken back)
         self._cpu_s_per_audio_s = 0.0  # the CPU path's measured cost, once known
+        self._host_state = host_state  # the host copy of a stream's end state, if kept
+        self.timings: list[Any] = []  # CPU vs device VAD per batch size, when measured
+        self.cpu_streams = self._choose(e.vad_cpu_streams, lanes, cpu_vad)
+        self.on_cpu = 0  # batches that ran on the CPU by that choice
+
+    def _choose(self, setting: int, lanes: Lanes, cpu_vad: Any) -> int:
+        """Batches of at most this many streams run on the CPU (see vad_choice)."""
+        if setting >= 0 or lanes.kind != "cuda" or cpu_vad is None:
+            return max(setting, 0)
+        from seamcut.server.engine import vad_choice
+
+        self.timings = vad_choice.measure(cpu_vad, self.vad, self._torch.cuda.synchronize)
+        chosen = vad_choice.cpu_streams(self.timings)
+        log.info("S2: batches of <= %d streams on the CPU (measured, ms per block: %s)",
+                 chosen, ", ".join(f"{t.streams}: cpu {t.cpu_ms:.2f} / device "
+                                   f"{t.device_ms:.2f}" for t in self.timings))
+        return chosen
 
     # ------------------------------------------------------------ submission
     def fits(self, batch: list[Request]) -> bool:
@@ -110,6 +131,10 @@ class DeviceAnalyse:
     def submit(self, batch: list[Request], done: Callable[[list[Result]], None]) -> bool:
         """Queue ``batch``; ``done(results)`` (in the batch's order) runs on the flow's
         thread. False when the staging ring is full (try again later)."""
+        if not self.broken and self._small(batch):
+            self.on_cpu += 1
+            done(self._cpu_run(batch))  # results without ``pipeline``: the traces say so
+            return True
         if not self.broken:
             plan = _Plan(self, batch)  # StateMissing goes to the caller, as on the CPU
             try:
@@ -120,6 +145,13 @@ class DeviceAnalyse:
         self.flow.drain()  # earlier flights first: they leave the states
         done(self._fallback(batch))
         return True
+
+    def _small(self, batch: list[Request]) -> bool:
+        """Whether ``batch`` runs on the CPU by size: only with no flight in the air,
+        so every earlier state is on the host (the CPU path reads it there) and the
+        stream's order holds."""
+        return (0 < len({r.stream for r in batch}) <= self.cpu_streams
+                and self.flow.in_flight == 0)
 
     def _fallback(self, batch: list[Request]) -> list[Result]:
         """``batch`` after a device fault: on the CPU path for the streams it can carry
@@ -222,16 +254,20 @@ class _Plan:
         for reqs in runs:
             r0 = reqs[0]
             prev = kept[r0.stream]
-            if r0.state_from and (prev is None or prev[0] != r0.state_from):
-                raise StateMissing(
-                    f"request {r0.id} continues from request {r0.state_from}, whose end "
-                    "state this engine does not have (send the state itself)")
             frames = [vad_frames(r.audio[HOP_SAMPLES:], r.lengths) for r in reqs]
             ends = [int(e) for e in np.cumsum([f.shape[0] for f in frames])]
-            if r0.state_from:  # continues on the device from the previous request
-                assert prev is not None
+            if r0.state_from and prev is not None and prev[0] == r0.state_from:
+                # continues on the device from the previous request
                 start_v, start_m, dev_v, dev_m = None, None, prev[1], prev[2]
                 has_mix = dev_m is not None
+            elif r0.state_from:  # the previous request ran on the CPU: its host state
+                host = owner._host_state(r0.stream)
+                if host is None or host[0] != r0.state_from:
+                    raise StateMissing(
+                        f"request {r0.id} continues from request {r0.state_from}, whose "
+                        "end state this engine does not have (send the state itself)")
+                start_v, start_m, dev_v, dev_m = host[1], host[2], None, None
+                has_mix = start_m.size > 0
             else:
                 start_v, start_m, dev_v, dev_m = r0.vad_state, r0.mix_state, None, None
                 has_mix = r0.mix_state.size > 0
@@ -294,10 +330,12 @@ class _Plan:
         # now on (their values once S2 has run): the next batch's plan can name a
         # state in them before the device has computed it, since it reads it on the
         # same lane, later.
+        # ``empty``, not ``zeros``: a fill would be a kernel on the host thread's
+        # (default) stream, unordered with the lanes that write these.
         held: dict[str, Any] = {
-            "probs": torch.zeros((len(self.seqs), self.steps_n), dtype=torch.float32,
+            "probs": torch.empty((len(self.seqs), self.steps_n), dtype=torch.float32,
                                  device=dev),
-            "snaps": torch.zeros((self.marks, STATE_FLOATS), dtype=torch.float32,
+            "snaps": torch.empty((self.marks, STATE_FLOATS), dtype=torch.float32,
                                  device=dev),
         }
         rank = self.rank
@@ -344,8 +382,8 @@ class _Plan:
 
         self._held = held
         self._keep_device_states(held["snaps"])
-        return [("h2d", Step("s2", h2d)), ("s2", Step("s2", s2)),
-                ("s3", Step("s3", s3)), ("d2h", Step("s3", d2h))]
+        return [("h2d", Step("h2d", h2d)), ("s2", Step("s2", s2)),
+                ("s3", Step("s3", s3)), ("d2h", Step("d2h", d2h))]
 
     def _keep_device_states(self, snaps: Any) -> None:
         """Each run's end state, as device rows of ``snaps``, for the next batch."""

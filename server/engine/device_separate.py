@@ -5,8 +5,9 @@ through the backend's device function (``vocal(x) -> [B, n]``: STFT, mask, iSTFT
 all queued on the lane) and the mono vocal copied out into an output slot; the
 completion thread builds the results. Windows carry no state, so a device fault is
 simply re-run on the CPU (a CPU instance of the backend, made when first needed),
-and the device path is off from then on. Backends without a device function (MDX on
-ONNX Runtime) keep the ordinary path.
+and the device path is off from then on. MDX models run here too: through ONNX
+Runtime's CUDA provider on lane s1's stream (IOBinding, no synchronisation), or as
+their graph run by torch (:mod:`..models.onnx_torch`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class DeviceSeparate:
         self._cpu_backend = cpu_backend  # name -> a CPU instance, for re-runs
         self.flow = DeviceFlow(lanes, StagingRing(lanes, slot_bytes, slots),
                                StagingRing(lanes, slot_bytes, slots))
+        for sep in self.separators.values():  # ONNX Runtime's CUDA provider on lane s1
+            if hasattr(sep, "use_stream") and lanes.kind == "cuda":
+                sep.use_stream(lanes.lane("s1").handle)
         self.broken = ""
 
     def supports(self, batch: list[Request]) -> bool:
@@ -51,7 +55,7 @@ class DeviceSeparate:
             sep = self.separators[batch[0].backend]
             try:
                 return self.flow.submit(
-                    _nbytes(batch), _nbytes(batch) // 2,
+                    _nbytes(batch), _nbytes(batch) * _channels(sep) // 2,
                     lambda i, o: self._steps(sep, batch, i, o),
                     lambda f: self._finish(f, batch, done))
             except Exception as exc:  # a launch failed
@@ -72,7 +76,9 @@ class DeviceSeparate:
             m = int(r.audio.shape[0])
             x[pos : pos + m] = r.audio
             pos += m
-        out = torch.from_numpy(slot_out.data[: w * n * F32].view(np.float32).reshape(w, n))
+        c = _channels(sep)
+        out = torch.from_numpy(slot_out.data[: w * c * n * F32].view(np.float32).reshape(
+            (w, n) if c == 1 else (w, c, n)))
         held: dict[str, Any] = {}
         dev = sep._tdev
 
@@ -90,7 +96,7 @@ class DeviceSeparate:
             out.copy_(held["vocal"], non_blocking=True)
 
         self._held = held
-        return [("h2d", Step("s1", h2d)), ("s1", Step("s1", s1)), ("d2h", Step("s1", d2h))]
+        return [("h2d", Step("h2d", h2d)), ("s1", Step("s1", s1)), ("d2h", Step("d2h", d2h))]
 
     def _finish(self, flight: Flight, batch: list[Request],
                 done: Callable[[list[Result]], None]) -> None:
@@ -100,15 +106,18 @@ class DeviceSeparate:
                 results = self._on_cpu(batch)
             else:
                 ms = DeviceFlow.step_ms(flight)
-                n = self.separators[batch[0].backend].window_samples
+                sep = self.separators[batch[0].backend]
+                n, c = sep.window_samples, _channels(sep)
                 w = sum(int(r.audio.shape[0]) for r in batch)
-                mono = flight.slot_out.data[: w * n * F32].view(np.float32).reshape(w, n)
+                stem = flight.slot_out.data[: w * c * n * F32].view(np.float32).reshape(
+                    w, c, n)
                 results, pos = [], 0
                 for r in batch:
                     m = int(r.audio.shape[0])
+                    part = stem[pos : pos + m]
                     results.append(Result(
                         kind=Kind.SEPARATE, stream=r.stream, id=r.id, index=r.index,
-                        vocal=np.repeat(mono[pos : pos + m, None, :], 2, axis=1),
+                        vocal=np.repeat(part, 2, axis=1) if c == 1 else part.copy(),
                         batch_size=w, separation_ms=ms["s1"], h2d_ms=ms["h2d"],
                         d2h_ms=ms["d2h"],
                         pipeline="cuda" if self.flow.lanes.kind == "cuda" else ""))
@@ -135,6 +144,11 @@ class DeviceSeparate:
         if not self.broken:
             self.broken = why
             log.error("GPU pipeline off, separation runs on the CPU: %s", why)
+
+
+def _channels(sep: Any) -> int:
+    """Channels of ``sep.vocal``'s output: 1 (the built-in's mono estimate) or 2."""
+    return int(getattr(sep, "vocal_channels", 1))
 
 
 def _nbytes(batch: list[Request]) -> int:

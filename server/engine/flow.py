@@ -17,7 +17,6 @@ credits run out, and the workers stop reading the streams concerned.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 from collections import deque
@@ -44,9 +43,44 @@ class Flight:
     slot_in: Slot
     slot_out: Slot
     on_done: Callable[[Flight], None]
-    # "start" (before the first step), then step name -> the event after it
+    # step name -> the event after it; ``begins``: the event where it starts (after
+    # its lane's earlier work and the wait for the previous step)
     marks: dict[str, Event] = field(default_factory=dict)
+    begins: dict[str, Event] = field(default_factory=dict)
+    lanes: dict[str, str] = field(default_factory=dict)  # step name -> its lane
     error: BaseException | None = None
+
+
+COPIES = ("h2d", "d2h")  # the steps that move data; the others compute
+
+
+@dataclass(slots=True)
+class Timeline:
+    """Where the device time of completed flights went, for a run's figures: the copy
+    time and the part of it that overlapped compute on another lane ("hidden")."""
+
+    intervals: list[tuple[float, float, bool]] = field(default_factory=list)  # ms, copy?
+    limit: int = 1 << 16
+
+    def add(self, spans: dict[str, tuple[float, float]]) -> None:
+        if len(self.intervals) < self.limit:
+            self.intervals += [(a, b, name in COPIES) for name, (a, b) in spans.items()]
+
+    def copy_hidden(self) -> tuple[float, float]:
+        """(copy ms, of which hidden under compute ms) over the intervals so far."""
+        compute = sorted((a, b) for a, b, copy in self.intervals if not copy)
+        merged: list[list[float]] = []
+        for a, b in compute:
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        total = hidden = 0.0
+        for a, b, copy in self.intervals:
+            if copy:
+                total += b - a
+                hidden += sum(max(0.0, min(b, hi) - max(a, lo)) for lo, hi in merged)
+        return total, hidden
 
 
 class DeviceFlow:
@@ -60,6 +94,8 @@ class DeviceFlow:
         self.completed = 0
         self.failed = 0
         self.refused = 0  # submits turned away by a full ring (the in-flight limit)
+        self.timeline: Timeline | None = None  # set to record one (benchmarks)
+        self._origin: Event | None = None  # the timeline's zero
         self._thread = threading.Thread(target=self._complete, name="device-flow",
                                         daemon=True)
         self._thread.start()
@@ -97,11 +133,14 @@ class DeviceFlow:
         prev: Event | None = None
         try:
             assert steps, "a batch needs at least one step"
-            flight.marks["start"] = self.lanes.lane(steps[0][1].lane).record()
+            if self.timeline is not None and self._origin is None:
+                self._origin = self.lanes.lane(steps[0][1].lane).record()
             for name, step in steps:
                 lane = self.lanes.lane(step.lane)
                 if prev is not None:
                     lane.wait(prev)
+                flight.begins[name] = lane.record()
+                flight.lanes[name] = step.lane
                 lane.run(step.work)
                 prev = flight.marks[name] = lane.record()
         except BaseException:
@@ -120,10 +159,18 @@ class DeviceFlow:
 
     @staticmethod
     def step_ms(flight: Flight) -> dict[str, float]:
-        """Each step's device time in ms (from its events; after completion)."""
-        names = list(flight.marks)
-        return {b: flight.marks[a].elapsed_ms(flight.marks[b])
-                for a, b in itertools.pairwise(names)}
+        """Each step's device time in ms, from its begin to its end event (after
+        completion): the time it ran, not the time it queued."""
+        return {name: flight.begins[name].elapsed_ms(end) for name, end in flight.marks.items()}
+
+    def _record(self, flight: Flight) -> None:
+        """The flight's steps on the timeline (ms from the origin event)."""
+        if self.timeline is None or self._origin is None or flight.error is not None:
+            return
+        origin = self._origin
+        self.timeline.add({name: (origin.elapsed_ms(flight.begins[name]),
+                                  origin.elapsed_ms(end))
+                           for name, end in flight.marks.items()})
 
     def drain(self) -> None:
         """Block until every flight has completed and its consumer has run."""
@@ -154,6 +201,7 @@ class DeviceFlow:
             except Exception as exc:  # DeviceFault: the consumer falls back
                 flight.error = exc
             try:
+                self._record(flight)
                 flight.on_done(flight)
             except BaseException as exc:  # a consumer bug must not stop completions
                 self.failed += 1

@@ -60,6 +60,7 @@ class Event(Protocol):
 
 class Lane(Protocol):
     name: str
+    handle: int  # the CUDA stream's handle (cudaStream_t); 0 off CUDA
 
     def run(self, work: Work) -> None:
         """Queue ``work`` on this lane."""
@@ -100,6 +101,8 @@ class _DoneEvent:
 
 
 class _HostLane:
+    handle = 0
+
     def __init__(self, name: str) -> None:
         self.name = name
 
@@ -153,6 +156,8 @@ class _FakeEvent:
 
 class _FakeLane:
     """A thread that runs its queue in order."""
+
+    handle = 0
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -249,6 +254,7 @@ class _CudaLane:
         self.name = name
         self._torch = torch
         self.stream = torch.cuda.Stream(device=device)
+        self.handle = int(self.stream.cuda_stream)
 
     def run(self, work: Work) -> None:
         with self._torch.cuda.stream(self.stream):

@@ -34,7 +34,9 @@ def load_separators(
             cfg.mdx_model_path, providers=providers, overrides=cfg.mdx_overrides(),
             threads=cfg.threads, device=device,
             max_batch=cfg.max_batch or (1 if device == "cpu" else 8),
+            runtime=cfg.mdx_runtime,
         )
-        log.info("loaded separator %s (%s, providers %s)", mdx.name, mdx.params, mdx.providers)
+        log.info("loaded separator %s (%s, runtime %s, providers %s)", mdx.name, mdx.params,
+                 mdx.runtime, mdx.providers)
         out["mdx"] = mdx
     return out

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 from seamcut.server.errors import ConfigError
+from seamcut.server.models.onnx_torch import TorchGraph
 
 _KEYS = {  # our name -> metadata keys we accept
     "n_fft": ("n_fft",),
@@ -99,7 +100,12 @@ class MdxOnnxSeparator:
         threads: int = 0,
         device: str = "cpu",
         max_batch: int = 64,
+        runtime: str = "auto",
     ) -> None:
+        """``runtime``: "onnxruntime" (its session's providers), "torch" (the graph run
+        by torch on ``device``, :mod:`.onnx_torch`), or "auto": ONNX Runtime where
+        its session got the CUDA provider or the device is the CPU, torch on a GPU
+        without that provider."""
         import torch
 
         self._torch = torch
@@ -137,6 +143,17 @@ class MdxOnnxSeparator:
         self.providers = self.session.get_providers()
         self._tdev = torch.device(device)
         self._window = torch.hann_window(p.n_fft, device=self._tdev)
+        ort_cuda = "CUDAExecutionProvider" in self.providers
+        if runtime == "auto":
+            runtime = "onnxruntime" if ort_cuda or device == "cpu" else "torch"
+        self.runtime = runtime
+        self._graph = TorchGraph(path, device) if runtime == "torch" else None
+        self._binding_device = ("cuda", self._tdev.index or 0) if ort_cuda else ("cpu", 0)
+        self._run_options = ort.RunOptions()
+        # IOBinding: ``run`` must not synchronise the provider's stream with the host.
+        self._run_options.add_run_config_entry("disable_synchronize_execution_providers",
+                                               "1")
+        self._path, self._opts = str(path), opts
 
     def _spec(self, x: Any) -> Any:
         torch, p = self._torch, self.params
@@ -156,8 +173,58 @@ class MdxOnnxSeparator:
                         center=True, length=p.window_samples)
         return z.reshape(b, 2, -1)
 
+    vocal_channels = 2  # what :meth:`vocal` returns per window
+
+    def use_stream(self, handle: int) -> None:
+        """Run the CUDA provider on the torch stream whose handle is ``handle`` (S1's
+        lane), so the model queues behind the STFT there and the iSTFT behind it.
+        The stream is fixed per session, so the session is made again."""
+        if "CUDAExecutionProvider" not in self.providers or self.runtime != "onnxruntime":
+            return
+        if not handle:  # ONNX Runtime silently ignores handle 0 (the legacy stream)
+            raise ConfigError("separator: user_compute_stream needs a non-default stream")
+        options = {"device_id": str(self._binding_device[1]),
+                   "user_compute_stream": str(handle)}
+        self.session = ort.InferenceSession(
+            self._path, sess_options=self._opts,
+            providers=[("CUDAExecutionProvider", options), "CPUExecutionProvider"])
+        self.providers = self.session.get_providers()
+
+    def _model_bound(self, spec: Any) -> Any:
+        """The ONNX Runtime model on device tensors through IOBinding: no host copy,
+        no synchronisation (``disable_synchronize_execution_providers``)."""
+        torch = self._torch
+        out = torch.empty_like(spec)
+        kind, index = self._binding_device
+        io = self.session.io_binding()
+        io.bind_input(self._input, kind, index, np.float32, tuple(spec.shape),
+                      spec.data_ptr())
+        io.bind_output(self.session.get_outputs()[0].name, kind, index, np.float32,
+                       tuple(out.shape), out.data_ptr())
+        self.session.run_with_iobinding(io, self._run_options)
+        return out
+
+    def _model(self, spec: Any) -> Any:
+        parts = []
+        for i in range(0, spec.shape[0], self.max_batch):
+            part = spec[i : i + self.max_batch].contiguous()
+            parts.append(self._graph(part) if self._graph is not None
+                         else self._model_bound(part))
+        return self._torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def vocal(self, x: Any) -> Any:
+        """The stereo stem [B, 2, n] of device windows [B, 2, n], on S1's lane: STFT,
+        model and iSTFT are queued there, nothing waits for the device."""
+        with self._torch.inference_mode():
+            stem = self._ispec(self._model(self._spec(x))) * self.params.compensate
+            return x - stem if self.params.stem == "instrumental" else stem
+
     def separate(self, windows: np.ndarray) -> np.ndarray:
         torch = self._torch
+        if self._graph is not None:  # torch runs the model: the device path, waited for
+            x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+            out = self.vocal(x.to(self._tdev)).cpu().numpy()
+            return np.asarray(out, dtype=np.float32)
         x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self._tdev)
         spec = self._spec(x).contiguous().cpu().numpy()
         outs = [
