@@ -253,6 +253,11 @@ class SongSpec:
         key: Transposition of the progression, semitones above C.
         tempo_bpm: Tempo, quarter notes per minute (4/4 time).
         reverb_t60_s: Vocal reverb decay time (60 dB) in seconds, or None for a dry vocal.
+        stereo_reverb: The reverb's left and right responses differ (two seeds), so its
+            tail is decorrelated between the channels, as a stereo room or plate is;
+            otherwise one mono response feeds both.
+        pans: MIDI pan (0..127, 64 = centre) of each chord part; () = the default
+            left/right spread.
         lead_ms: Music-only intro before the first phrase, ms.
         tail_ms: Music-only outro after the last phrase, ms.
         seed: Seed of the reverb impulse response and the drum/chord velocity humanisation.
@@ -274,6 +279,8 @@ class SongSpec:
     key: int = 0
     tempo_bpm: float = 96.0
     reverb_t60_s: float | None = None
+    stereo_reverb: bool = False
+    pans: tuple[int, ...] = ()
     lead_ms: int = 1000
     tail_ms: int = 800
     seed: int = 0
@@ -367,6 +374,7 @@ def accompaniment_midi(
     tempo_bpm: float,
     bars: int,
     seed: int,
+    pans: Sequence[int] = (),
 ) -> bytes:
     """Compose a gap-free 4/4 accompaniment and return it as a Standard MIDI File.
 
@@ -387,6 +395,7 @@ def accompaniment_midi(
         tempo_bpm: Quarter notes per minute.
         bars: Number of bars (>= 1).
         seed: Seed of the +-6 velocity humanisation.
+        pans: MIDI pan per chord part (default: alternating left/right).
 
     Returns:
         SMF bytes (format 0, :data:`TICKS_PER_QUARTER` ticks per quarter).
@@ -407,6 +416,8 @@ def accompaniment_midi(
     chords = [PROGRESSIONS[progression][b % 4] for b in range(bars)]
     for ch, program in enumerate(programs):
         pan = _HARMONY_PANS[ch % 2] if len(programs) > 1 else _HARMONY_PANS[0]
+        if pans:
+            pan = pans[ch]
         events += [(0, bytes((0xC0 | ch, program))), _cc(ch, 7, 96), _cc(ch, 10, pan)]
         events.append(_cc(ch, 91, 50))
         style = _COMP_STYLE.get(program, "sustain")
@@ -708,19 +719,21 @@ def make_song(spec: SongSpec) -> SongClip:
     pauses = tuple(clip(_to_rate_inward(iv, rate_in, rate)) for iv in pauses_in)
 
     if spec.reverb_t60_s is None:
-        wet = dry
+        wet = np.stack([dry, dry], axis=1)
     else:
-        ir = reverb_ir(spec.reverb_t60_s, rate, seed=spec.seed)
-        wet = dry + REVERB_WET * _convolve_same(dry, ir)
+        seeds = (spec.seed, spec.seed + 1) if spec.stereo_reverb else (spec.seed, spec.seed)
+        wet = np.stack([dry + REVERB_WET * _convolve_same(
+            dry, reverb_ir(spec.reverb_t60_s, rate, seed=sd)) for sd in seeds], axis=1)
     tails = tuple(
-        _tail_ms(wet, ph, pa, rate) if spec.reverb_t60_s is not None else 0
+        _tail_ms(wet.mean(axis=1), ph, pa, rate) if spec.reverb_t60_s is not None else 0
         for ph, pa in zip(phrases, pauses, strict=False)
     )
 
     def speech_rms(x: npt.NDArray[np.float64]) -> float:
         return _rms(np.concatenate([x[s:e] for s, e in speech]))
 
-    vocal = wet * (10.0 ** (VOCAL_RMS_DBFS / 20.0) / speech_rms(wet))
+    stereo_vocal = wet * (10.0 ** (VOCAL_RMS_DBFS / 20.0) / speech_rms(wet.mean(axis=1)))
+    vocal = stereo_vocal.mean(axis=1)
 
     bar_s = 4 * 60.0 / spec.tempo_bpm
     bars = math.ceil(frames / rate / bar_s) + 1
@@ -733,6 +746,7 @@ def make_song(spec: SongSpec) -> SongClip:
         tempo_bpm=spec.tempo_bpm,
         bars=bars,
         seed=spec.seed,
+        pans=spec.pans,
     )
     music = render_midi(midi, sample_rate_hz=rate).astype(np.float64)
     if music.shape[0] < frames:
@@ -741,7 +755,6 @@ def make_song(spec: SongSpec) -> SongClip:
     target = speech_rms(vocal) * 10.0 ** (spec.music_db / 20.0)
     music *= target / speech_rms(music)
 
-    stereo_vocal = np.repeat(vocal[:, None], 2, axis=1)
     peak = float(np.max(np.abs(stereo_vocal + music)))
     if peak > MAX_PEAK:
         stereo_vocal *= MAX_PEAK / peak
@@ -1034,8 +1047,9 @@ def generate_song_corpus(specs: Sequence[SongSpec] | None = None) -> list[SongCl
 def save_song(clip: SongClip, path: str | os.PathLike[str]) -> None:
     """Store a clip as an uncompressed ``.npz`` (vocal, accompaniment, ground truth), atomically.
 
-    Only one vocal channel (both are identical) and no mix are stored: :func:`load_song`
-    rebuilds them, the mix as ``vocal + accompaniment`` in float32, which is bit-exact.
+    One vocal channel when both are identical (no stereo reverb), and no mix:
+    :func:`load_song` rebuilds them, the mix as ``vocal + accompaniment`` in float32,
+    which is bit-exact.
     """
     meta = {
         "name": clip.name,
@@ -1047,14 +1061,17 @@ def save_song(clip: SongClip, path: str | os.PathLike[str]) -> None:
     }
     save_npz(path, meta, {"speech": clip.speech, "pauses": clip.pauses,
                           "phrases": clip.phrases},
-             vocal=clip.vocal[:, 0], accompaniment=clip.accompaniment)
+             vocal=clip.vocal[:, 0] if np.array_equal(clip.vocal[:, 0], clip.vocal[:, 1])
+             else clip.vocal, accompaniment=clip.accompaniment)
 
 
 def load_song(path: str | os.PathLike[str]) -> SongClip:
     """Load a clip written by :func:`save_song`; its arrays are read-only."""
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
-        vocal = np.repeat(np.asarray(data["vocal"], dtype=np.float32)[:, None], 2, axis=1)
+        vocal = np.asarray(data["vocal"], dtype=np.float32)
+        if vocal.ndim == 1:
+            vocal = np.repeat(vocal[:, None], 2, axis=1)
         music = np.ascontiguousarray(data["accompaniment"], dtype=np.float32)
         return SongClip(
             name=str(meta["name"]),
@@ -1106,21 +1123,29 @@ def _prune_stale_caches(keep: Path) -> None:
 
 
 @functools.cache
-def _default_song_corpus_cached() -> tuple[SongClip, ...]:
-    cache = song_cache_dir()
-    specs = song_specs()
+def cached_songs(specs: Sequence[SongSpec], cache: Path) -> tuple[list[SongClip], bool]:
+    """``specs`` rendered, from ``cache`` where a clip is there; whether any was missing."""
     loaded: dict[str, SongClip] = {}
     for spec in specs:
         with contextlib.suppress(OSError, ValueError, KeyError, zipfile.BadZipFile):
             loaded[spec.name] = load_song(cache / f"{spec.name}.npz")
     missing = [s for s in specs if s.name not in loaded]
     if missing:
+        with contextlib.suppress(OSError):
+            cache.mkdir(parents=True, exist_ok=True)
         for clip in generate_song_corpus(missing):
             loaded[clip.name] = clip
             with contextlib.suppress(OSError):  # read-only checkout: the cache is optional
                 save_song(clip, cache / f"{clip.name}.npz")
+    return [loaded[s.name] for s in specs], bool(missing)
+
+
+def _default_song_corpus_cached() -> tuple[SongClip, ...]:
+    cache = song_cache_dir()
+    clips, rendered = cached_songs(song_specs(), cache)
+    if rendered:
         _prune_stale_caches(cache)
-    return tuple(loaded[s.name] for s in specs)
+    return tuple(clips)
 
 
 def default_song_corpus() -> list[SongClip]:

@@ -1,0 +1,125 @@
+"""Cut quality on the hard conditions (tests/hard_corpus.py), for docs/QUALITY.md.
+
+One row per condition: seamcut (SONG with the built-in separator for songs, SPEECH
+for the background-talker clips), seamcut with the clean vocal stem (songs), Silero
+VAD on the mix and an RMS silence slicer (scripts/baselines.py); each cell is cuts
+where the dry voice sounds / pauses >= 0.5 s holding a cut. Policy as the issue
+states it: min segment 0.5 s, max segment 15 s.
+
+Usage (from the repo root):
+    .venv/bin/python scripts/eval_hard.py [--json PATH]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from seamcut.server.config import AppConfig, AudioFormat, Encoding, Mode, load_config, stream_spec
+from seamcut.server.engine.client import InprocEngine
+from seamcut.server.events import Cut, CutKind
+from seamcut.server.offline import analyze
+
+from tests.helpers import encode, slice_bytes
+
+POLICY = {"SEAMCUT_POLICY_MIN_SEGMENT_MS": "500", "SEAMCUT_POLICY_MAX_SEGMENT_MS": "15000"}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """What the scorers and baselines read, for songs and speech clips alike."""
+
+    name: str
+    mix: np.ndarray  # [frames, channels]
+    vocal: np.ndarray | None  # the clean voice (songs), for the stem row
+    sample_rate_hz: int
+    speech: tuple[tuple[int, int], ...]
+    pauses: tuple[tuple[int, int], ...]
+    mode: Mode
+
+    @property
+    def frames(self) -> int:
+        return int(self.mix.shape[0])
+
+
+def clips() -> list[Clip]:
+    from tests.hard_corpus import babble_clips, hard_songs
+
+    out = [Clip(c.name, c.mix, c.vocal, c.sample_rate_hz, c.speech, c.pauses, Mode.SONG)
+           for c in hard_songs()]
+    out += [Clip(c.name, c.audio, None, c.sample_rate_hz, c.speech, c.pauses, Mode.SPEECH)
+            for c in babble_clips()]
+    return out
+
+
+def seamcut_cuts(cfg: AppConfig, engine: InprocEngine, clip: Clip, stem: bool) -> list[int]:
+    audio = clip.mix
+    if stem:
+        assert clip.vocal is not None
+        audio = np.concatenate([clip.mix, clip.vocal[:, :1]], axis=1)
+    ch = audio.shape[1]
+    spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE,
+                                               sample_rate_hz=clip.sample_rate_hz, channels=ch),
+                       mode=clip.mode, policy_overrides={}, event_overrides={},
+                       vocal_stem_channels=(2,) if stem else ())
+    chunks = slice_bytes(encode(audio, Encoding.F32LE), 4 * ch, [clip.sample_rate_hz // 5])
+    return [e.sample for e in analyze(cfg, spec, chunks, engine)
+            if isinstance(e, Cut) and e.kind is not CutKind.END]
+
+
+def score(clip: Clip, cuts: list[int]) -> tuple[int, int, int]:
+    """(cuts where the dry voice sounds, pauses >= 0.5 s cut, such pauses)."""
+    in_words = sum(any(a < x < b for a, b in clip.speech) for x in cuts)
+    long = [(a, b) for a, b in clip.pauses if b - a >= clip.sample_rate_hz // 2]
+    return in_words, sum(any(a <= x <= b for x in cuts) for a, b in long), len(long)
+
+
+def evaluate(methods: dict[str, Any], todo: list[Clip]) -> dict[str, dict[str, list[int]]]:
+    table: dict[str, dict[str, list[int]]] = {}
+    for clip in todo:
+        row = table.setdefault(clip.name, {})
+        for name, fn in methods.items():
+            if name == "stem" and clip.vocal is None:
+                continue
+            row[name] = list(score(clip, fn(clip)))
+    return table
+
+
+def main() -> None:
+    from scripts.baselines import rms_slicer_cuts, silero_mix_cuts
+
+    cfg = load_config(env=POLICY)
+    engine = InprocEngine(cfg)
+    methods: dict[str, Any] = {
+        "seamcut": lambda c: seamcut_cuts(cfg, engine, c, False),
+        "stem": lambda c: seamcut_cuts(cfg, engine, c, True),
+        "silero_mix": silero_mix_cuts,
+        "rms": rms_slicer_cuts,
+    }
+    t0 = time.perf_counter()
+    table = evaluate(methods, clips())
+    asyncio.run(engine.close())
+    print("| condition | seamcut | seamcut, clean stem | Silero VAD on the mix | RMS slicer |")
+    print("|---|---|---|---|---|")
+    for name, row in table.items():
+        cells = [f"{row[m][0]} / {row[m][1]} of {row[m][2]}" if m in row else "–"
+                 for m in methods]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"\n(cuts in words / pauses >= 0.5 s cut; {time.perf_counter() - t0:.0f} s)")
+    if "--json" in sys.argv[1:]:
+        path = sys.argv[sys.argv.index("--json") + 1]
+        Path(path).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"),
+                                          "policy": POLICY, "table": table}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Cut quality on the hard conditions (tests/hard_corpus.py): guards against regression.
+
+Each condition's bound is what seamcut measured on 2026-12-02 (docs/QUALITY.md, "Hard
+conditions"): at most that many cuts where the dry voice sounds, at least that many
+pauses >= 0.5 s cut. The issue's targets (0 cuts in words, recall >= 0.9, strictly
+better than Silero on the mix) are not met yet on every row; as the detector
+improves, these bounds are raised to what it then measures, never lowered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from seamcut.server.config import load_config
+from seamcut.server.engine.client import InprocEngine
+
+from scripts.eval_hard import POLICY, clips, score, seamcut_cuts
+
+pytestmark = pytest.mark.integration
+
+# condition: (max cuts in words, min pauses >= 0.5 s cut, of)
+BOUNDS = {
+    "loud_m14": (0, 3, 3), "loud_m6": (0, 1, 3), "loud_0": (0, 2, 3), "loud_p3": (1, 2, 3),
+    "reverb_1s": (0, 2, 3), "reverb_2s": (0, 2, 3), "pad_choir": (0, 3, 3),
+    "pad_oohs": (0, 3, 3), "babble_m14": (0, 0, 5), "babble_m8": (1, 0, 5),
+    "music_bed_m16": (0, 5, 5),
+}
+
+
+def test_every_hard_condition_holds_its_measured_quality() -> None:
+    cfg = load_config(env=POLICY)
+    engine = InprocEngine(cfg)
+    try:
+        got = {c.name: score(c, seamcut_cuts(cfg, engine, c, False)) for c in clips()}
+    finally:
+        asyncio.run(engine.close())
+    assert set(got) == set(BOUNDS)
+    worse = {name: got[name] for name, (words, hits, n) in BOUNDS.items()
+             if got[name][0] > words or got[name][1] < hits or got[name][2] != n}
+    assert not worse, f"worse than measured (in words, pauses cut, pauses): {worse}"
+
+
+def test_with_a_clean_stem_every_song_condition_is_perfect() -> None:
+    """The detector itself is not what fails: given the dry vocal, every song row is
+    0 cuts in words and every pause cut; separation decides the rest."""
+    cfg = load_config(env=POLICY)
+    engine = InprocEngine(cfg)
+    try:
+        for clip in clips():
+            if clip.vocal is not None:
+                words, hits, n = score(clip, seamcut_cuts(cfg, engine, clip, True))
+                assert (words, hits) == (0, n), clip.name
+    finally:
+        asyncio.run(engine.close())
+
+
+@pytest.mark.unit
+def test_the_conditions_are_what_they_claim() -> None:
+    """Loud rows span -14 .. +3 dB; the reverb tails ring into the pauses and differ
+    between the channels; the accompaniment and the talkers never stop in a pause."""
+    import numpy as np
+
+    from tests.hard_corpus import babble_clips, hard_songs
+
+    songs = {c.name: c for c in hard_songs()}
+    assert sorted(c.music_db for n, c in songs.items() if n.startswith("loud")) == [
+        -14.0, -6.0, 0.0, 3.0]
+    for name in ("reverb_1s", "reverb_2s"):
+        c = songs[name]
+        assert max(c.pauses_tail_ms) > 0
+        assert np.corrcoef(c.vocal[:, 0], c.vocal[:, 1])[0, 1] < 0.9
+
+    def rms_db(x: np.ndarray) -> float:
+        return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
+
+    for c in songs.values():
+        voice = rms_db(np.concatenate([c.vocal[a:b] for a, b in c.speech]))
+        assert all(rms_db(c.accompaniment[a:b]) > voice - 30 for a, b in c.pauses), c.name
+    for clip in babble_clips():
+        voice = rms_db(np.concatenate([clip.audio[a:b] for a, b in clip.speech]))
+        assert all(rms_db(clip.audio[a:b]) > voice - 25 for a, b in clip.pauses), clip.name
