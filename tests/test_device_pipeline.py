@@ -397,3 +397,27 @@ def test_a_trace_claims_the_gpu_pipeline_only_for_what_ran_through_it(
     r = Result(kind=Kind.ANALYSE, stream="s", id=1, index=0, pipeline=analysis)
     trace = chunk_trace(p, r, StageTimes(), off=0, device="cuda:0", song=song)
     assert trace.gpu_pipeline_used is claimed
+
+
+@pytest.mark.unit
+def test_mdx_on_cpu_onnx_runtime_stays_off_the_lanes_of_a_gpu(mdx_file: str) -> None:
+    """``mdx_runtime = onnxruntime`` without its CUDA provider on a GPU device cannot
+    bind device tensors: the model keeps the ordinary path."""
+    from seamcut.server.engine.device_separate import DeviceSeparate
+    from seamcut.server.engine.lanes import FakeLanes
+    from seamcut.server.models.mdx import MdxOnnxSeparator
+
+    on_cpu = MdxOnnxSeparator(mdx_file, providers=["CPUExecutionProvider"],
+                              runtime="onnxruntime")
+    assert on_cpu.on_lanes  # CPU tensors bind on the CPU
+    # torch's "meta" device stands in for a GPU here: tensors that are not on the host.
+    sep = MdxOnnxSeparator(mdx_file, providers=["CPUExecutionProvider"], device="meta",
+                           runtime="onnxruntime")
+    assert not sep.on_lanes
+    lanes = FakeLanes()
+    try:
+        dev = DeviceSeparate(lanes, {"mdx": sep}, lambda _n: sep, slot_bytes=1 << 20, slots=2)
+        assert "mdx" not in dev.separators
+        dev.flow.close()
+    finally:
+        lanes.close()

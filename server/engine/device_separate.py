@@ -30,7 +30,8 @@ class DeviceSeparate:
                  cpu_backend: Callable[[str], Any], *, slot_bytes: int, slots: int,
                  device_fault: Callable[[list[Request]], str] = lambda _b: "") -> None:
         self._device_fault = device_fault  # test hook: a reason to fail a batch's S1
-        self.separators = {n: s for n, s in separators.items() if hasattr(s, "vocal")}
+        self.separators = {n: s for n, s in separators.items()
+                           if hasattr(s, "vocal") and getattr(s, "on_lanes", True)}
         self._cpu_backend = cpu_backend  # name -> a CPU instance, for re-runs
         self.flow = DeviceFlow(lanes, StagingRing(lanes, slot_bytes, slots),
                                StagingRing(lanes, slot_bytes, slots))

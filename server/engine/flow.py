@@ -47,7 +47,6 @@ class Flight:
     # its lane's earlier work and the wait for the previous step)
     marks: dict[str, Event] = field(default_factory=dict)
     begins: dict[str, Event] = field(default_factory=dict)
-    lanes: dict[str, str] = field(default_factory=dict)  # step name -> its lane
     error: BaseException | None = None
 
 
@@ -57,7 +56,8 @@ COPIES = ("h2d", "d2h")  # the steps that move data; the others compute
 @dataclass(slots=True)
 class Timeline:
     """Where the device time of completed flights went, for a run's figures: the copy
-    time and the part of it that overlapped compute on another lane ("hidden")."""
+    time and the part of it that overlapped compute ("hidden"; copies have lanes of
+    their own, so any overlap is another lane's)."""
 
     intervals: list[tuple[float, float, bool]] = field(default_factory=list)  # ms, copy?
     limit: int = 1 << 16
@@ -140,7 +140,6 @@ class DeviceFlow:
                 if prev is not None:
                     lane.wait(prev)
                 flight.begins[name] = lane.record()
-                flight.lanes[name] = step.lane
                 lane.run(step.work)
                 prev = flight.marks[name] = lane.record()
         except BaseException:

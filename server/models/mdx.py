@@ -149,6 +149,9 @@ class MdxOnnxSeparator:
         self.runtime = runtime
         self._graph = TorchGraph(path, device) if runtime == "torch" else None
         self._binding_device = ("cuda", self._tdev.index or 0) if ort_cuda else ("cpu", 0)
+        # Whether :meth:`vocal` can run on this device's tensors (the S1 lane): not
+        # with ONNX Runtime on the CPU for tensors on a GPU (chosen explicitly).
+        self.on_lanes = runtime == "torch" or self._binding_device[0] == self._tdev.type
         self._run_options = ort.RunOptions()
         # IOBinding: ``run`` must not synchronise the provider's stream with the host.
         self._run_options.add_run_config_entry("disable_synchronize_execution_providers",
