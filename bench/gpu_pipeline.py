@@ -108,7 +108,7 @@ def _measure(rows: dict[str, Any], name: str, flow: Any, cuda: bool, torch: Any,
     from seamcut.server.engine.flow import Timeline
 
     if flow is not None:
-        flow.timeline, flow._origin = Timeline(), None
+        flow.timeline = Timeline()
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

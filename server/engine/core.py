@@ -129,7 +129,7 @@ class EngineCore:
                 self.cfg, lanes, TorchVad("cpu" if fake else self.device.name),
                 self.analyse_on_cpu, self.remember, slot_bytes=slot,
                 slots=e.staging_slots, device_fault=self._device_fault,
-                host_state=self.host_state, cpu_vad=self.vad)
+                start_state=self.start_state, cpu_vad=self.vad)
             if self.separators:
                 self.device_separate = DeviceSeparate(
                     lanes, dict(self.separators), self._cpu_separator, slot_bytes=slot,
@@ -225,10 +225,12 @@ class EngineCore:
         if self.device_analyse is not None:
             self.device_analyse.forget(stream)
 
-    def host_state(self, stream: str) -> tuple[int, np.ndarray, np.ndarray] | None:
-        """(request id, vad state, mix state) ``stream`` ended in, if kept here."""
+    def start_state(self, r: Request) -> tuple[np.ndarray, np.ndarray]:
+        """The host (vad, mix) state ``r`` starts from: its own, or the one kept for
+        the request it names in ``state_from`` (StateMissing if not kept)."""
         with self._states_lock:
-            return self._states.get(stream)
+            prev = self._states.get(r.stream)
+        return self._start_state(r, prev)
 
     def _start_state(self, r: Request, prev: tuple[int, np.ndarray, np.ndarray] | None,
                      ) -> tuple[np.ndarray, np.ndarray]:

@@ -14,9 +14,10 @@ A stream's next request usually continues from its previous one (``state_from``)
 which may still be on the device: the engine keeps that state as device tensors
 (``_dev_states``), and because every VAD step runs on lane "s2" in order, the next
 batch's gather reads it only after it was written. The host copy of every state comes
-back with the results (``_host_states``), which is what a CPU re-run starts from when
-the device fails: the failed flight and every flight after it (a CUDA error is sticky)
-are re-run on the CPU path in order, and the device path is off from then on.
+back with the results and the engine keeps it (``remember``). A batch small enough for
+the CPU starts from it, and so does a CPU re-run when the device fails: the failed
+flight and every flight after it (a CUDA error is sticky) are re-run on the CPU path
+in order, and the device path is off from then on.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from seamcut.server.engine.protocol import (
     Kind,
     Request,
     Result,
-    StateMissing,
     chained_runs,
     failed,
     frames_per_block,
@@ -71,8 +71,8 @@ class DeviceAnalyse:
                  remember: Callable[[list[Request], list[Result]], None],
                  *, slot_bytes: int, slots: int,
                  device_fault: Callable[[list[Request]], str] = lambda _b: "",
-                 host_state: Callable[[str], tuple[int, np.ndarray, np.ndarray] | None]
-                 = lambda _s: None, cpu_vad: Any = None) -> None:
+                 start_state: Callable[[Request], tuple[np.ndarray, np.ndarray]]
+                 | None = None, cpu_vad: Any = None) -> None:
         import torch
 
         e = cfg.engine
@@ -99,7 +99,9 @@ class DeviceAnalyse:
         self._kept: set[str] = set()  # streams the CPU carries after a fault
         self._shed: set[str] = set()  # ... and those it ended (never taken back)
         self._cpu_s_per_audio_s = 0.0  # the CPU path's measured cost, once known
-        self._host_state = host_state  # the host copy of a stream's end state, if kept
+        # A request's host start state (the CPU path's lookup): its own, or the one
+        # kept after a request that ran on the CPU.
+        self._start_state = start_state or (lambda r: (r.vad_state, r.mix_state))
         self.timings: list[Any] = []  # CPU vs device VAD per batch size, when measured
         self.cpu_streams = self._choose(e.vad_cpu_streams, lanes, cpu_vad)
         self.on_cpu = 0  # batches that ran on the CPU by that choice
@@ -260,17 +262,10 @@ class _Plan:
                 # continues on the device from the previous request
                 start_v, start_m, dev_v, dev_m = None, None, prev[1], prev[2]
                 has_mix = dev_m is not None
-            elif r0.state_from:  # the previous request ran on the CPU: its host state
-                host = owner._host_state(r0.stream)
-                if host is None or host[0] != r0.state_from:
-                    raise StateMissing(
-                        f"request {r0.id} continues from request {r0.state_from}, whose "
-                        "end state this engine does not have (send the state itself)")
-                start_v, start_m, dev_v, dev_m = host[1], host[2], None, None
+            else:  # its own state, or the host one after a request that ran on the CPU
+                start_v, start_m = owner._start_state(r0)  # StateMissing if neither
+                dev_v = dev_m = None
                 has_mix = start_m.size > 0
-            else:
-                start_v, start_m, dev_v, dev_m = r0.vad_state, r0.mix_state, None, None
-                has_mix = r0.mix_state.size > 0
             v = len(self.seqs)
             self.seqs.append(_Seq(np.concatenate(frames), start_v, dev_v, ends))
             m = None

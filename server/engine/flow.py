@@ -61,6 +61,7 @@ class Timeline:
 
     intervals: list[tuple[float, float, bool]] = field(default_factory=list)  # ms, copy?
     limit: int = 1 << 16
+    origin: Event | None = None  # the zero of its times: recorded with the first flight
 
     def add(self, spans: dict[str, tuple[float, float]]) -> None:
         if len(self.intervals) < self.limit:
@@ -95,7 +96,6 @@ class DeviceFlow:
         self.failed = 0
         self.refused = 0  # submits turned away by a full ring (the in-flight limit)
         self.timeline: Timeline | None = None  # set to record one (benchmarks)
-        self._origin: Event | None = None  # the timeline's zero
         self._thread = threading.Thread(target=self._complete, name="device-flow",
                                         daemon=True)
         self._thread.start()
@@ -133,8 +133,8 @@ class DeviceFlow:
         prev: Event | None = None
         try:
             assert steps, "a batch needs at least one step"
-            if self.timeline is not None and self._origin is None:
-                self._origin = self.lanes.lane(steps[0][1].lane).record()
+            if self.timeline is not None and self.timeline.origin is None:
+                self.timeline.origin = self.lanes.lane(steps[0][1].lane).record()
             for name, step in steps:
                 lane = self.lanes.lane(step.lane)
                 if prev is not None:
@@ -164,12 +164,12 @@ class DeviceFlow:
 
     def _record(self, flight: Flight) -> None:
         """The flight's steps on the timeline (ms from the origin event)."""
-        if self.timeline is None or self._origin is None or flight.error is not None:
+        timeline = self.timeline
+        if timeline is None or timeline.origin is None or flight.error is not None:
             return
-        origin = self._origin
-        self.timeline.add({name: (origin.elapsed_ms(flight.begins[name]),
-                                  origin.elapsed_ms(end))
-                           for name, end in flight.marks.items()})
+        origin = timeline.origin
+        timeline.add({name: (origin.elapsed_ms(flight.begins[name]), origin.elapsed_ms(end))
+                      for name, end in flight.marks.items()})
 
     def drain(self) -> None:
         """Block until every flight has completed and its consumer has run."""
