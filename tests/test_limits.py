@@ -156,7 +156,10 @@ def check_overload(target: str, solo: list[int], limit: int, speed: float) -> No
             assert err.code == CODE.RESOURCE_EXHAUSTED, err
             assert err.retry_after_ms == 1000 and "capacity" in err.details
         worst = max(r["reject_s"], default=0.0)
-        assert worst < 0.1, f"rejection took {worst * 1000:.0f} ms"
+        # Refused at once, not after waiting for a slot: an admitted stream lasts 1.5 s
+        # at 8x. The figures (4-15 ms) are the bench's in docs/RELIABILITY.md; a tighter
+        # bound here only measures the shared CI VM's scheduling.
+        assert worst < 0.5, f"rejection took {worst * 1000:.0f} ms"
         assert max(r["health_ms"]) < 1000
         print(f"\noverload {factor}x of {limit} streams at {speed or 'max'}x real time: "
               f"{len(r['errors'])} rejected, slowest rejection {worst * 1000:.1f} ms, "
