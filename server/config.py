@@ -305,8 +305,28 @@ class DetectorConfig:
     band_low_hz: float = 100.0  # speech band for the energy feature: ignores DC and rumble
     band_high_hz: float = 4_000.0
     snap_ms: float = 8.0  # zero-crossing search radius on the original mix
+    # SPEECH mode, the foreground voice under background talkers: Silero says "speech"
+    # through the foreground speaker's pauses while others talk, but the level drops.
+    # A hop whose energy (mean power over ``foreground_window_ms``) is more than
+    # ``foreground_valley_db`` below the running level of the voice counts as less
+    # speech, down to none at ``foreground_silent_db`` below (docs/QUALITY.md, "Hard
+    # conditions"). The level follows rises fast (``foreground_attack`` per hop) and
+    # falls slowly (``foreground_release``), so a pause does not drag it down.
+    # ``foreground_valley_db`` 0 = off.
+    foreground_valley_db: float = 6.0
+    foreground_silent_db: float = 14.0
+    foreground_window_ms: int = 80
+    foreground_attack: float = 0.3
+    foreground_release: float = 0.005
 
     def __post_init__(self) -> None:
+        if self.foreground_valley_db != 0:
+            _in_range(self.foreground_valley_db, 1, 40, "detector.foreground_valley_db")
+            _in_range(self.foreground_silent_db, self.foreground_valley_db + 1, 60,
+                      "detector.foreground_silent_db")
+        _in_range(self.foreground_window_ms, 10, 500, "detector.foreground_window_ms")
+        _in_range(self.foreground_attack, 0.001, 1, "detector.foreground_attack")
+        _in_range(self.foreground_release, 0, 1, "detector.foreground_release")
         _in_range(self.neg_threshold_offset, 0, 0.5, "detector.neg_threshold_offset")
         _in_range(self.separated_neg_threshold_offset, 0, 0.5,
                   "detector.separated_neg_threshold_offset")

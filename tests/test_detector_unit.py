@@ -132,6 +132,12 @@ def test_vad_segments_cover_phrases() -> None:
     probs, energy = features(PATTERN)
     events, _ = run(probs, energy, PARAMS, [32])
     segs = [(e.start // 160, e.end // 160) for e in events if isinstance(e, SpeechSegment)]
+    # An onset after a long pause comes one hop late: the foreground level's 80 ms window
+    # still holds the pause's hops (the first onset has no level to compare yet).
+    assert segs == [(50, 230), (291, 440), (475, 675), (796, 1205)]
+    off = DetectorParams.build(CutPolicy(), DetectorConfig(foreground_valley_db=0), RATE)
+    events, _ = run(probs, energy, off, [32])
+    segs = [(e.start // 160, e.end // 160) for e in events if isinstance(e, SpeechSegment)]
     assert segs == [(50, 230), (290, 440), (475, 675), (795, 1205)]
 
 
@@ -181,3 +187,23 @@ def test_mix_vote_below_its_own_edge_lets_the_pause_through() -> None:
     # Above the mix's edge: the mix still hears speech, so there is no pause.
     mix[100:140] = 0.4
     assert song_pause_cuts(mix) == []
+
+
+def test_foreground_valleys_cut_where_background_talk_keeps_silero_on() -> None:
+    """Under background talkers Silero says speech through the foreground speaker's
+    pauses; their level drops 15 dB. Those pauses are cut, at the same samples for any
+    slicing; with the valley off, none is."""
+    rng = np.random.default_rng(7)
+    pattern = [(True, 150), (False, 70), (True, 200), (False, 90), (True, 160)]
+    energy = np.concatenate([(-20 if speech else -35) + rng.normal(0, 3, n)
+                             for speech, n in pattern]).astype(np.float32)
+    probs = np.full(energy.shape, 0.99, np.float32)
+    events, _ = run(probs, energy, PARAMS, [37])
+    cuts = [e.sample // 160 for e in events if isinstance(e, CutDecision)
+            and e.kind is CutKind.PAUSE]
+    assert len(cuts) == 2 and 150 < cuts[0] < 220 and 420 < cuts[1] < 510
+    for split in ([1], [5, 64], [300]):
+        assert run(probs, energy, PARAMS, split)[0] == events
+    off = DetectorParams.build(CutPolicy(), DetectorConfig(foreground_valley_db=0), RATE)
+    assert not [e for e in run(probs, energy, off, [37])[0]
+                if isinstance(e, CutDecision) and e.kind is CutKind.PAUSE]

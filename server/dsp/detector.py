@@ -68,11 +68,18 @@ class DetectorParams:
     min_gap: int
     tolerance_db: float
     snap_radius: int  # client frames
+    # SPEECH mode's foreground-voice valleys (DetectorConfig.foreground_*); 0 = off
+    valley_db: float = 0.0
+    silent_db: float = 0.0
+    valley_window: int = 1  # hops
+    level_attack: float = 0.3
+    level_release: float = 0.005
 
     @classmethod
     def build(cls, policy: CutPolicy, det: DetectorConfig, client_rate_hz: int, *,
-              separated: bool = False) -> DetectorParams:
-        """``separated``: detection runs on a separator's vocal estimate (SONG mode)."""
+              separated: bool = False, song: bool = False) -> DetectorParams:
+        """``separated``: detection runs on a separator's vocal estimate; ``song``:
+        SONG mode (separated, or a vocal stem the client sends)."""
         def hops(ms: float) -> int:
             return round(ms * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES)
 
@@ -92,6 +99,14 @@ class DetectorParams:
             min_gap=hops(policy.min_gap_ms),
             tolerance_db=det.energy_tolerance_db,
             snap_radius=int(det.snap_ms * client_rate_hz / 1000),
+            # Not in SONG mode: a sung phrase's level dips between notes, and a vocal
+            # estimate's valleys are as much the separator's as the singer's; measured,
+            # it cut inside sung phrases (docs/QUALITY.md, the ablation).
+            valley_db=0.0 if song else det.foreground_valley_db,
+            silent_db=0.0 if song else det.foreground_silent_db,
+            valley_window=max(1, hops(det.foreground_window_ms)),
+            level_attack=det.foreground_attack,
+            level_release=det.foreground_release,
         )
 
     def to_client(self, hop: int) -> int:
@@ -165,6 +180,10 @@ class DetectorState:
     ring: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
     final_client: int = 0
     speech_level_db: float = SPEECH_LEVEL_UNKNOWN  # running energy of speech hops
+    voice_level_db: float = SPEECH_LEVEL_UNKNOWN  # the foreground voice's running level
+    # the last valley_window - 1 hops' powers (NaN before the stream's first hop)
+    recent_power: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, np.float64))
 
 
 class _Run:
@@ -189,6 +208,8 @@ class _Run:
         self.ring_start = s.ring_start
         self.ring = s.ring
         self.speech_level_db = s.speech_level_db
+        self.voice_level_db = s.voice_level_db
+        self.recent_power = s.recent_power
         self.at_end = False
         self.events: list[DetectorEvent] = []
 
@@ -334,12 +355,50 @@ class _Run:
             last_cut_client=self.last_cut_client, pending=self.pending,
             hist_start=self.hist_start, hist_e=self.hist_e, hist_p=self.hist_p,
             ring_start=self.ring_start, ring=self.ring, final_client=final_client,
-            speech_level_db=self.speech_level_db,
+            speech_level_db=self.speech_level_db, voice_level_db=self.voice_level_db,
+            recent_power=self.recent_power,
         )
 
+    def foreground(self, probs: np.ndarray, energy_db: np.ndarray) -> np.ndarray:
+        """SPEECH mode: speech probability capped where the level drops well below the
+        foreground voice's running level (DetectorConfig.foreground_*).
+
+        Each hop's level is the mean power of the last ``valley_window`` hops, every
+        window summed from the same values in the same order however the stream was
+        sliced, so streaming equals offline to the bit; the running level moves only
+        on hops Silero calls speech (or above it), so room tone cannot pull it down.
+        """
+        p = self.p
+        k = p.valley_window
+        prev = self.recent_power
+        if prev.shape[0] < k - 1:  # the stream's first block: no hops before it
+            prev = np.concatenate([np.full(k - 1 - prev.shape[0], np.nan), prev])
+        power = np.concatenate([prev, np.power(10.0, energy_db.astype(np.float64) / 10.0)])
+        windows = np.lib.stride_tricks.sliding_window_view(power, k)
+        with np.errstate(invalid="ignore"):
+            smooth = 10.0 * np.log10(np.nanmean(windows, axis=1) + 1e-12)
+        self.recent_power = power[power.shape[0] - (k - 1):] if k > 1 else power[:0]
+        out = probs.astype(np.float32)
+        level, span = self.voice_level_db, p.silent_db - p.valley_db
+        for i, (pv, es) in enumerate(zip(probs.tolist(), smooth.tolist(), strict=True)):
+            if level == SPEECH_LEVEL_UNKNOWN:
+                if pv >= p.threshold:
+                    level = es
+                continue
+            cap = min(1.0, max(0.0, (es - level + p.silent_db) / span))
+            if cap < pv:
+                out[i] = cap
+            if pv >= p.threshold or es > level:
+                level += (p.level_attack if es > level else p.level_release) * (es - level)
+        self.voice_level_db = level
+        return out
+
     def effective_probs(self, block: BlockInput) -> np.ndarray:
-        """Per-hop speech probability after the SONG-mode mix gate (see BlockInput)."""
+        """Per-hop speech probability after the SONG-mode mix gate (see BlockInput) or
+        SPEECH mode's foreground valleys."""
         if block.probs_mix is None:
+            if self.p.valley_db:
+                return self.foreground(block.probs, block.energy_db)
             return block.probs.astype(np.float32)
         out = np.empty(block.probs.shape[-1], np.float32)
         level = self.speech_level_db

@@ -9,7 +9,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 
-from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, AppConfig, StreamSpec
+from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, AppConfig, Mode, StreamSpec
 from seamcut.server.dsp.detector import CutDecision, DetectorParams, DetectorState, SpeechSegment
 from seamcut.server.dsp.pcm import decode
 from seamcut.server.dsp.reblock import GridBlock
@@ -112,7 +112,8 @@ class Session:
         self._loop = asyncio.get_running_loop()
         fmt = spec.format
         self._params = DetectorParams.build(spec.policy, cfg.detector, fmt.sample_rate_hz,
-                                            separated=spec.separator != "none")
+                                            separated=spec.separator != "none",
+                                            song=spec.mode is Mode.SONG)
         self._detector = DetectorState()
         info = engine.info
         self._front: Frontend
