@@ -207,3 +207,14 @@ def test_foreground_valleys_cut_where_background_talk_keeps_silero_on() -> None:
     off = DetectorParams.build(CutPolicy(), DetectorConfig(foreground_valley_db=0), RATE)
     assert not [e for e in run(probs, energy, off, [37])[0]
                 if isinstance(e, CutDecision) and e.kind is CutKind.PAUSE]
+
+
+def test_foreground_valleys_take_blocks_without_hops() -> None:
+    probs, energy = features(PATTERN)
+    audio = np.zeros(len(probs) * 160, np.float32)
+    state = DetectorState()
+    for lo, hi in ((0, 100), (100, 100), (100, len(probs))):
+        state, _ = detect_step(state, PARAMS, BlockInput(
+            start_hop=lo, probs=probs[lo:hi], energy_db=energy[lo:hi],
+            client_start=lo * 160, client=audio[lo * 160:hi * 160]))
+    assert state.next_hop == len(probs)

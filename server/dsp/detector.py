@@ -370,6 +370,8 @@ class _Run:
         """
         p = self.p
         k = p.valley_window
+        if not probs.shape[0]:  # a block with no whole hop (the last one can be)
+            return probs.astype(np.float32)
         prev = self.recent_power
         if prev.shape[0] < k - 1:  # the stream's first block: no hops before it
             prev = np.concatenate([np.full(k - 1 - prev.shape[0], np.nan), prev])
