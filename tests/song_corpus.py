@@ -157,6 +157,14 @@ _CACHE_PREFIX = "songs-"
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A phrase read by a real speaker: a sentence from :mod:`tests.recordings`, whose
+    whole extent counts as speech (a cut anywhere inside it is inside a word)."""
+
+    name: str
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Sung:
     """A sung phrase: sustained syllables, each one espeak-ng call at its own pitch.
@@ -264,7 +272,7 @@ class SongSpec:
     """
 
     name: str
-    phrases: tuple[str | Sung, ...]
+    phrases: tuple[str | Sung | Recorded, ...]
     pause_ms: tuple[int, ...]
     voice: str
     speed_wpm: int = 150
@@ -589,9 +597,15 @@ def render_midi(midi: bytes, *, sample_rate_hz: int, gain: float = FLUID_GAIN) -
 # --------------------------------------------------------------------------------------------
 
 
-def _render_phrase(phrase: str | Sung, spec: SongSpec) -> F64Array:
+def _render_phrase(phrase: str | Sung | Recorded, spec: SongSpec) -> F64Array:
     """Dry mono phrase at :data:`ESPEAK_RATE_HZ`, trimmed at both ends."""
     parts: list[FloatArray] = []
+    if isinstance(phrase, Recorded):
+        from tests.recordings import recording
+
+        audio64, rate64 = recording(phrase.name)
+        return np.asarray(soxr.resample(audio64, rate64, ESPEAK_RATE_HZ, quality="VHQ"),
+                          dtype=np.float64)
     if isinstance(phrase, str):
         audio, rate = synth_phrase(
             phrase, voice=spec.voice, speed_wpm=spec.speed_wpm, pitch=spec.pitch
@@ -698,7 +712,9 @@ def make_song(spec: SongSpec) -> SongClip:
     pauses_in: list[Interval] = []
     for k, phrase in enumerate(spec.phrases):
         audio = _render_phrase(phrase, spec)
-        speech_in.extend((cursor + s, cursor + e) for s, e in speech_intervals(audio, rate_in))
+        spans = (((0, audio.size),) if isinstance(phrase, Recorded)
+                 else speech_intervals(audio, rate_in))
+        speech_in.extend((cursor + s, cursor + e) for s, e in spans)
         phrases_in.append((cursor, cursor + audio.size))
         pieces.append(audio)
         cursor += audio.size

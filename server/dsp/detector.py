@@ -99,11 +99,14 @@ class DetectorParams:
             min_gap=hops(policy.min_gap_ms),
             tolerance_db=det.energy_tolerance_db,
             snap_radius=int(det.snap_ms * client_rate_hz / 1000),
-            # Not in SONG mode: a sung phrase's level dips between notes, and a vocal
-            # estimate's valleys are as much the separator's as the singer's; measured,
-            # it cut inside sung phrases (docs/QUALITY.md, the ablation).
-            valley_db=0.0 if song else det.foreground_valley_db,
-            silent_db=0.0 if song else det.foreground_silent_db,
+            # SPEECH: on the probability; SONG: on the separated vocal's claim alone,
+            # with the vocal_* depths (on the whole fused probability it cut inside
+            # sung phrases: a phrase's level dips between notes; docs/QUALITY.md). A
+            # client's clean stem is a dry voice in SONG mode: no cap.
+            valley_db=(det.vocal_valley_db if separated else 0.0) if song
+            else det.foreground_valley_db,
+            silent_db=(det.vocal_silent_db if separated else 0.0) if song
+            else det.foreground_silent_db,
             valley_window=max(1, hops(det.foreground_window_ms)),
             level_attack=det.foreground_attack,
             level_release=det.foreground_release,
@@ -359,9 +362,10 @@ class _Run:
             recent_power=self.recent_power,
         )
 
-    def foreground(self, probs: np.ndarray, energy_db: np.ndarray) -> np.ndarray:
-        """SPEECH mode: speech probability capped where the level drops well below the
-        foreground voice's running level (DetectorConfig.foreground_*).
+    def level_caps(self, probs: np.ndarray, energy_db: np.ndarray) -> np.ndarray:
+        """Per hop, the most speech a hop can be given its level: 1 near the voice's
+        running level, falling to 0 at ``silent_db`` below it (DetectorConfig's
+        ``foreground_*`` in SPEECH mode, ``vocal_*`` on SONG mode's vocal estimate).
 
         Each hop's level is the mean power of the last ``valley_window`` hops, every
         window summed from the same values in the same order however the stream was
@@ -370,8 +374,9 @@ class _Run:
         """
         p = self.p
         k = p.valley_window
+        caps = np.ones(probs.shape[0], np.float32)
         if not probs.shape[0]:  # a block with no whole hop (the last one can be)
-            return probs.astype(np.float32)
+            return caps
         prev = self.recent_power
         if prev.shape[0] < k - 1:  # the stream's first block: no hops before it
             prev = np.concatenate([np.full(k - 1 - prev.shape[0], np.nan), prev])
@@ -380,37 +385,41 @@ class _Run:
         with np.errstate(invalid="ignore"):
             smooth = 10.0 * np.log10(np.nanmean(windows, axis=1) + 1e-12)
         self.recent_power = power[power.shape[0] - (k - 1):] if k > 1 else power[:0]
-        out = probs.astype(np.float32)
         level, span = self.voice_level_db, p.silent_db - p.valley_db
         for i, (pv, es) in enumerate(zip(probs.tolist(), smooth.tolist(), strict=True)):
             if level == SPEECH_LEVEL_UNKNOWN:
                 if pv >= p.threshold:
                     level = es
                 continue
-            cap = min(1.0, max(0.0, (es - level + p.silent_db) / span))
-            if cap < pv:
-                out[i] = cap
+            caps[i] = min(1.0, max(0.0, (es - level + p.silent_db) / span))
             if pv >= p.threshold or es > level:
                 level += (p.level_attack if es > level else p.level_release) * (es - level)
         self.voice_level_db = level
-        return out
+        return caps
 
     def effective_probs(self, block: BlockInput) -> np.ndarray:
-        """Per-hop speech probability after the SONG-mode mix gate (see BlockInput) or
-        SPEECH mode's foreground valleys."""
+        """Per-hop speech probability after the level caps and, in SONG mode, the mix
+        gate (see BlockInput)."""
+        probs = block.probs.astype(np.float32)
+        if self.p.valley_db:
+            capped = np.minimum(probs, self.level_caps(block.probs, block.energy_db))
+        else:
+            capped = probs
         if block.probs_mix is None:
-            if self.p.valley_db:
-                return self.foreground(block.probs, block.energy_db)
-            return block.probs.astype(np.float32)
-        out = np.empty(block.probs.shape[-1], np.float32)
+            return capped
+        # SONG: the cap applies to the vocal estimate's own claim only. A separator's
+        # leak of the accompaniment (a centred chord, a pad) sounds like voice to
+        # Silero but sits below the singer's level; where the mix's Silero says voice,
+        # its vote still stands, so a sung note the estimate hollows out is kept.
+        out = np.empty(probs.shape[-1], np.float32)
         level = self.speech_level_db
-        for i, (pv, pm, e) in enumerate(zip(block.probs.tolist(), block.probs_mix.tolist(),
-                                            block.energy_db.tolist(), strict=True)):
+        for i, (pv, pc, pm, e) in enumerate(zip(probs.tolist(), capped.tolist(),
+                                                block.probs_mix.tolist(),
+                                                block.energy_db.tolist(), strict=True)):
             gate = level == SPEECH_LEVEL_UNKNOWN or e > level - MIX_GATE_DB
-            pe = max(pv, self.p.mix_vote(pm)) if gate else pv
+            out[i] = max(pc, self.p.mix_vote(pm)) if gate else pc
             if pv >= self.p.threshold:
                 level = e if level == SPEECH_LEVEL_UNKNOWN else level + LEVEL_ALPHA * (e - level)
-            out[i] = pe
         self.speech_level_db = level
         return out
 
