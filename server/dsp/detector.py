@@ -401,10 +401,9 @@ class _Run:
         """Per-hop speech probability after the level caps and, in SONG mode, the mix
         gate (see BlockInput)."""
         probs = block.probs.astype(np.float32)
+        capped: np.ndarray = probs
         if self.p.valley_db:
             capped = np.minimum(probs, self.level_caps(block.probs, block.energy_db))
-        else:
-            capped = probs
         if block.probs_mix is None:
             return capped
         # SONG: the cap applies to the vocal estimate's own claim only. A separator's
