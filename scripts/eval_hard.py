@@ -8,7 +8,10 @@ where the dry voice sounds / pauses >= 0.5 s holding a cut. Policy as the issue
 states it: min segment 0.5 s, max segment 15 s.
 
 Usage (from the repo root):
-    .venv/bin/python scripts/eval_hard.py [--json PATH]
+    .venv/bin/python scripts/eval_hard.py [--json PATH] [--no-caps]
+
+``--no-caps``: the detector without its level caps (detector.foreground_valley_db and
+vocal_valley_db 0), which is the detector as it was before 2026-12-02.
 """
 
 from __future__ import annotations
@@ -102,7 +105,11 @@ def evaluate(methods: dict[str, Any], todo: list[Clip]) -> dict[str, dict[str, l
 def main() -> None:
     from scripts.baselines import rms_slicer_cuts, silero_mix_cuts
 
-    cfg = load_config(env=POLICY)
+    env = dict(POLICY)
+    if "--no-caps" in sys.argv[1:]:  # the detector as it was before the level caps
+        env |= {"SEAMCUT_DETECTOR_FOREGROUND_VALLEY_DB": "0",
+                "SEAMCUT_DETECTOR_VOCAL_VALLEY_DB": "0"}
+    cfg = load_config(env=env)
     engine = InprocEngine(cfg)
     methods: dict[str, Any] = {
         "seamcut": lambda c: seamcut_cuts(cfg, engine, c, False),
@@ -125,7 +132,7 @@ def main() -> None:
     if "--json" in sys.argv[1:]:
         path = sys.argv[sys.argv.index("--json") + 1]
         Path(path).write_text(json.dumps({"date": time.strftime("%Y-%m-%d"),
-                                          "policy": POLICY, "table": table}, indent=1))
+                                          "env": env, "table": table}, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,21 +1,27 @@
 """Cut quality on the hard conditions (tests/hard_corpus.py): guards against regression.
 
-Each condition's bound is what seamcut measured on 2026-12-02 (docs/QUALITY.md, "Hard
-conditions"): at most that many cuts where the dry voice sounds, at least that many
-pauses >= 0.5 s cut. The issue's targets (0 cuts in words, recall >= 0.9, strictly
-better than Silero on the mix) are not met yet on every row; as the detector
-improves, these bounds are raised to what it then measures, never lowered.
+Each condition's bound is what seamcut measured on 2026-12-02 with the level caps
+(docs/QUALITY.md, "Hard conditions", "After"): at most that many cuts where the dry
+voice sounds, at least that many pauses >= 0.5 s cut. The issue's targets (0 cuts in
+words, recall >= 0.9, strictly better than Silero on the mix) are not met yet on
+every SONG row; as the detector improves, these bounds are raised to what it then
+measures, never lowered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 
+import numpy as np
 import pytest
-from seamcut.server.config import load_config
+from seamcut.server.config import AudioFormat, Encoding, Mode, load_config, stream_spec
 from seamcut.server.engine.client import InprocEngine
+from seamcut.server.events import Cut
+from seamcut.server.offline import analyze
 
 from scripts.eval_hard import POLICY, clips, score, seamcut_cuts
+from tests.helpers import encode, slice_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -55,12 +61,50 @@ def test_with_a_clean_stem_every_song_condition_is_perfect() -> None:
         asyncio.run(engine.close())
 
 
+@pytest.mark.xfail(strict=True, reason="open: SONG finds 2 of 3 pauses where SPEECH mode "
+                   "finds 3 on both recorded rows (docs/QUALITY.md); flip when it passes")
+def test_song_mode_is_never_worse_than_speech_mode_on_a_recorded_voice() -> None:
+    cfg = load_config(env=POLICY)
+    engine = InprocEngine(cfg)
+    try:
+        for clip in clips():
+            if clip.name.startswith("recorded"):
+                song = score(clip, seamcut_cuts(cfg, engine, clip, False))
+                speech = score(clip, seamcut_cuts(cfg, engine, clip, False, Mode.SPEECH))
+                assert song[0] <= speech[0] and song[1] >= speech[1], (clip.name, song, speech)
+    finally:
+        asyncio.run(engine.close())
+
+
+def test_the_foreground_cap_streams_exactly_as_offline() -> None:
+    """Under background talkers the cap decides the cuts; any slicing of the stream
+    gives the same samples as one message per 200 ms (and as 9 s messages)."""
+    cfg = load_config(env=POLICY)
+    engine = InprocEngine(cfg)
+    clip = next(c for c in clips() if c.name == "babble_m14")
+    spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE,
+                                               sample_rate_hz=clip.sample_rate_hz, channels=1),
+                       mode=Mode.SPEECH, policy_overrides={}, event_overrides={})
+    data = encode(clip.mix, Encoding.F32LE)
+    rng = random.Random(14)
+    try:
+        def cuts(sizes: list[int]) -> list[int]:
+            return [e.sample for e in analyze(cfg, spec, slice_bytes(data, 4, sizes), engine)
+                    if isinstance(e, Cut)]
+
+        reference = cuts([clip.sample_rate_hz // 5])
+        assert len(reference) >= 6  # 5 pauses and the END cut
+        assert cuts([9 * clip.sample_rate_hz]) == reference  # near the 10 s message limit
+        for _ in range(4):
+            assert cuts([rng.randint(1, 9000) for _ in range(7)]) == reference
+    finally:
+        asyncio.run(engine.close())
+
+
 @pytest.mark.unit
 def test_the_conditions_are_what_they_claim() -> None:
     """Loud rows span -14 .. +3 dB; the reverb tails ring into the pauses and differ
     between the channels; the accompaniment and the talkers never stop in a pause."""
-    import numpy as np
-
     from tests.hard_corpus import babble_clips, hard_songs
 
     songs = {c.name: c for c in hard_songs()}

@@ -1,0 +1,78 @@
+"""SONG throughput on the CPU with the detector's level caps on and off.
+
+The hard-conditions issue's budget: SONG throughput with the built-in separator stays
+at least 0.9 of what it was before the caps. The caps are a detector setting
+(``detector.vocal_valley_db``; 0 turns them off, which is exactly the previous
+detector), so one build measures both: the packaged song sample (44.1 kHz stereo),
+repeated to ``--seconds``, through the offline path (same engine, session and detector
+as a stream), alternating on / off ``--rounds`` times; throughput = audio seconds /
+wall seconds, the median per setting.
+
+Usage::
+
+    python -m seamcut.bench.song_caps [--seconds 60] [--rounds 3] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from seamcut.server.config import AudioFormat, Encoding, Mode, load_config, stream_spec
+from seamcut.server.engine.client import InprocEngine
+from seamcut.server.offline import analyze
+
+
+def _throughput(audio: np.ndarray, rate: int, caps: bool) -> float:
+    cfg = load_config(env={} if caps else {"SEAMCUT_DETECTOR_VOCAL_VALLEY_DB": "0"})
+    spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE, sample_rate_hz=rate,
+                                               channels=audio.shape[1]),
+                       mode=Mode.SONG, policy_overrides={}, event_overrides={})
+    data = audio.astype("<f4").tobytes()
+    step = rate // 5 * audio.shape[1] * 4  # 200 ms messages
+    chunks = [data[i:i + step] for i in range(0, len(data), step)]
+    engine = InprocEngine(cfg, separators=True)
+    analyze(cfg, spec, chunks[:10], engine)  # warm: models loaded, first calls done
+    t0 = time.perf_counter()
+    analyze(cfg, spec, chunks, engine)
+    return float(audio.shape[0] / rate / (time.perf_counter() - t0))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    with resources.as_file(resources.files("seamcut.samples") / "song_en.flac") as path:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    reps = int(np.ceil(args.seconds * rate / audio.shape[0]))
+    audio = np.tile(audio, (reps, 1))[: int(args.seconds * rate)]
+    runs: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(args.rounds):
+        for name in ("on", "off"):
+            runs[name].append(_throughput(audio, rate, name == "on"))
+    on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor() or
+        platform.machine(), "cpus": os.cpu_count(), "audio_s": args.seconds,
+        "audio_s_per_s": runs, "median_on": on, "median_off": off, "ratio": on / off,
+        "command": f"python -m seamcut.bench.song_caps --seconds {args.seconds:g} "
+                   f"--rounds {args.rounds}",
+    }
+    print(f"SONG, built-in separator, {args.seconds:g} s of audio: caps on {on:.2f} audio s/s, "
+          f"off {off:.2f} (medians of {args.rounds}); ratio {on / off:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
