@@ -289,6 +289,14 @@ class EngineConfig:
         return self.block_ms * ANALYSIS_RATE_HZ // 1000
 
 
+def _valley_in_range(valley_db: float, silent_db: float, name: str) -> None:
+    """A level cap's depths (0 = off), as DetectorConfig's ``<name>_valley_db`` and
+    ``<name>_silent_db``."""
+    if valley_db != 0:
+        _in_range(valley_db, 1, 40, f"detector.{name}_valley_db")
+        _in_range(silent_db, valley_db + 1, 60, f"detector.{name}_silent_db")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DetectorConfig:
     """Server-wide constants of the pause detector and cut refinement."""
@@ -307,12 +315,10 @@ class DetectorConfig:
     snap_ms: float = 8.0  # zero-crossing search radius on the original mix
     # SPEECH mode, the foreground voice under background talkers: Silero says "speech"
     # through the foreground speaker's pauses while others talk, but the level drops.
-    # A hop whose energy (mean power over ``foreground_window_ms``) is more than
+    # A hop whose energy (mean power over ``level_window_ms``) is more than
     # ``foreground_valley_db`` below the running level of the voice counts as less
     # speech, down to none at ``foreground_silent_db`` below (docs/QUALITY.md, "Hard
-    # conditions"). The level follows rises fast (``foreground_attack`` per hop) and
-    # falls slowly (``foreground_release``), so a pause does not drag it down.
-    # ``foreground_valley_db`` 0 = off.
+    # conditions"). ``foreground_valley_db`` 0 = off.
     foreground_valley_db: float = 6.0
     foreground_silent_db: float = 14.0
     # SONG mode: the same cap on the separated vocal's own speech claim (not on the
@@ -320,22 +326,18 @@ class DetectorConfig:
     # none at ``vocal_silent_db``; 0 = off.
     vocal_valley_db: float = 4.0
     vocal_silent_db: float = 12.0
-    foreground_window_ms: int = 80
-    foreground_attack: float = 0.3
-    foreground_release: float = 0.005
+    # Both caps' running level follows rises fast (``level_attack`` per hop) and falls
+    # slowly (``level_release``), so a pause does not drag it down.
+    level_window_ms: int = 80
+    level_attack: float = 0.3
+    level_release: float = 0.005
 
     def __post_init__(self) -> None:
-        if self.foreground_valley_db != 0:
-            _in_range(self.foreground_valley_db, 1, 40, "detector.foreground_valley_db")
-            _in_range(self.foreground_silent_db, self.foreground_valley_db + 1, 60,
-                      "detector.foreground_silent_db")
-        if self.vocal_valley_db != 0:
-            _in_range(self.vocal_valley_db, 1, 40, "detector.vocal_valley_db")
-            _in_range(self.vocal_silent_db, self.vocal_valley_db + 1, 60,
-                      "detector.vocal_silent_db")
-        _in_range(self.foreground_window_ms, 10, 500, "detector.foreground_window_ms")
-        _in_range(self.foreground_attack, 0.001, 1, "detector.foreground_attack")
-        _in_range(self.foreground_release, 0, 1, "detector.foreground_release")
+        _valley_in_range(self.foreground_valley_db, self.foreground_silent_db, "foreground")
+        _valley_in_range(self.vocal_valley_db, self.vocal_silent_db, "vocal")
+        _in_range(self.level_window_ms, 10, 500, "detector.level_window_ms")
+        _in_range(self.level_attack, 0.001, 1, "detector.level_attack")
+        _in_range(self.level_release, 0, 1, "detector.level_release")
         _in_range(self.neg_threshold_offset, 0, 0.5, "detector.neg_threshold_offset")
         _in_range(self.separated_neg_threshold_offset, 0, 0.5,
                   "detector.separated_neg_threshold_offset")

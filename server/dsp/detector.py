@@ -68,7 +68,8 @@ class DetectorParams:
     min_gap: int
     tolerance_db: float
     snap_radius: int  # client frames
-    # SPEECH mode's foreground-voice valleys (DetectorConfig.foreground_*); 0 = off
+    # the level caps (DetectorConfig.foreground_* in SPEECH mode, vocal_* on SONG
+    # mode's separated vocal, level_*); valley_db 0 = off
     valley_db: float = 0.0
     silent_db: float = 0.0
     valley_window: int = 1  # hops
@@ -107,9 +108,9 @@ class DetectorParams:
             else det.foreground_valley_db,
             silent_db=(det.vocal_silent_db if separated else 0.0) if song
             else det.foreground_silent_db,
-            valley_window=max(1, hops(det.foreground_window_ms)),
-            level_attack=det.foreground_attack,
-            level_release=det.foreground_release,
+            valley_window=max(1, hops(det.level_window_ms)),
+            level_attack=det.level_attack,
+            level_release=det.level_release,
         )
 
     def to_client(self, hop: int) -> int:
