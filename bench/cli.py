@@ -1,11 +1,14 @@
 """``seamcut bench``: the load generator's command line.
 
-Exit codes: 0 done; 1 no stream reached the server (nothing measured) or a worker
-failed; 2 usage, file or server start-up error; 3 ``--max-p99-ms`` given and a limit
-was crossed (see ``ramp`` for the limits); 130 interrupted.
+Exit codes (also in ``--help``): see :data:`EXIT_CODES`. When no stream got its Ready
+(connection refused, DNS, TLS handshake, token refused) nothing was measured: the
+bench prints one ``error:`` line naming the cause and writes no table, JSON, Markdown
+or plots. When some streams got Ready and others failed it reports as usual, with the
+failures counted (``errors``, ``streams.failed``).
 
-Imports the bench's modules; ``baseline`` (and with it ``seamcut.server``) only for
-``--compare``.
+Imports the SDK's ``security``, ``errors`` and ``explain`` (the flags and the error
+lines ``seamcut split`` uses) and the bench's modules; ``baseline`` (and with it
+``seamcut.server``) only for ``--compare``.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import grpc
 from seamcut.bench.config import (
     DEFAULT_CHUNK_MS,
     DEFAULT_DURATION_S,
@@ -33,7 +38,31 @@ from seamcut.bench.config import (
     RampSpec,
     TransportOptions,
 )
-from seamcut.client import AudioError
+from seamcut.client import explain, security
+from seamcut.client.errors import rpc_error
+
+if TYPE_CHECKING:
+    from seamcut.bench.recording import ErrorSample
+
+EXIT_CODES = """\
+exit codes (as `seamcut split`'s where they overlap):
+  0    the run finished and was reported (stream errors, if any, are counted in it)
+  1    no stream got Ready because the server refused every one (UNAUTHENTICATED: a
+       missing or wrong token; RESOURCE_EXHAUSTED, ...), or a worker process crashed
+  2    usage: a bad option, an unreadable file or PEM, --token with --token-file, or
+       --server spawn failed to start
+  3    --max-p99-ms given (fixed run) and a limit was crossed
+  4    no stream got Ready because no connection was made: nothing listens, the name
+       does not resolve, the TLS handshake failed
+  130  interrupted
+With 1 (refused) and 4 (no connection) the bench prints one "error:" line saying what
+failed and writes no table, JSON, Markdown or plots: nothing was measured.
+
+cut vs. look-ahead bound (ms): receive time of a CutPoint minus the send time of the
+chunk that completes frame cut + look-ahead, i.e. how long after the server's
+worst-case bound the cut arrived. Negative values are normal: a pause is decided as
+soon as speech resumes, before the bound (JSON key: cut_finalization_latency_ms).
+"""
 
 
 def _positive_float(text: str) -> float:
@@ -98,9 +127,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idle", action="store_true",
                    help="open --streams streams that send only their config and report the "
                         "server's RSS per stream (needs --server-pid or --server spawn)")
-    p.add_argument("--tls-ca", default=None, metavar="PEM",
-                   help="use TLS, trusting this CA certificate")
-    p.add_argument("--token", default=None, help="bearer token (authorization metadata)")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT",
                    help="write the full report as JSON ('-' for stdout)")
     p.add_argument("--markdown", dest="markdown_out", default=None, metavar="OUT",
@@ -108,16 +134,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", dest="plots_dir", default=None, metavar="DIR",
                    help="write PNG plots into DIR")
     p.add_argument("--quiet", action="store_true", help="no table, no live line")
+    security.add_arguments(p)  # the same flags as `seamcut split`
+    # Set here, not by the caller: `seamcut bench --help` is a subparser of seamcut's.
+    p.epilog = EXIT_CODES
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def transport_from_args(args: argparse.Namespace) -> TransportOptions:
+    """Where and how to connect. Raises ValueError for an unusable security flag (a
+    certificate without its key, an unreadable PEM or token file, a bad token), so the
+    run fails before it starts rather than in every stream."""
+    from seamcut.bench.load import SecureTransport
+
+    sec = security.client_kwargs(args)  # checks the flags, reads the files
+    security.channel_credentials(tls=sec["tls"], tls_ca=sec["tls_ca"], tls_cert=sec["tls_cert"],
+                                 tls_key=sec["tls_key"])
+    security.token_metadata(sec["token"])
+    # The paths, not the PEM text: the config goes into the JSON report (a private key
+    # must not) and to worker processes, which read the files themselves.
+    return SecureTransport(target=args.server, server_pid=args.server_pid,
+                           streams_per_connection=args.streams_per_connection,
+                           tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                           tls_key=args.tls_key, token=sec["token"])
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    """The run's config. Raises BenchConfigError naming the bad option."""
+    """The run's config. Raises BenchConfigError naming the bad option (ValueError for a
+    bad security flag)."""
     limits = Limits() if args.max_p99_ms is None else Limits(ack_p99_ms=args.max_p99_ms)
     return BenchConfig(
         files=tuple(args.files),
-        transport=TransportOptions(target=args.server, tls_ca=args.tls_ca, token=args.token,
-                                   server_pid=args.server_pid,
-                                   streams_per_connection=args.streams_per_connection),
+        transport=transport_from_args(args),
         streams=args.streams, realtime_factor=args.realtime, chunk_ms=args.chunk_ms,
         duration_s=args.duration, warmup_s=args.warmup, mode=args.mode,
         ramp=None if args.ramp is None else RampSpec.parse(args.ramp),
@@ -128,12 +175,34 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"seamcut bench: {message}", file=sys.stderr, flush=True)
+    print(message, file=sys.stderr, flush=True)
     return code
+
+
+def connect_error(first: ErrorSample | None, target: str) -> tuple[str, int]:
+    """The one line printed when no stream got Ready, and the exit code: from the first
+    stream's error, through the same table as ``seamcut split`` (``client.explain``):
+    4 when no connection was made (refused, DNS, TLS, timeout), 1 when the server
+    answered and refused the stream (a missing or wrong token, a full server)."""
+    if first is None:
+        return f"error: no stream reached {target} (no stream was opened)", explain.EXIT_STREAM
+    details = " ".join(first.details.split())  # one line, always
+    code = getattr(grpc.StatusCode, first.code, None)
+    if not isinstance(code, grpc.StatusCode):  # DRAIN_TIMEOUT, CLIENT_<Exception>
+        return (f"error: no stream got Ready from {target} ({first.code}): {details}",
+                explain.EXIT_STREAM)
+    # answered=False: no Ready came, so an UNAVAILABLE is a failed connection.
+    exc = rpc_error(code, details, answered=False)
+    return explain.error_line(exc, target=target), explain.exit_code(exc)
 
 
 def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     """Run ``seamcut bench`` with parsed ``args``; return the exit code."""
+    # grpc core logs a failed TLS handshake itself at INFO; the one error line says it.
+    # grpc reads this when it is first imported: worker processes (started below)
+    # obey it; this process only if it was set before the `seamcut` command imported
+    # grpc.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from seamcut.bench.localserver import LocalServer, ServerStartError
     from seamcut.bench.source import load_sources
 
@@ -154,8 +223,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
                 raise BenchConfigError(f"{out}: directory does not exist")
         if cfg.idle and cfg.transport.server_pid is None and cfg.transport.target != SPAWN:
             raise BenchConfigError("--idle needs --server-pid PID or --server spawn")
-    except (BenchConfigError, AudioError, OSError) as exc:
-        return _fail(str(exc), 2)
+    except (ValueError, OSError) as exc:  # BenchConfigError, AudioError, a security flag
+        return _fail(f"error: {exc}", 2)
     argv = list(argv) if argv is not None else list(sys.argv)
     spawned: LocalServer | None = None
     try:
@@ -168,7 +237,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
                 server_pid=cfg.transport.server_pid or spawned.pid))
         return _run(cfg, sources, args, argv)
     except ServerStartError as exc:
-        return _fail(str(exc), 2)
+        return _fail(f"error: {exc}", 2)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     finally:
@@ -190,29 +259,36 @@ def _run(cfg: BenchConfig, sources: Any, args: argparse.Namespace, argv: list[st
         assert cfg.transport.server_pid is not None
         group = ProcessGroup([cfg.transport.server_pid], children=True)
         idle = asyncio.run(measure_idle(cfg, sources, group))
+        if not idle.opened:
+            codes = ", ".join(f"{k} x{v}" for k, v in sorted(idle.errors_by_code.items()))
+            # Only counts by status survive here, not the details: UNAVAILABLE is taken
+            # as no connection, as connect_error() does for a measured run.
+            return _fail(f"error: no idle stream got Ready from {cfg.transport.target} "
+                         f"({codes or 'no stream opened'})",
+                         explain.EXIT_CONNECT if "UNAVAILABLE" in idle.errors_by_code
+                         else explain.EXIT_STREAM)
         report = build_idle_report(idle, cfg_json=cfg.to_json(), argv=argv, date=date,
                                    machine=machine, target=cfg.transport.target,
                                    software=software)
         if not args.quiet:
             print(render.terminal_table(report), flush=True)
-        return _write(report, args, 0 if idle.opened else 1)
+        return _write(report, args, 0)
     live = sys.stderr if cfg.live and sys.stderr.isatty() else None
     runner = Runner(cfg, sources, target=cfg.transport.target,
                     server_pid=cfg.transport.server_pid, live=live)
     try:
         result = asyncio.run(runner.run())
     except WorkerError as exc:
-        return _fail(str(exc), 1)
+        return _fail(f"error: {exc}", 1)
+    if result.server is None:
+        # Nothing was measured: a table of dashes, a report or plots would only look
+        # like figures.
+        return _fail(*connect_error(result.errors[0] if result.errors else None,
+                                    cfg.transport.target))
     compare = _compare(cfg, sources, result) if cfg.compare_inprocess else None
     report = build_report(result, argv=argv, date=date, machine=machine, software=software,
                           compare=compare)
-    code = 0
-    if result.server is None:
-        first = result.errors[0] if result.errors else None
-        code = _fail("no stream reached the server" + (
-            f": {first.code}: {first.details}" if first else ""), 1)
-    elif result.verdict is not None and not result.verdict.passed:
-        code = 3
+    code = 3 if result.verdict is not None and not result.verdict.passed else 0
     if not args.quiet:
         print(render.terminal_table(report), flush=True)
     return _write(report, args, code)
@@ -257,7 +333,7 @@ def _write(report: dict[str, Any], args: argparse.Namespace, code: int) -> int:
 
             write_plots(report, args.plots_dir)
     except OSError as exc:
-        return _fail(str(exc), 2)
+        return _fail(f"error: {exc}", 2)
     return code
 
 

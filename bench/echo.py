@@ -3,9 +3,11 @@
 ``python -m seamcut.bench.echo [--host H] [--port P]`` serves the same protocol on
 grpc.aio with the server's own transport options: ``Ready`` on the config, one
 ``Progress`` per ``AudioChunk`` (``last_seq`` = its seq), and at half-close an END
-cut and a ``Summary``. Point ``seamcut bench`` at it to measure what the gRPC
-transport alone costs on a machine, client included; what the real server cannot
-beat (docs/PERFORMANCE.md, "Where the time goes").
+cut at the end of the audio received (``sample`` = ``start_sample`` + frames,
+``seconds`` = that / the rate, as the real server reports it) and a ``Summary``.
+Point ``seamcut bench`` at it to measure what the gRPC transport alone costs on a
+machine, client included; what the real server cannot beat (docs/PERFORMANCE.md,
+"Where the time goes").
 """
 
 from __future__ import annotations
@@ -30,24 +32,30 @@ class EchoServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generated 
 
     async def StreamCuts(self, request_iterator: AsyncIterator[pb.ClientMessage],
                          context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ServerMessage]:
-        frame_bytes, rate, received = 2, 16000, 0
+        frame_bytes, rate, start, received, chunks = 2, 16000, 0, 0, 0
         async for msg in request_iterator:
             kind = msg.WhichOneof("msg")
             if kind == "config":
                 f = msg.config.format
                 rate = f.sample_rate_hz or rate
+                start = msg.config.start_sample
                 frame_bytes = (4 if f.encoding == pb.F32LE else 2) * max(1, f.channels)
                 yield pb.ServerMessage(ready=pb.Ready(
                     session_id="echo", config=msg.config, lookahead_ms=LOOKAHEAD_MS,
                     lookahead_samples=LOOKAHEAD_MS * rate // 1000, block_ms=320, device="none"))
             elif kind == "audio":
                 received += len(msg.audio.data) // frame_bytes
+                chunks += 1
                 yield pb.ServerMessage(progress=pb.Progress(
-                    samples_received=received, samples_processed=received,
-                    samples_final=received, last_seq=msg.audio.seq))
-        yield pb.ServerMessage(cut=pb.CutPoint(sample=received, kind=pb.END, score=1.0))
-        yield pb.ServerMessage(summary=pb.Summary(samples_received=received,
-                                                  samples_processed=received))
+                    samples_received=start + received, samples_processed=start + received,
+                    samples_final=start + received, last_seq=msg.audio.seq))
+        end = start + received
+        yield pb.ServerMessage(cut=pb.CutPoint(
+            sample=end, seconds=end / rate, kind=pb.END, score=1.0, pause_start_sample=end,
+            pause_end_sample=end))
+        yield pb.ServerMessage(summary=pb.Summary(
+            end_reason=pb.COMPLETED, samples_received=received, samples_processed=received,
+            chunks=chunks, cuts=1))
 
 
 async def serve(host: str, port: int) -> None:

@@ -8,31 +8,33 @@ report interval to collect the samples gathered since the previous report.
 A stream opens at its planned time, sends chunk ``k`` of its looped source (see
 ``source``) when due — ``origin + end_frame(k) / (rate · FACTOR)`` with
 ``--realtime FACTOR``, computed from the absolute schedule so sleeps never drift — or
-as fast as the server takes them when flooding, and half-closes at the stop time.
+as fast as the server takes them when flooding, and half-closes at the stop time,
+through the SDK's ``stream_cuts`` (audio in, events out), as an application would.
 Stream ``i`` opens ``frac(i · φ) · chunk`` after the scale time, so streams do not all
 send in the same instant. Every event is measured by a ``metrics.StreamMeter``.
 
-Imports grpc, the SDK (``seamcut.client``) and the bench's ``config``, ``metrics``,
+Imports the SDK (``seamcut.client``) and the bench's ``config``, ``metrics``,
 ``recording`` and ``source`` modules; never ``seamcut.server``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
-import grpc
 from seamcut.bench.config import DRAIN_LIMIT_S, BenchConfig, TransportOptions
 from seamcut.bench.metrics import CutKindCode, StreamMeter
 from seamcut.bench.recording import ErrorSample, Samples, StreamMark
 from seamcut.bench.source import GOLDEN, LoopedAudio, stream_offset
 from seamcut.client import (
     AsyncClient,
-    AsyncStream,
     CutEvent,
+    Event,
     ProgressEvent,
     ReadyEvent,
     SeamcutRpcError,
@@ -52,16 +54,29 @@ class WorkerReport:
     done: bool  # stopped and every stream has ended
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SecureTransport(TransportOptions):
+    """``TransportOptions`` with the rest of ``seamcut split``'s security flags (``--tls``
+    for the system's roots, ``--tls-cert``/``--tls-key`` for mTLS). A subclass so that it
+    travels inside ``BenchConfig`` to worker processes (pickled) like the base fields."""
+
+    tls: bool = False
+    tls_cert: str | None = None  # PEM file: client certificate for mTLS
+    tls_key: str | None = None  # PEM file: its private key
+
+
+def security_kwargs(transport: TransportOptions) -> dict[str, Any]:
+    """AsyncClient keyword arguments for ``transport``'s TLS, mTLS and token settings."""
+    extra = transport if isinstance(transport, SecureTransport) else SecureTransport()
+    return {"tls": extra.tls, "tls_ca": transport.tls_ca, "tls_cert": extra.tls_cert,
+            "tls_key": extra.tls_key, "token": transport.token}
+
+
 def make_client(transport: TransportOptions) -> AsyncClient:
-    """An SDK client for ``transport`` (TLS when a CA file is given, bearer token)."""
-    creds = None
-    if transport.tls_ca is not None:
-        with open(transport.tls_ca, "rb") as fh:
-            creds = grpc.ssl_channel_credentials(root_certificates=fh.read())
-    metadata = (("authorization", f"Bearer {transport.token}"),) if transport.token else ()
+    """An SDK client for ``transport`` (TLS, mTLS, bearer token: ``security_kwargs``)."""
     # A local subchannel pool: otherwise channels with equal arguments share one
     # connection, and --streams-per-connection would not hold.
-    return AsyncClient(transport.target, credentials=creds, metadata=metadata,
+    return AsyncClient(transport.target, **security_kwargs(transport),
                        options=(("grpc.use_local_subchannel_pool", 1),))
 
 
@@ -150,20 +165,11 @@ class LoadGenerator:
         s = self.samples
         s.marks.append(StreamMark(t=self._clock(), stream=index, what="open"))
         try:
-            async with asyncio.timeout(None) as deadline, client.stream(opts) as stream:
-                sender = asyncio.create_task(
-                    self._send(stream, meter, src, offset, start_at, deadline))
-                try:
-                    await self._receive(stream, meter, index, src.sample_rate_hz)
-                finally:
-                    if not sender.done():
-                        sender.cancel()
-                    await asyncio.wait({sender})
-                    # Retrieved even when the receiver failed first (it reports the same
-                    # status), so asyncio never logs an unretrieved task exception.
-                    send_exc = None if sender.cancelled() else sender.exception()
-                if send_exc is not None:
-                    raise send_exc
+            async with asyncio.timeout(None) as deadline, contextlib.aclosing(
+                    client.stream_cuts(
+                        opts, self._audio(meter, src, offset, start_at, deadline),
+                        finish_on_drain=False)) as events:
+                await self._receive(events, meter, index, src.sample_rate_hz)
         except TimeoutError:
             self._error(index, "DRAIN_TIMEOUT",
                         f"no end of stream {DRAIN_LIMIT_S} s after the half-close")
@@ -180,8 +186,11 @@ class LoadGenerator:
         self.samples.errors.append(
             ErrorSample(t=self._clock(), stream=index, code=code, details=details[:300]))
 
-    async def _send(self, stream: AsyncStream, meter: StreamMeter, src: LoopedAudio,
-                    offset: int, origin: float, deadline: asyncio.Timeout) -> None:
+    async def _audio(self, meter: StreamMeter, src: LoopedAudio, offset: int, origin: float,
+                     deadline: asyncio.Timeout) -> AsyncIterator[bytes]:
+        """The stream's chunks, paced (or flooding) until the run's end. The SDK asks
+        for the next chunk once the previous one is handed to the transport, so send
+        times are taken here, just before each chunk goes."""
         factor = self.cfg.realtime_factor
         rate_per_s = src.sample_rate_hz * (factor or 1.0)
         s, clock, cf = self.samples, self._clock, src.chunk_frames
@@ -200,17 +209,17 @@ class LoadGenerator:
             t = clock()
             s.add_sent(t, (t - due) * 1000)
             s.add_cuts(meter.sent(k, cf, t))
-            await stream.send(data)
+            yield data
             k += 1
         s.add_cuts(meter.end_of_audio())
-        await stream.close_send()
+        # The SDK half-closes as soon as this returns.
         la_s = (meter.lookahead_samples or 0) / src.sample_rate_hz
         deadline.reschedule(asyncio.get_running_loop().time() + la_s + DRAIN_LIMIT_S)
 
-    async def _receive(self, stream: AsyncStream, meter: StreamMeter, index: int,
+    async def _receive(self, events: AsyncIterator[Event], meter: StreamMeter, index: int,
                        rate: int) -> None:
         s, clock = self.samples, self._clock
-        async for ev in stream:
+        async for ev in events:
             t = clock()
             if isinstance(ev, ProgressEvent):
                 acks, delta = meter.progress(ev.last_seq, ev.samples_processed, t)

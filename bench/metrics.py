@@ -20,7 +20,8 @@ Definitions (per stream; a stream sends AudioChunks with seq 0, 1, 2, ...):
     after each processed block; a Progress never precedes the first accepted chunk, so
     ``last_seq = 0`` is unambiguous). ``t_recv`` is the clock when the SDK's event
     iteration yields the message.
-**Cut finalisation latency** of a CutPoint ``c``
+**Cut finalisation latency** of a CutPoint ``c`` (shown as "cut vs. look-ahead bound";
+JSON ``cut_finalization_latency_ms``: the name is a stable key)
     ``t_recv(c) − t_ref(c)``, where ``t_ref(c)`` is when frames
     ``[0, c.sample + lookahead_samples)`` had all been sent: ``t_send`` of the first
     chunk whose end frame is ``>= c.sample + lookahead_samples`` (``lookahead_samples``

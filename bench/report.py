@@ -4,14 +4,19 @@ Schema ``seamcut.bench/1``. Stable keys (dashboards and CI read them; never rena
 remove, only add):
 
 * ``summary``: ``streams``, ``errors`` (count), ``audio_seconds_per_second``,
-  ``lookahead_ms``, ``ack_latency_ms`` and ``cut_finalization_latency_ms`` — each of
+  ``lookahead_ms``, ``ack_latency_ms`` and ``cut_finalization_latency_ms`` (the cut's
+  arrival vs. the look-ahead bound: may be negative, see ``definitions``) — each of
   the last two an object with ``p50``, ``p90``, ``p99``, ``max`` (plus ``count``,
   ``min``, ``mean``). For a ramp the summary is the knee step's window.
 * ``schema``, ``date``, ``command`` (argv list), ``command_line``, ``config``,
   ``machine``, ``software`` (seamcut version, git commit), ``server``, ``window``,
   ``messages``, ``throughput``, ``cuts``, ``stages_ms``, ``batch_size``, ``errors``,
   ``streams``, ``resources``, ``ramp``, ``compare``, ``idle``, ``verdict``,
-  ``wall_seconds``, ``definitions``.
+  ``wall_seconds``, ``definitions``. ``streams``: ``opened``, ``failed`` (streams that
+ended with an error), ``connected`` (streams that got their Ready).
+
+A run in which no stream got Ready has no report: ``seamcut bench`` prints the reason
+and exits 1 (see ``cli``).
 
 Latencies are milliseconds, times in series are seconds from t0 (the first stream's
 scheduled start), CPU is percent of one core, RSS is MiB. A figure that was not
@@ -39,10 +44,11 @@ PERCENTILE_KEYS = ("p50", "p90", "p99", "max")
 DEFINITIONS = {
     "ack_latency_ms": "receive time of the first Progress with last_seq >= seq minus the "
                       "chunk's send time (just before send()), per AudioChunk",
-    "cut_finalization_latency_ms": "receive time of the CutPoint minus the send time of the "
-                                   "chunk completing frame cut.sample + lookahead_samples "
-                                   "(the final chunk's if the audio ended first); may be "
-                                   "negative",
+    "cut_finalization_latency_ms": "cut vs. look-ahead bound: receive time of the CutPoint "
+                                   "minus the send time of the chunk completing frame "
+                                   "cut.sample + lookahead_samples (the final chunk's if the "
+                                   "audio ended first); negative = the cut arrived before "
+                                   "the server's worst-case bound",
     "audio_seconds_per_second": "increase of Progress.samples_processed / sample rate, "
                                 "summed over streams, received in the window / window s",
     "send_lag_ms": "send time minus due time on the --realtime schedule",
@@ -142,7 +148,8 @@ def build_report(result: RunResult, *, argv: Sequence[str], date: str,
         "batch_size": w.batch_size.to_json(),
         "errors": {"count": len(result.errors), "by_code": dict(sorted(by_code.items())),
                    "first": [asdict(e) | {"t": round(e.t - t0, 3)} for e in result.errors[:10]]},
-        "streams": {"opened": result.streams_opened, "failed": len(result.errors)},
+        "streams": {"opened": result.streams_opened, "failed": len(result.errors),
+                    "connected": result.streams_connected},
         "resources": {
             "client": {"cpu_percent": distribution(client_cpu).to_json(),
                        "rss_mib_max": max((p.rss_mib for p in result.client_resources),

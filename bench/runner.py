@@ -5,6 +5,8 @@ A fixed run opens ``--streams`` streams at ``t0``, measures ``[t0 + warmup, t0 +
 ramp (see ``ramp``) adds streams at each step boundary and judges each step
 ``JUDGE_GRACE_S`` after it ended (late acks and cuts have arrived by then), stopping at
 the first failure. The parent merges every worker's samples into one ``Samples``.
+When every stream opened so far has ended and none got its Ready (no server, TLS or
+token refused) the run stops at once: waiting out the duration would measure nothing.
 
 Imports the bench's modules (never ``seamcut.server``).
 """
@@ -69,6 +71,7 @@ class RunResult:
     client_resources: tuple[ResourcePoint, ...]
     server_resources: tuple[ResourcePoint, ...] | None
     streams_opened: int
+    streams_connected: int  # streams that got their Ready
     errors: tuple[ErrorSample, ...]
     chunks_per_stream: dict[int, int]
     verdict: Verdict | None
@@ -106,6 +109,8 @@ class Runner:
         self._t0 = 0.0
         self._stop_at = math.inf
         self._n_workers = max(1, cfg.processes)
+        self._scheduled = 0  # streams asked of the workers so far
+        self._gave_up_at: float | None = None  # when unreachable() stopped the run
 
     async def run(self) -> RunResult:
         cfg = self.cfg
@@ -133,6 +138,7 @@ class Runner:
         cfg = self.cfg
         self._t0 = time.monotonic() + LEAD_S
         workers.scale(cfg.streams, self._t0)
+        self._scheduled = cfg.streams
         t_end = self._t0 + cfg.warmup_s + cfg.duration_s
         workers.stop(t_end)
         self._stop_at = t_end
@@ -146,6 +152,7 @@ class Runner:
         every = cfg.ramp.every_s
         self._t0 = t0 = time.monotonic() + LEAD_S
         workers.scale(counts[0], t0)
+        self._scheduled = counts[0]
         t_last = t0 + len(counts) * every
         workers.stop(t_last)
         self._stop_at = t_last
@@ -155,6 +162,7 @@ class Runner:
             nonlocal scaled, judged, stop_at
             if scaled < len(counts) and now >= t0 + scaled * every and self._all_passed():
                 workers.scale(counts[scaled], t0 + scaled * every)
+                self._scheduled = counts[scaled]
                 scaled += 1
             if judged < scaled and now >= t0 + (judged + 1) * every + JUDGE_GRACE_S:
                 step = self._judge_step(judged, counts[judged], now)
@@ -199,6 +207,11 @@ class Runner:
                 self._merge(rep, now)
             if on_tick is not None:
                 t_stop = on_tick(now)
+            if self._gave_up_at is None and now < t_stop and self.unreachable():
+                self._gave_up_at = now
+                workers.stop(now)
+            if self._gave_up_at is not None:  # the ramp's on_tick knows nothing of it
+                self._stop_at = t_stop = min(t_stop, self._gave_up_at)
             if now >= next_sample:
                 next_sample = now + SAMPLE_EVERY_S
                 rel = now - self._t0
@@ -213,6 +226,12 @@ class Runner:
             if now > t_stop + la / 1000 + DRAIN_LIMIT_S + EXTRA_DRAIN_S:
                 return  # a worker that never finishes: aclose() cancels what is left
             await asyncio.sleep(TICK_S)
+
+    def unreachable(self) -> bool:
+        """Every stream scheduled so far has opened and ended, and none got Ready."""
+        marks = self.rec.marks
+        return (self._scheduled > 0 and not any(m.what == "ready" for m in marks)
+                and sum(1 for m in marks if m.what == "end") >= self._scheduled)
 
     def _merge(self, rep: WorkerReport, now: float) -> None:
         self.rec.extend(rep.samples)
@@ -241,6 +260,7 @@ class Runner:
         cfg, rec = self.cfg, self.rec
         steps = tuple(self._steps)
         opened = sum(1 for m in rec.marks if m.what == "open")
+        connected = len({m.stream for m in rec.marks if m.what == "ready"})
         # The series covers the sending time; the drain after the half-close is bursty
         # (each stream's tail at once) and would read as a throughput spike.
         t_last = max((m.t for m in rec.marks if m.what == "end"), default=self._t0)
@@ -266,8 +286,8 @@ class Runner:
             series=tuple(series(rec, self._t0, t_last)), server=info,
             client_resources=tuple(client.points),
             server_resources=tuple(server.points) if server is not None else None,
-            streams_opened=opened, errors=tuple(rec.errors), chunks_per_stream=chunks,
-            verdict=verdict, wall_seconds=wall, t0=self._t0,
+            streams_opened=opened, streams_connected=connected, errors=tuple(rec.errors),
+            chunks_per_stream=chunks, verdict=verdict, wall_seconds=wall, t0=self._t0,
         )
 
 
@@ -282,4 +302,4 @@ def live_line(elapsed_s: float, st: WindowStats, errors: int) -> str:
     """The one-line progress display: the last ~2 s of figures."""
     return (f"[{elapsed_s:6.1f} s] streams {st.streams:4d} | {st.messages_per_second:7.0f} msg/s"
             f" | {st.audio_seconds_per_second:7.1f} audio-s/s | ack p99 {_ms(st.ack_ms.p99)} ms"
-            f" | cut p99 {_ms(st.cut_ms.p99)} ms | errors {errors}")
+            f" | cut vs bound p99 {_ms(st.cut_ms.p99)} ms | errors {errors}")

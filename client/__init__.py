@@ -1,38 +1,52 @@
 """seamcut.client: the Python SDK and the ``seamcut split`` command.
 
-Open a stream with a config, push audio (numpy arrays or bytes), iterate typed events::
+Audio in, typed events out, in one call (any iterable of numpy arrays or bytes)::
 
-    async with AsyncClient("localhost:50051") as client:
-        async with client.stream(StreamOptions(sample_rate_hz=16000)) as s:
-            await s.send(frames)
-            await s.close_send()
-            async for ev in s:
-                if isinstance(ev, CutEvent):
-                    print(ev.sample, ev.kind)
+    with Client("localhost:50051") as client:
+        for ev in client.stream_cuts(StreamOptions(sample_rate_hz=16000), blocks):
+            if isinstance(ev, CutEvent):
+                print(ev.sample, ev.kind)
 
-:class:`Client` is the blocking equivalent (the same code on a private event-loop
-thread). Modules: ``stream`` (options, events, errors, protobuf conversion), ``aio``,
-``sync``, ``audio`` (file I/O, wire encoding, lossless segment writing), ``security``
-(TLS, mTLS and token options), ``split`` and
-``table`` (the command). May import grpc, numpy, soundfile and ``seamcut.v1``; never
+:class:`AsyncClient` is the asyncio equivalent (``async for ev in
+client.stream_cuts(...)``); ``client.stream(options)`` gives a stream to ``send``,
+``flush`` and read by hand. Every exception is a :class:`ClientError` (see ``errors``).
+Modules: ``errors``, ``stream`` (options, events, protobuf conversion),
+``capabilities``, ``aio``, ``sync``, ``audio`` (file I/O, wire encoding, lossless
+segment writing), ``security`` (TLS, mTLS and token options), ``split`` and ``table``
+(the command). May import grpc, numpy, soundfile and ``seamcut.v1``; never
 ``seamcut.server`` except lazily in ``split --offline``.
 """
 
 from seamcut.client.aio import AsyncClient, AsyncStream
 from seamcut.client.audio import AudioInfo, decode, encode, probe, read_audio, write_segments
-from seamcut.client.stream import (
+from seamcut.client.capabilities import Capabilities, EngineInfo
+from seamcut.client.errors import (
     AudioError,
+    Cancelled,
     ClientError,
+    ConnectionFailed,
+    DeadlineExceeded,
+    InvalidConfig,
+    InvalidOptions,
+    SeamcutRpcError,
+    SeamcutStreamError,
+    ServerBusy,
+    ServerDraining,
+    ServerError,
+    StreamAborted,
+    StreamClosedError,
+    TlsError,
+    Unauthenticated,
+    UsageError,
+)
+from seamcut.client.stream import (
     CutEvent,
     Event,
     FlushedEvent,
     NoticeEvent,
     ProgressEvent,
     ReadyEvent,
-    SeamcutRpcError,
-    SeamcutStreamError,
     StageStats,
-    StreamClosedError,
     StreamOptions,
     SummaryEvent,
     TraceEvent,
@@ -46,22 +60,36 @@ __all__ = [
     "AsyncStream",
     "AudioError",
     "AudioInfo",
+    "Cancelled",
+    "Capabilities",
     "Client",
     "ClientError",
+    "ConnectionFailed",
     "CutEvent",
+    "DeadlineExceeded",
+    "EngineInfo",
     "Event",
     "FlushedEvent",
+    "InvalidConfig",
+    "InvalidOptions",
     "NoticeEvent",
     "ProgressEvent",
     "ReadyEvent",
     "SeamcutRpcError",
     "SeamcutStreamError",
+    "ServerBusy",
+    "ServerDraining",
+    "ServerError",
     "StageStats",
     "Stream",
+    "StreamAborted",
     "StreamClosedError",
     "StreamOptions",
     "SummaryEvent",
+    "TlsError",
     "TraceEvent",
+    "Unauthenticated",
+    "UsageError",
     "VadSegmentEvent",
     "decode",
     "encode",

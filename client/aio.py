@@ -17,21 +17,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
 import grpc
 from seamcut.client.audio import Audio, to_wire
+from seamcut.client.capabilities import Capabilities
+from seamcut.client.errors import (
+    ConnectionFailed,
+    DeadlineExceeded,
+    InvalidOptions,
+    SeamcutRpcError,
+    StreamClosedError,
+    UsageError,
+    rpc_error,
+    wrap_rpc_error,
+)
 from seamcut.client.security import PemSource, channel_credentials, token_metadata
 from seamcut.client.stream import (
     CORE_WRITE_ERROR,
     Event,
     FlushedEvent,
+    NoticeEvent,
     ReadyEvent,
-    SeamcutRpcError,
-    SeamcutStreamError,
-    StreamClosedError,
     StreamOptions,
     event_from_proto,
     status_now,
@@ -41,6 +50,7 @@ from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
 
 DEFAULT_TARGET = "localhost:50051"
+DRAINING_NOTICE = "draining"  # NoticeEvent.code of a server that is shutting down
 # Messages queued ahead of the transport: enough to keep the connection busy, small
 # enough that back-pressure reaches the caller within a few chunks.
 SEND_QUEUE_MESSAGES = 8
@@ -81,9 +91,9 @@ class AsyncClient:
     ) -> None:
         wants_tls = tls or tls_ca is not None or tls_cert is not None or tls_key is not None
         if credentials is not None and wants_tls:
-            raise ValueError("give credentials or the tls* options, not both")
+            raise InvalidOptions("give credentials or the tls* options, not both")
         if token is not None and any(k.lower() == "authorization" for k, _ in metadata):
-            raise ValueError("give token or an authorization entry in metadata, not both")
+            raise InvalidOptions("give token or an authorization entry in metadata, not both")
         self.target = target
         self.metadata: tuple[tuple[str, str | bytes], ...] = (
             *tuple(metadata), *token_metadata(token)
@@ -92,6 +102,7 @@ class AsyncClient:
             tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
         )
         self._options = tuple(options)
+        self.tls = self._credentials is not None
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.SeamcutStub | None = None
 
@@ -107,22 +118,81 @@ class AsyncClient:
             self._stub = pb_grpc.SeamcutStub(self._channel)
         return self._stub
 
-    async def get_capabilities(self, *, timeout: float | None = None) -> pb.Capabilities:
+    async def get_capabilities(self, *, timeout: float | None = None) -> Capabilities:
         """The server's encodings, rates, limits, modes, device and defaults.
 
-        ``timeout`` in seconds. Raises SeamcutRpcError on a non-OK status.
+        ``timeout`` in seconds. Raises a SeamcutRpcError subclass on a non-OK status
+        (ConnectionFailed, TlsError, Unauthenticated, ...).
         """
         try:
             caps: pb.Capabilities = await self._get_stub().GetCapabilities(
                 pb.GetCapabilitiesRequest(), metadata=self.metadata, timeout=timeout
             )
         except grpc.aio.AioRpcError as exc:
-            raise SeamcutRpcError.from_rpc_error(exc) from exc
-        return caps
+            raise wrap_rpc_error(exc, answered=False, tls=self.tls) from exc
+        return Capabilities.from_proto(caps)
 
-    def stream(self, config: StreamOptions) -> AsyncStream:
-        """A new stream; the call starts when it is entered (``async with``)."""
-        return AsyncStream(self, config)
+    def stream(self, config: StreamOptions, *, ready_timeout: float | None = None) -> AsyncStream:
+        """A new stream; the call starts when it is entered (``async with``).
+
+        ``ready_timeout``: seconds to wait for the server's Ready before giving up with
+        ConnectionFailed (no connection) or DeadlineExceeded (connected, no answer);
+        None waits as long as grpc does (its connection attempts take up to ~20 s).
+        """
+        return AsyncStream(self, config, ready_timeout=ready_timeout)
+
+    async def stream_cuts(
+        self, config: StreamOptions, audio: AsyncIterable[Audio] | Iterable[Audio], *,
+        ready_timeout: float | None = None, finish_on_drain: bool = True,
+    ) -> AsyncGenerator[Event, None]:
+        """Audio in, events out: send every block of ``audio`` and yield each event as it
+        arrives, Ready first and Summary last::
+
+            async for ev in client.stream_cuts(StreamOptions(sample_rate_hz=16000), blocks):
+                if isinstance(ev, CutEvent):
+                    print(ev.sample)
+
+        ``audio`` yields numpy arrays (``[frames, channels]``, or ``[frames]`` for mono;
+        float or int16) or bytes in the configured encoding, of any sizes; it is read
+        only as fast as the server takes the audio (back-pressure), and the end of it
+        half-closes the stream. A plain iterable is read on the event loop, so it must
+        not block: give a live source as an async iterable (or use the sync Client,
+        which reads plain iterables on a thread of their own).
+
+        ``finish_on_drain``: when the server announces it is shutting down (a NoticeEvent
+        "draining", yielded too), stop reading ``audio`` and half-close, so the cuts of
+        what was sent still arrive, up to an END cut at the last sample sent. Leaving
+        the loop early cancels the stream (use ``contextlib.aclosing`` to do it at once).
+
+        Raises what ``audio`` raised (the stream is cancelled), AudioError for a block
+        that does not fit the config, or the stream's SeamcutRpcError subclass.
+        """
+        async with self.stream(config, ready_timeout=ready_timeout) as s:
+            source_errors: list[BaseException] = []
+            sender = asyncio.create_task(_send_all(s, audio, source_errors),
+                                         name="seamcut-sender")
+            failure: SeamcutRpcError | None = None
+            try:
+                async for ev in s:
+                    if (finish_on_drain and isinstance(ev, NoticeEvent)
+                            and ev.code == DRAINING_NOTICE and not sender.done()):
+                        sender.cancel()
+                        await asyncio.wait({sender})
+                        await s.close_send()
+                    yield ev
+            except SeamcutRpcError as exc:
+                failure = exc
+            finally:
+                if not sender.done():
+                    sender.cancel()
+                await asyncio.wait({sender})
+                if not sender.cancelled():
+                    sender.exception()  # retrieved: it is in source_errors or is `failure`
+            # The audio's own failure caused the cancellation the reader then saw.
+            if source_errors:
+                raise source_errors[0]
+            if failure is not None:
+                raise failure
 
     async def close(self, grace: float | None = None) -> None:
         """Close the channel; calls still running are cancelled after ``grace`` seconds."""
@@ -151,13 +221,18 @@ class AsyncStream:
                 ...
 
     Iteration ends after the last event of a stream that closed OK and raises
-    SeamcutStreamError for one that ended with a non-OK status. Leaving the block
+    the stream's SeamcutRpcError for one that ended with a non-OK status. Leaving the block
     cancels the call if the server has not finished it.
     """
 
-    def __init__(self, client: AsyncClient, options: StreamOptions) -> None:
+    def __init__(self, client: AsyncClient, options: StreamOptions, *,
+                 ready_timeout: float | None = None) -> None:
+        if ready_timeout is not None and not ready_timeout > 0:
+            raise InvalidOptions(f"ready_timeout: must be > 0 seconds, got {ready_timeout}")
         self.options = options
         self._client = client
+        self._ready_timeout = ready_timeout
+        self._timed_out: SeamcutRpcError | None = None
         self._call: grpc.aio.StreamStreamCall | None = None
         self._reader: asyncio.Task[None] | None = None
         self._requests: asyncio.Queue[pb.ClientMessage | None] = asyncio.Queue(
@@ -169,8 +244,8 @@ class AsyncStream:
         self._ready: asyncio.Future[ReadyEvent] | None = None
         self._ready_event: ReadyEvent | None = None
         self._flushes: dict[int, asyncio.Future[FlushedEvent]] = {}
-        self._error: SeamcutStreamError | None = None
-        self._first_status: SeamcutStreamError | None = None
+        self._error: SeamcutRpcError | None = None
+        self._first_status: SeamcutRpcError | None = None
         self._send_closed = False
         self._seq = 0
         self._flush_id = 0
@@ -183,19 +258,42 @@ class AsyncStream:
 
     async def __aenter__(self) -> AsyncStream:
         if self._call is not None:
-            raise RuntimeError("a stream can be entered only once; open a new one")
+            raise UsageError("a stream can be entered only once; open a new one")
         self._ready = asyncio.get_running_loop().create_future()
         self._call = self._client._get_stub().StreamCuts(
             _Requests(self.options.to_proto(), self._requests), metadata=self._client.metadata
         )
         self._call.add_done_callback(self._on_call_done)
         self._reader = asyncio.create_task(self._read(), name="seamcut-stream-reader")
+        if self._ready_timeout is not None:
+            timer = asyncio.get_running_loop().call_later(self._ready_timeout, self._no_ready)
+            self._ready.add_done_callback(lambda _: timer.cancel())
         return self
 
     def _on_call_done(self, call: grpc.aio.Call) -> None:
         # Runs synchronously when the call first gets a status: keep it, as grpc may
         # overwrite it before any task looks (see _status_error).
-        self._first_status = status_now(call)
+        self._first_status = status_now(call, answered=self._ready_event is not None,
+                                        tls=self._client.tls)
+
+    def _no_ready(self) -> None:
+        if self._finished.is_set() or self._call is None:
+            return
+        wait = f"{self._ready_timeout:g} s"
+        target = self._client.target
+        channel = self._client._channel
+        connected = channel is not None and (
+            channel.get_state() == grpc.ChannelConnectivity.READY)
+        if connected:
+            self._timed_out = DeadlineExceeded(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"{target} accepted the connection but sent no Ready within {wait}", {})
+        else:
+            self._timed_out = ConnectionFailed(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no answer from {target} within {wait} (is the address right and the "
+                "server up? a TLS server and a plaintext client also look like this)", {})
+        self._call.cancel()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -218,9 +316,9 @@ class AsyncStream:
         return self._ready_event
 
     async def wait_ready(self) -> ReadyEvent:
-        """Wait for Ready. Raises SeamcutStreamError if the stream fails first."""
+        """Wait for Ready. Raises the stream's SeamcutRpcError if it fails first."""
         if self._ready is None:
-            raise RuntimeError("the stream is not open: use `async with client.stream(...)`")
+            raise UsageError("the stream is not open: use `async with client.stream(...)`")
         # shield: a cancelled waiter must not cancel the future other waiters share.
         return await asyncio.shield(self._ready)
 
@@ -239,7 +337,7 @@ class AsyncStream:
 
         Waits while the server applies back-pressure. Raises AudioError for a shape or
         size that does not fit the config, StreamClosedError after close_send(), and
-        SeamcutStreamError if the stream has already failed.
+        the stream's SeamcutRpcError if it has already failed.
         """
         data = to_wire(audio, self.options.encoding, self.options.channels)
         step = self._max_frames * self.options.frame_bytes
@@ -278,7 +376,7 @@ class AsyncStream:
 
     def _check_open(self) -> None:
         if self._call is None:
-            raise RuntimeError("the stream is not open: use `async with client.stream(...)`")
+            raise UsageError("the stream is not open: use `async with client.stream(...)`")
         if self._finished.is_set():
             raise self._error or StreamClosedError("the stream has ended")
         if self._send_closed:
@@ -323,11 +421,11 @@ class AsyncStream:
     async def next_event(self) -> Event | None:
         """The next event; None after the last one of a stream that ended OK.
 
-        Raises SeamcutStreamError (every time it is called) once a failed stream's
+        Raises the SeamcutRpcError (every time it is called) once a failed stream's
         events are used up.
         """
         if self._reader is None:
-            raise RuntimeError("the stream is not open: use `async with client.stream(...)`")
+            raise UsageError("the stream is not open: use `async with client.stream(...)`")
         ev = await self._events.get()
         if ev is None:
             self._events.put_nowait(None)  # stay at the end for later calls
@@ -337,7 +435,7 @@ class AsyncStream:
 
     async def _read(self) -> None:
         assert self._call is not None and self._ready is not None
-        error: SeamcutStreamError | None = None
+        error: SeamcutRpcError | None = None
         ended = False
         try:
             async for msg in self._call:
@@ -357,37 +455,37 @@ class AsyncStream:
             error = await self._status_error(exc)
             ended = True
         except Exception as exc:  # a client bug must reach the caller, not vanish in a task
-            error = SeamcutStreamError(
-                grpc.StatusCode.UNKNOWN, f"reading the stream failed: {exc!r}", {}
-            )
+            error = rpc_error(grpc.StatusCode.UNKNOWN, f"reading the stream failed: {exc!r}")
             error.__cause__ = exc
             ended = True
         finally:
             if not ended:  # cancelled, also while in a handler above
-                error = SeamcutStreamError(
-                    grpc.StatusCode.CANCELLED, "the stream was cancelled by the client", {}
-                )
+                error = rpc_error(grpc.StatusCode.CANCELLED,
+                                  "the stream was cancelled by the client")
+            if self._timed_out is not None and self._ready_event is None:
+                error = self._timed_out
             self._finish(error)
 
-    async def _status_error(self, exc: grpc.aio.AioRpcError) -> SeamcutStreamError:
+    async def _status_error(self, exc: grpc.aio.AioRpcError) -> SeamcutRpcError:
         """The stream's real status. grpc.aio reports INTERNAL "Internal error from Core"
         instead of the server's status when a write was in flight as the server ended the
         stream (grpc/grpc#36066): the server's status either came first (kept by
         _on_call_done) or replaces the INTERNAL a moment later."""
+        answered, tls = self._ready_event is not None, self._client.tls
         if (exc.code(), exc.details()) != CORE_WRITE_ERROR:
-            return SeamcutStreamError.from_rpc_error(exc)
+            return wrap_rpc_error(exc, answered=answered, tls=tls)
         first = self._first_status
         if first is not None and (first.code, first.details) != CORE_WRITE_ERROR:
             return first
         assert self._call is not None
         for _ in range(40):  # up to ~200 ms, only on this rare path
             await asyncio.sleep(0.005)
-            now = status_now(self._call)
+            now = status_now(self._call, answered=answered, tls=tls)
             if now is not None and (now.code, now.details) != CORE_WRITE_ERROR:
                 return now
-        return SeamcutStreamError.from_rpc_error(exc)
+        return wrap_rpc_error(exc, answered=answered, tls=tls)
 
-    def _finish(self, error: SeamcutStreamError | None) -> None:
+    def _finish(self, error: SeamcutRpcError | None) -> None:
         self._error = error
         self._finished.set()
         failure = error or StreamClosedError("the stream ended without an answer")
@@ -402,6 +500,27 @@ class AsyncStream:
                 fut.exception()
         self._flushes.clear()
         self._events.put_nowait(None)
+
+
+async def _send_all(stream: AsyncStream, audio: AsyncIterable[Audio] | Iterable[Audio],
+                    errors: list[BaseException]) -> None:
+    """stream_cuts' writing half: every block of ``audio``, then the half-close. A
+    failure of the source (or of encoding it) goes to ``errors`` before the stream is
+    cancelled, so the caller reports it rather than the cancellation it causes."""
+    try:
+        if isinstance(audio, AsyncIterable):
+            async for block in audio:
+                await stream.send(block)
+        else:
+            for block in audio:
+                await stream.send(block)
+        await stream.close_send()
+    except (SeamcutRpcError, StreamClosedError):
+        raise  # the stream has ended: the reader reports its status
+    except Exception as exc:
+        errors.append(exc)
+        await stream.aclose()  # the server would wait for audio that never comes
+        raise
 
 
 class _Requests:

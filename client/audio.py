@@ -14,6 +14,7 @@ Imports numpy, soundfile and the SDK's ``stream`` module (for AudioError) only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,18 +75,44 @@ class AudioInfo:
 
 
 def probe(path: str | Path) -> AudioInfo:
-    """Read a file's header. Raises AudioError if it is missing or not audio."""
+    """Read a file's header. Raises AudioError if it is missing, not audio, or a WAV
+    whose header promises more audio than the file holds (a truncated copy)."""
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise AudioError(f"{p}: is a directory; give an audio file (WAV or FLAC)")
+    if not p.exists():
         raise AudioError(f"{p}: no such file")
+    if not p.is_file():
+        raise AudioError(f"{p}: not a regular file; give an audio file (WAV or FLAC)")
     try:
         info = sf.info(str(p))
+    except sf.LibsndfileError as exc:
+        raise AudioError(f"{p}: not an audio file this client reads (WAV, FLAC, ...): "
+                         f"{exc.error_string}") from exc
     except (sf.SoundFileError, OSError) as exc:
         raise AudioError(f"{p}: cannot read audio ({exc})") from exc
+    short = _TRUNCATED.search(info.extra_info or "")
+    if short is not None:
+        raise AudioError(
+            f"{p}: truncated: its header promises {short.group(1)} bytes of audio but the "
+            f"file holds {short.group(2)}; the copy is incomplete"
+        )
     return AudioInfo(
         path=p, format=info.format, subtype=info.subtype, sample_rate_hz=info.samplerate,
         channels=info.channels, frames=info.frames,
     )
+
+
+# libsndfile notes a WAV/RIFF data chunk longer than the file in the header dump it
+# keeps (e.g. "data : 32000 (should be 15978)") and then reads what is there, silently.
+_TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _whole(data: npt.NDArray[np.generic], info: AudioInfo) -> npt.NDArray[np.generic]:
+    if len(data) != info.frames:
+        raise AudioError(f"{info.path}: truncated: the header says {info.frames} frames, "
+                         f"only {len(data)} could be read")
+    return data
 
 
 def read_native(path: str | Path) -> tuple[npt.NDArray[np.generic], AudioInfo]:
@@ -94,8 +121,9 @@ def read_native(path: str | Path) -> tuple[npt.NDArray[np.generic], AudioInfo]:
     try:
         data, _ = sf.read(str(info.path), dtype=info.native_dtype, always_2d=True)
     except (sf.SoundFileError, OSError) as exc:
-        raise AudioError(f"{info.path}: cannot read audio ({exc})") from exc
-    return np.asarray(data), info
+        raise AudioError(f"{info.path}: cannot read audio; the file may be damaged or "
+                         f"truncated ({exc})") from exc
+    return _whole(np.asarray(data), info), info
 
 
 def read_for_wire(path: str | Path) -> tuple[npt.NDArray[np.generic], AudioInfo]:
@@ -106,8 +134,9 @@ def read_for_wire(path: str | Path) -> tuple[npt.NDArray[np.generic], AudioInfo]
     try:
         data, _ = sf.read(str(info.path), dtype=dtype, always_2d=True)
     except (sf.SoundFileError, OSError) as exc:
-        raise AudioError(f"{info.path}: cannot read audio ({exc})") from exc
-    return np.asarray(data), info
+        raise AudioError(f"{info.path}: cannot read audio; the file may be damaged or "
+                         f"truncated ({exc})") from exc
+    return _whole(np.asarray(data), info), info
 
 
 def read_audio(path: str | Path) -> tuple[npt.NDArray[np.float32], int, str]:
@@ -120,7 +149,8 @@ def read_audio(path: str | Path) -> tuple[npt.NDArray[np.float32], int, str]:
     try:
         data, rate = sf.read(str(info.path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, OSError) as exc:
-        raise AudioError(f"{info.path}: cannot read audio ({exc})") from exc
+        raise AudioError(f"{info.path}: cannot read audio; the file may be damaged or "
+                         f"truncated ({exc})") from exc
     return np.asarray(data, dtype=np.float32), int(rate), info.subtype
 
 

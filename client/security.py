@@ -6,7 +6,7 @@ metadata rather than grpc call credentials, which grpc only sends over TLS: a to
 over plaintext is for loopback or a trusted network (e.g. behind a TLS-terminating
 proxy); use TLS anywhere else.
 
-Imports grpc only.
+Imports grpc and the SDK's ``errors``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from seamcut.client.errors import InvalidOptions
 
 PemSource = str | os.PathLike[str] | bytes  # a file path, or the PEM text itself as bytes
 
@@ -25,9 +26,13 @@ def _pem(source: PemSource, what: str) -> bytes:
     if isinstance(source, bytes):
         return source
     try:
-        return Path(source).read_bytes()
+        data = Path(source).read_bytes()
     except OSError as exc:
-        raise ValueError(f"{what}: cannot read {os.fspath(source)}: {exc.strerror}") from exc
+        raise InvalidOptions(f"{what}: cannot read {os.fspath(source)}: {exc.strerror}") from exc
+    if b"-----BEGIN" not in data:  # grpc would only fail later, in the handshake
+        raise InvalidOptions(f"{what}: {os.fspath(source)} is not a PEM file (no -----BEGIN "
+                             "line)")
+    return data
 
 
 def channel_credentials(
@@ -41,7 +46,7 @@ def channel_credentials(
     implies TLS; ``tls=True`` asks for TLS with the system's roots alone.
     """
     if (tls_cert is None) != (tls_key is None):
-        raise ValueError("tls_cert and tls_key go together (a client certificate and its key)")
+        raise InvalidOptions("tls_cert and tls_key go together (a client certificate and its key)")
     if not (tls or tls_ca is not None or tls_cert is not None):
         return None
     return grpc.ssl_channel_credentials(
@@ -57,7 +62,7 @@ def token_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
         return ()
     token = token.strip()
     if not token or any(c.isspace() for c in token):
-        raise ValueError("token: must be non-empty and contain no whitespace")
+        raise InvalidOptions("token: must be non-empty and contain no whitespace")
     return (("authorization", f"Bearer {token}"),)
 
 
@@ -66,11 +71,11 @@ def read_token_file(path: str) -> str:
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as exc:
-        raise ValueError(f"--token-file {path}: {exc.strerror}") from exc
+        raise InvalidOptions(f"--token-file {path}: {exc.strerror}") from exc
     for line in lines:
         if line.strip() and not line.lstrip().startswith("#"):
             return line.strip()
-    raise ValueError(f"--token-file {path}: holds no token")
+    raise InvalidOptions(f"--token-file {path}: holds no token")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,11 +96,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """AsyncClient/Client keyword arguments for the flags of :func:`add_arguments`
-    (ValueError for an unusable combination or an unreadable file)."""
+    (InvalidOptions, a ValueError, for an unusable combination or an unreadable file)."""
     token = args.token
     if getattr(args, "token_file", None):
         if token is not None:
-            raise ValueError("give --token or --token-file, not both")
+            raise InvalidOptions("give --token or --token-file, not both")
         token = read_token_file(args.token_file)
-    return {"tls": args.tls, "tls_ca": args.tls_ca, "tls_cert": args.tls_cert,
-            "tls_key": args.tls_key, "token": token}
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise InvalidOptions("--tls-cert and --tls-key go together (a client certificate "
+                             "and its private key)")
+    # Read here so that an unreadable file is reported by the flag that named it.
+    pems = {key: None if path is None else _pem(path, flag) for key, path, flag in (
+        ("tls_ca", args.tls_ca, "--tls-ca"), ("tls_cert", args.tls_cert, "--tls-cert"),
+        ("tls_key", args.tls_key, "--tls-key"))}
+    return {"tls": args.tls, **pems, "token": token}

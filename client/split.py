@@ -3,11 +3,12 @@
 Streams the file to a server (``--server``, default localhost:50051), optionally paced
 at real time, or analyses it in this process (``--offline``, needs the server's
 dependencies; imported lazily so the client works without them). Seconds on the
-command line, milliseconds in the protocol. Exit codes: 0 ok, 1 stream error (gRPC
-status printed), 2 usage or file error, 130 interrupted.
+command line, milliseconds in the protocol. Exit codes: see ``explain`` (0 ok, 1 the
+stream failed, 2 usage or file error, 3 the server drained before the end of the file,
+4 no usable connection, 130 interrupted); every failure is one line on stderr.
 
-Imports the SDK (``aio``, ``audio``, ``security``, ``stream``, ``table``); ``seamcut.server`` only
-inside :func:`analyze_offline`.
+Imports the SDK (``aio``, ``audio``, ``errors``, ``explain``, ``security``, ``stream``,
+``table``); ``seamcut.server`` only inside :func:`analyze_offline`.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-import grpc
 import numpy as np
 import numpy.typing as npt
-from seamcut.client import security
-from seamcut.client.aio import DEFAULT_TARGET, AsyncClient, AsyncStream
+from seamcut.client import explain, security
+from seamcut.client.aio import DEFAULT_TARGET, DRAINING_NOTICE, AsyncClient
 from seamcut.client.audio import AudioInfo, read_for_wire, write_segments
+from seamcut.client.errors import AudioError, ClientError, SeamcutRpcError, rpc_error
 from seamcut.client.sending import (
     FILE_CHUNK_MS,
     REALTIME_CHUNK_MS,
@@ -38,21 +39,22 @@ from seamcut.client.sending import (
     iter_chunks,
 )
 from seamcut.client.stream import (
-    AudioError,
     CutEvent,
     Event,
     NoticeEvent,
     ReadyEvent,
-    SeamcutRpcError,
     StreamOptions,
+    SummaryEvent,
     event_from_proto,
 )
 from seamcut.client.table import (
+    LATENCY_HELP,
     CutRow,
     SplitReport,
     build_report,
     format_ready,
     format_row,
+    no_pause_hint,
     report_json,
     summary_line,
     table_header,
@@ -60,6 +62,9 @@ from seamcut.client.table import (
 
 MAX_CHUNK_MS = 10_000  # the server's default limit on one AudioChunk
 REQUEST_ID = "seamcut-split"
+# Long enough for a loaded server to admit the stream, short enough that a listener
+# that never answers (or a TLS/plaintext mismatch) is reported instead of hanging.
+DEFAULT_TIMEOUT_S = 10.0
 
 
 # ---------------------------------------------------------------- arguments
@@ -85,17 +90,40 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _timeout(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+EPILOG = f"""\
+exit codes: 0 ok; 1 the server ended the stream with an error; 2 usage, option or
+file error; 3 the server drained before the whole file was sent (the cuts it sent are
+printed); 4 no usable connection (nothing listening, TLS failure, --timeout); 130
+interrupted.
+
+{LATENCY_HELP}"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``split`` arguments to ``parser`` (a subcommand parser or a fresh one)."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
     parser.add_argument("file", metavar="FILE", help="audio file to split (WAV or FLAC)")
-    parser.add_argument("--server", default=DEFAULT_TARGET, metavar="HOST:PORT",
-                        help=f"server address (default {DEFAULT_TARGET})")
+    parser.add_argument("--server", default=DEFAULT_TARGET, metavar="HOST[:PORT]",
+                        help=f"server address (default {DEFAULT_TARGET}; the port defaults "
+                             f"to {explain.DEFAULT_PORT})")
+    parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT_S, metavar="S",
+                        help="seconds to wait for the server to open the stream (default "
+                             f"{DEFAULT_TIMEOUT_S:g})")
     parser.add_argument("--chunk-ms", type=_chunk_ms, default=None, metavar="N",
                         help="audio per message, ms (default 100 with --realtime, else 1000: "
                              "fewer, larger messages are faster when sending a whole file)")
     parser.add_argument("--realtime", action="store_true",
                         help="pace sending at real time, as a live source would, and report "
-                             "each cut's finalisation latency")
+                             "when each cut became final against the look-ahead bound "
+                             "(see below)")
     parser.add_argument("--mode", choices=("speech", "song"), default=None,
                         help="speech (no separation) or song (default: the server's)")
     for flag, what in (
@@ -112,7 +140,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--separator", default="", metavar="NAME",
                         help="SONG mode: separator backend (default: the server's)")
     parser.add_argument("--json", dest="json_out", metavar="OUT", default=None,
-                        help="write the cut points as JSON to OUT ('-' for stdout)")
+                        help="write the cut points as JSON to OUT ('-' for stdout: then "
+                             "stdout has the JSON alone and the table goes to stderr)")
     parser.add_argument("--segments", dest="segments_dir", metavar="DIR", default=None,
                         help="write the segments as DIR/0000.wav ... (same container and "
                              "sample format as FILE; they concatenate to FILE exactly)")
@@ -150,24 +179,19 @@ def options_from_args(args: argparse.Namespace, info: AudioInfo,
 # ---------------------------------------------------------------- sending
 
 
-async def _send_all(
-    stream: AsyncStream, chunks: Iterator[tuple[int, bytes]], log: SendLog, *, realtime: bool
-) -> None:
+async def _paced(
+    chunks: Iterator[tuple[int, bytes]], log: SendLog, *, realtime: bool
+) -> AsyncIterator[bytes]:
+    """The file's chunks, at real time if asked; records when each one went out (the
+    generator resumes once the SDK has handed the previous chunk to the transport)."""
     log.t0 = time.monotonic()
-    try:
-        for end, data in chunks:
-            if realtime:
-                delay = log.due(end) - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await stream.send(data)
-            log.record(time.monotonic())
-        await stream.close_send()
-    except SeamcutRpcError:
-        raise  # the reader reports the same status
-    except Exception:
-        await stream.aclose()  # the server would wait for audio that never comes
-        raise
+    for end, data in chunks:
+        if realtime:
+            delay = log.due(end) - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        yield data
+        log.record(time.monotonic())
 
 
 # ---------------------------------------------------------------- output
@@ -198,57 +222,32 @@ class _Printer:
 
 async def stream_file(
     args: argparse.Namespace, frames: npt.NDArray[np.generic], info: AudioInfo,
-    opts: StreamOptions, printer: _Printer, connected: list[bool],
-    client_kwargs: dict[str, Any] | None = None,
+    opts: StreamOptions, printer: _Printer, client: AsyncClient,
 ) -> tuple[list[Event], dict[int, float]]:
     """Stream ``frames`` to the server; print cuts as they come. Returns the events
-    and each cut's finalisation latency in ms (real-time runs only), by cut index.
-    ``client_kwargs``: AsyncClient security options (TLS, token)."""
-    chunk_frames = chunk_frames_for(info.sample_rate_hz, args.chunk_ms,
-                                    frame_bytes(opts))
+    and, for real-time runs, each cut's finality against the look-ahead bound in ms
+    (by cut index; see LATENCY_HELP)."""
+    chunk_frames = chunk_frames_for(info.sample_rate_hz, args.chunk_ms, frame_bytes(opts))
     log = SendLog(chunk_ends(info.frames, chunk_frames), info.sample_rate_hz)
     events: list[Event] = []
     latencies: dict[int, float] = {}
     lookahead = 0
-    async with AsyncClient(args.server, **(client_kwargs or {})) as client, \
-            client.stream(opts) as stream:
-        sender = asyncio.create_task(_send_all(
-            stream, iter_chunks(frames, opts.encoding, chunk_frames), log,
-            realtime=args.realtime,
-        ))
-        error: SeamcutRpcError | None = None
-        send_error: BaseException | None = None
-        try:
-            async for ev in stream:
-                now = time.monotonic()
-                events.append(ev)
-                if isinstance(ev, ReadyEvent):
-                    connected[0] = True
-                    lookahead = ev.lookahead_samples
-                    printer.ready(ev, info, opts)
-                elif isinstance(ev, CutEvent):
-                    sent = log.sent_at(ev.sample - opts.start_sample + lookahead)
-                    if args.realtime and sent is not None:
-                        latencies[ev.index] = (now - sent) * 1000
-                    printer.cut(CutRow(cut=ev, latency_ms=latencies.get(ev.index)))
-                elif isinstance(ev, NoticeEvent):
-                    printer.notice(ev)
-        except SeamcutRpcError as exc:
-            error = exc
-        finally:
-            if not sender.done():
-                sender.cancel()
-            await asyncio.wait({sender})
-            if not sender.cancelled():
-                send_error = sender.exception()
-        # A sender failure of its own (not the stream's status) is the cause of the
-        # CANCELLED the reader then saw, so it is the error to report.
-        if send_error is not None and not isinstance(send_error, SeamcutRpcError):
-            raise send_error
-        if error is not None:
-            raise error
-        if send_error is not None:
-            raise send_error
+    audio = _paced(iter_chunks(frames, opts.encoding, chunk_frames), log,
+                   realtime=args.realtime)
+    async with client:
+        async for ev in client.stream_cuts(opts, audio, ready_timeout=args.timeout):
+            now = time.monotonic()
+            events.append(ev)
+            if isinstance(ev, ReadyEvent):
+                lookahead = ev.lookahead_samples
+                printer.ready(ev, info, opts)
+            elif isinstance(ev, CutEvent):
+                sent = log.sent_at(ev.sample - opts.start_sample + lookahead)
+                if args.realtime and sent is not None:
+                    latencies[ev.index] = (now - sent) * 1000
+                printer.cut(CutRow(cut=ev, latency_ms=latencies.get(ev.index)))
+            elif isinstance(ev, NoticeEvent):
+                printer.notice(ev)
     return events, latencies
 
 
@@ -274,7 +273,7 @@ def analyze_offline(frames: npt.NDArray[np.generic], info: AudioInfo, opts: Stre
         spec = convert.spec_from_proto(cfg, opts.to_proto())
         server_events = analyze(cfg, spec, chunks)
     except SeamcutError as exc:
-        raise SeamcutRpcError(status_for(exc), str(exc), {}) from exc
+        raise rpc_error(status_for(exc), str(exc)) from exc
     # Through the server's event -> message conversion too: offline events are exactly
     # what the wire would carry, with no second mapping to keep in step.
     converted = (event_from_proto(convert.event_to_proto(ev, spec)) for ev in server_events)
@@ -302,20 +301,6 @@ def with_vocal_stem(frames: npt.NDArray[np.generic], info: AudioInfo,
     return np.concatenate([as_float(frames), vocal], axis=1)
 
 
-def describe_error(exc: SeamcutRpcError, *, target: str, connected: bool) -> str:
-    """The one-line (or two-line) message printed for a failed stream."""
-    details = exc.details
-    if exc.code == grpc.StatusCode.UNAVAILABLE and not connected and (
-        "connect" in details.lower() or "dns" in details.lower()
-    ):
-        return (f"error: server unavailable at {target} (UNAVAILABLE) — is `seamcut serve` "
-                f"running?\n  {details}")
-    msg = f"error: {details} ({exc.code.name})"
-    if exc.retry_after_ms is not None:
-        msg += f"; retry after {exc.retry_after_ms} ms"
-    return msg
-
-
 def _fail(message: str, code: int) -> int:
     print(message, file=sys.stderr, flush=True)
     return code
@@ -329,28 +314,33 @@ def chunk_ms_of(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``seamcut split`` with parsed ``args``; return the exit code."""
+    """Run ``seamcut split`` with parsed ``args``; return the exit code (see ``explain``)."""
+    target = explain.with_default_port(args.server)
     try:
         frames, info = read_for_wire(args.file)
         stem = getattr(args, "vocal_stem", None)
         if stem is not None:
             frames = with_vocal_stem(frames, info, stem)
         opts = options_from_args(args, info, 1 if stem is not None else 0)
-        client_kwargs = security.client_kwargs(args)
+        # Built here, not in the event loop: bad TLS files and flags are usage errors.
+        client = None if args.offline else AsyncClient(target, **security.client_kwargs(args))
         if args.segments_dir is not None:
             Path(args.segments_dir).mkdir(parents=True, exist_ok=True)
         if args.json_out not in (None, "-") and not Path(args.json_out).parent.is_dir():
             raise AudioError(f"--json {args.json_out}: directory does not exist")
-    except (AudioError, OSError, ValueError) as exc:
-        return _fail(f"error: {exc}", 2)
+    except ClientError as exc:
+        return _fail(f"error: {exc}", explain.EXIT_USAGE)
+    except OSError as exc:
+        return _fail(f"error: {exc.filename or ''}: {exc.strerror or exc}", explain.EXIT_USAGE)
 
     args.chunk_ms = chunk_ms_of(args)
-    printer = _Printer(sys.stdout, quiet=args.quiet, realtime=args.realtime)
-    connected = [False]
+    # With --json - the JSON alone goes to stdout; the table moves to stderr.
+    out = sys.stderr if args.json_out == "-" else sys.stdout
+    printer = _Printer(out, quiet=args.quiet, realtime=args.realtime)
     latencies: dict[int, float] = {}
     t0 = time.monotonic()
     try:
-        if args.offline:
+        if client is None:
             events = analyze_offline(frames, info, opts, args.chunk_ms)
             for ev in events:
                 if isinstance(ev, ReadyEvent):
@@ -360,48 +350,73 @@ def run(args: argparse.Namespace) -> int:
                 elif isinstance(ev, NoticeEvent):
                     printer.notice(ev)
         else:
-            events, latencies = asyncio.run(
-                stream_file(args, frames, info, opts, printer, connected, client_kwargs)
-            )
+            events, latencies = asyncio.run(stream_file(args, frames, info, opts, printer,
+                                                        client))
     except SeamcutRpcError as exc:
-        return _fail(describe_error(exc, target=args.server, connected=connected[0]), 1)
-    except AudioError as exc:
-        return _fail(f"error: {exc}", 2)
+        return _fail(explain.error_line(exc, target=target, tls=client is not None and client.tls),
+                     explain.exit_code(exc))
+    except ClientError as exc:
+        return _fail(f"error: {exc}", explain.EXIT_USAGE)
     except ImportError as exc:
-        return _fail(f"error: --offline needs the server's dependencies ({exc})", 2)
+        return _fail(f"error: --offline needs the server's dependencies: pip install "
+                     f'"seamcut[server]" ({exc})', explain.EXIT_USAGE)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return _fail("interrupted", explain.EXIT_INTERRUPTED)
     report = build_report(
         events, file=str(args.file), sample_rate_hz=info.sample_rate_hz,
         channels=info.channels, frames=info.frames, wall_seconds=time.monotonic() - t0,
         mode=opts.mode or "", realtime=args.realtime, latencies_ms=latencies,
     )
     printer.line(summary_line(report))
-    return _write_outputs(args, report, info)
+    hint = no_pause_hint(events, sample_rate_hz=info.sample_rate_hz)
+    if hint is not None and not args.quiet:
+        print(hint, file=sys.stderr, flush=True)
+    code = _write_outputs(args, report, info, out)
+    incomplete = _drained_early(events, info.frames)
+    if code == explain.EXIT_OK and incomplete is not None:
+        return _fail(incomplete, explain.EXIT_INCOMPLETE)
+    return code
 
 
-def _write_outputs(args: argparse.Namespace, report: SplitReport, info: AudioInfo) -> int:
+def _drained_early(events: Sequence[Event], frames: int) -> str | None:
+    """Why the run is incomplete, if the server drained before the file was sent."""
+    drained = any(isinstance(ev, NoticeEvent) and ev.code == DRAINING_NOTICE for ev in events)
+    summary = next((ev for ev in events if isinstance(ev, SummaryEvent)), None)
+    received = summary.samples_received if summary is not None else 0
+    if not drained or received >= frames:
+        return None
+    return (f"incomplete: the server is shutting down and took {received} of {frames} "
+            "frames; the cuts up to there are above — run again against another replica "
+            "for the rest")
+
+
+def _write_outputs(args: argparse.Namespace, report: SplitReport, info: AudioInfo,
+                   out: TextIO) -> int:
     try:
         if args.json_out is not None:
             text = json.dumps(report_json(report), indent=2) + "\n"
             if args.json_out == "-":
                 sys.stdout.write(text)
+                sys.stdout.flush()
             else:
                 Path(args.json_out).write_text(text)
         if args.segments_dir is not None:
             paths = write_segments(info.path, [r.cut.sample for r in report.cuts],
                                    args.segments_dir)
             if not args.quiet:
-                print(f"wrote {len(paths)} segments to {args.segments_dir}", flush=True)
-    except (AudioError, OSError) as exc:
-        return _fail(f"error: {exc}", 2)
-    return 0
+                print(f"wrote {len(paths)} segments to {args.segments_dir}", file=out,
+                      flush=True)
+    except AudioError as exc:
+        return _fail(f"error: {exc}", explain.EXIT_USAGE)
+    except OSError as exc:
+        return _fail(f"error: {exc.filename or ''}: {exc.strerror or exc}", explain.EXIT_USAGE)
+    return explain.EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m seamcut.client.split FILE ...``."""
     parser = argparse.ArgumentParser(
-        prog="seamcut split", description="Find the cut points of an audio file."
+        prog="seamcut split", description="Find the cut points of an audio file.",
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))

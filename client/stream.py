@@ -1,26 +1,28 @@
-"""What a stream is, independent of how it is driven: options, typed events, errors.
+"""What a stream is, independent of how it is driven: options and typed events.
 
 Shared by the asyncio client (``aio``) and the sync client (``sync``). The only
 module of the SDK that converts protobuf messages into client types
 (:func:`event_from_proto`); imports protobuf stubs and grpc status codes, nothing
 of ``seamcut.server``.
 
-Exceptions::
-
-    ClientError                    base of everything the SDK raises on purpose
-    ├── AudioError (ValueError)    unreadable / unsupported audio, wrong shape or dtype
-    ├── StreamClosedError          send()/flush() after close_send() or after the stream ended
-    └── SeamcutRpcError            a call ended with a non-OK gRPC status
-        └── SeamcutStreamError     ... the StreamCuts call (raised from iteration)
+The exceptions live in ``errors`` and are re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 
 import grpc
+from seamcut.client.errors import (
+    AudioError,
+    ClientError,
+    InvalidOptions,
+    SeamcutRpcError,
+    SeamcutStreamError,
+    StreamClosedError,
+    rpc_error,
+)
 
 from seamcut.v1 import seamcut_pb2 as pb
 
@@ -28,6 +30,9 @@ EncodingName = Literal["pcm_s16le", "f32le"]
 ModeName = Literal["speech", "song"]
 CutKindName = Literal["pause", "forced", "end"]
 T = TypeVar("T")
+__all__ = [  # the errors, for callers that import them from here
+    "AudioError", "ClientError", "SeamcutRpcError", "SeamcutStreamError", "StreamClosedError",
+]
 
 ENCODINGS: dict[str, pb.Encoding] = {"pcm_s16le": pb.PCM_S16LE, "f32le": pb.F32LE}
 MODES: dict[str, pb.Mode] = {"speech": pb.SPEECH, "song": pb.SONG}
@@ -41,72 +46,13 @@ _POLICY_FIELDS = (
 _EVENT_FIELDS = ("vad_segments", "chunk_traces", "progress", "progress_interval_ms")
 
 
-# ---------------------------------------------------------------- errors
-
-
-class ClientError(Exception):
-    """Base class of the SDK's exceptions; ``str(exc)`` says what to do about it."""
-
-
-class AudioError(ClientError, ValueError):
-    """Audio that cannot be read, encoded or split as asked (the message says why)."""
-
-
-class StreamClosedError(ClientError):
-    """Audio or a flush was sent after close_send(), or after the stream had ended."""
-
-
-class SeamcutRpcError(ClientError):
-    """A call ended with a non-OK gRPC status.
-
-    ``trailing_metadata`` holds the server's machine-readable hints, e.g.
-    ``retry-after-ms`` (RESOURCE_EXHAUSTED) or ``last-accepted-seq`` (ABORTED).
-    """
-
-    def __init__(
-        self, code: grpc.StatusCode, details: str, trailing_metadata: Mapping[str, str | bytes]
-    ) -> None:
-        super().__init__(f"{code.name}: {details}")
-        self.code = code
-        self.details = details
-        self.trailing_metadata: dict[str, str | bytes] = dict(trailing_metadata)
-
-    @classmethod
-    def from_rpc_error(cls, exc: grpc.RpcError) -> Self:
-        """Wrap a grpc (or grpc.aio) error, keeping code, details and trailing metadata."""
-        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-        details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
-        trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
-        return cls(code, details, _metadata_dict(trailing or ()))
-
-    def _int_hint(self, key: str) -> int | None:
-        value = self.trailing_metadata.get(key)
-        try:
-            return int(value) if isinstance(value, str) else None
-        except ValueError:
-            return None
-
-    @property
-    def retry_after_ms(self) -> int | None:
-        """The server's suggested delay before retrying, milliseconds (if it sent one)."""
-        return self._int_hint("retry-after-ms")
-
-    @property
-    def last_accepted_seq(self) -> int | None:
-        """The last AudioChunk.seq the server accepted (ABORTED streams)."""
-        return self._int_hint("last-accepted-seq")
-
-
-class SeamcutStreamError(SeamcutRpcError):
-    """The StreamCuts call ended with a non-OK status (raised from event iteration)."""
-
-
 # grpc.aio can report a server's status as this when a client write was in flight as
 # the server ended the stream (grpc/grpc#36066); see AsyncStream._status_error.
 CORE_WRITE_ERROR = (grpc.StatusCode.INTERNAL, "Internal error from Core")
 
 
-def status_now(call: Any) -> SeamcutStreamError | None:
+def status_now(call: Any, *, answered: bool = True,
+               tls: bool | None = None) -> SeamcutRpcError | None:
     """The status of a *finished* grpc.aio call, read synchronously (e.g. in a done
     callback): its status coroutines return without suspending once the call is done.
     None if the call is still running or ended OK."""
@@ -123,16 +69,7 @@ def status_now(call: Any) -> SeamcutStreamError | None:
     code, details, trailing = values
     if code == grpc.StatusCode.OK:
         return None
-    return SeamcutStreamError(code, details, _metadata_dict(trailing or ()))
-
-
-def _metadata_dict(items: Iterable[Any]) -> dict[str, str | bytes]:
-    # grpc gives a tuple of pairs (sync) or a Metadata object that iterates as pairs
-    # (aio); repeated keys keep the last value.
-    out: dict[str, str | bytes] = {}
-    for key, value in items:
-        out[str(key)] = value
-    return out
+    return rpc_error(code, details, trailing or (), answered=answered, tls=tls)
 
 
 # ---------------------------------------------------------------- options
@@ -172,13 +109,14 @@ class StreamOptions:
     def __post_init__(self) -> None:
         # Only what the client itself relies on (encoding audio); ranges are the server's.
         if self.encoding not in ENCODINGS:
-            raise ValueError(
+            raise InvalidOptions(
                 f"encoding: must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}"
             )
         if self.mode is not None and self.mode not in MODES:
-            raise ValueError(f"mode: must be one of {', '.join(MODES)} or None, got {self.mode!r}")
+            raise InvalidOptions(
+                f"mode: must be one of {', '.join(MODES)} or None, got {self.mode!r}")
         if self.sample_rate_hz <= 0 or self.channels <= 0:
-            raise ValueError(
+            raise InvalidOptions(
                 f"sample_rate_hz and channels must be positive, got {self.sample_rate_hz} Hz, "
                 f"{self.channels} channel(s)"
             )
@@ -363,6 +301,10 @@ class SummaryEvent:
     engine_pid: int = 0
     device: str = ""
     instance_id: str = ""  # the server's transport worker, "host:pid"
+    # The longest silence between speech too short to be a pause (< min_pause_ms):
+    # ms and first frame; both 0 if none (or from a server that does not say).
+    longest_short_pause_ms: int = 0
+    longest_short_pause_sample: int = 0
 
 
 Event = (

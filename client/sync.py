@@ -14,18 +14,19 @@ Imports the SDK's ``aio``, ``audio``, ``security`` and ``stream`` modules.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
 from seamcut.client.aio import DEFAULT_TARGET, AsyncClient, AsyncStream, Metadata
 from seamcut.client.audio import Audio, to_wire
+from seamcut.client.capabilities import Capabilities
+from seamcut.client.errors import UsageError
 from seamcut.client.security import PemSource
 from seamcut.client.stream import Event, FlushedEvent, ReadyEvent, StreamOptions
-
-from seamcut.v1 import seamcut_pb2 as pb
 
 T = TypeVar("T")
 
@@ -50,10 +51,10 @@ class _LoopThread:
         """
         if threading.current_thread() is self._thread:
             coro.close()
-            raise RuntimeError("the sync client cannot be called from its own event loop")
+            raise UsageError("the sync client cannot be called from its own event loop")
         if self.loop.is_closed():
             coro.close()
-            raise RuntimeError("the client is closed")
+            raise UsageError("the client is closed")
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return fut.result(timeout)
@@ -111,14 +112,44 @@ class Client:
         )
         self._lt = _LoopThread()
 
-    def get_capabilities(self, *, timeout: float | None = None) -> pb.Capabilities:
+    def get_capabilities(self, *, timeout: float | None = None) -> Capabilities:
         """The server's capabilities; ``timeout`` in seconds. Raises SeamcutRpcError."""
-        caps: pb.Capabilities = self._lt.run(self._aclient.get_capabilities(timeout=timeout))
-        return caps
+        return self._lt.run(self._aclient.get_capabilities(timeout=timeout))
 
-    def stream(self, config: StreamOptions) -> Stream:
-        """A new stream; the call starts when it is entered (``with``)."""
-        return Stream(self, config)
+    def stream(self, config: StreamOptions, *, ready_timeout: float | None = None) -> Stream:
+        """A new stream; the call starts when it is entered (``with``). ``ready_timeout``
+        as in :meth:`AsyncClient.stream`."""
+        return Stream(self, config, ready_timeout=ready_timeout)
+
+    def stream_cuts(
+        self, config: StreamOptions, audio: Iterable[Audio], *,
+        ready_timeout: float | None = None, finish_on_drain: bool = True,
+    ) -> Iterator[Event]:
+        """Audio in, events out, blocking: the same as :meth:`AsyncClient.stream_cuts`,
+        but ``audio`` is read (and encoded) on a thread of its own, so it may block,
+        e.g. on a microphone; no second thread or polling is needed::
+
+            for ev in client.stream_cuts(StreamOptions(sample_rate_hz=16000), blocks):
+                if isinstance(ev, CutEvent):
+                    print(ev.sample)
+
+        Leaving the loop early cancels the stream.
+        """
+        encode = _encoder(config)
+        agen = self._aclient.stream_cuts(
+            config, _read_on_thread(audio, encode), ready_timeout=ready_timeout,
+            finish_on_drain=finish_on_drain,
+        )
+        try:
+            while True:
+                try:
+                    ev = self._lt.run(_anext(agen))
+                except StopAsyncIteration:
+                    return
+                yield ev
+        finally:
+            if not self._lt.loop.is_closed():
+                self._lt.run(agen.aclose())
 
     def close(self) -> None:
         """Close the channel (cancelling open streams) and stop the loop thread."""
@@ -143,15 +174,17 @@ class Stream:
     is raised and the stream stays usable.
     """
 
-    def __init__(self, client: Client, options: StreamOptions) -> None:
+    def __init__(self, client: Client, options: StreamOptions, *,
+                 ready_timeout: float | None = None) -> None:
         self.options = options
         self._client = client
+        self._ready_timeout = ready_timeout
         self._astream: AsyncStream | None = None
 
     @property
     def _a(self) -> AsyncStream:
         if self._astream is None:
-            raise RuntimeError("the stream is not open: use `with client.stream(...) as s`")
+            raise UsageError("the stream is not open: use `with client.stream(...) as s`")
         return self._astream
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -159,13 +192,14 @@ class Stream:
 
     def __enter__(self) -> Stream:
         if self._astream is not None:
-            raise RuntimeError("a stream can be entered only once; open a new one")
+            raise UsageError("a stream can be entered only once; open a new one")
         self._astream = self._run(self._open())
         return self
 
     async def _open(self) -> AsyncStream:
         # Built on the loop thread so its queues and futures belong to that loop.
-        return await self._client._aclient.stream(self.options).__aenter__()
+        astream = self._client._aclient.stream(self.options, ready_timeout=self._ready_timeout)
+        return await astream.__aenter__()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -187,7 +221,7 @@ class Stream:
         return done
 
     def wait_ready(self, timeout: float | None = None) -> ReadyEvent:
-        """Block until Ready. Raises SeamcutStreamError if the stream fails first."""
+        """Block until Ready. Raises the stream's SeamcutRpcError if the stream fails first."""
         return self._run(self._a.wait_ready(), timeout)
 
     def send(self, audio: Audio) -> None:
@@ -207,14 +241,78 @@ class Stream:
     def next_event(self, timeout: float | None = None) -> Event | None:
         """The next event; None after the last one of a stream that ended OK.
 
-        Raises SeamcutStreamError once a failed stream's events are used up.
+        Raises the stream's SeamcutRpcError once a failed stream's events are used up.
         """
         return self._run(self._a.next_event(), timeout)
 
     def events(self) -> Iterator[Event]:
-        """Iterate events until the stream ends (raises SeamcutStreamError on failure)."""
+        """Iterate events until the stream ends (raises the stream's SeamcutRpcError on failure)."""
         while (ev := self.next_event()) is not None:
             yield ev
 
     def __iter__(self) -> Iterator[Event]:
         return self.events()
+
+
+# ---------------------------------------------------------------- stream_cuts helpers
+
+_END = object()
+_PUT_POLL_S = 0.25  # how often a reader thread blocked on a full queue checks for the end
+
+
+async def _anext(agen: AsyncIterator[Event]) -> Event:
+    return await agen.__anext__()
+
+
+def _encoder(config: StreamOptions) -> Callable[[Audio], bytes]:
+    def encode(block: Audio) -> bytes:
+        return to_wire(block, config.encoding, config.channels)
+    return encode
+
+
+async def _read_on_thread(
+    items: Iterable[Audio], encode: Callable[[Audio], bytes]
+) -> AsyncIterator[bytes]:
+    """The blocks of ``items``, encoded, read on a daemon thread so that a blocking
+    source never stalls the event loop. A queue of two blocks carries the
+    back-pressure to the thread; ending early tells the thread to stop (it notices
+    when its source yields again)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue(2)
+    stop = threading.Event()
+
+    def put(item: tuple[Any, BaseException | None]) -> bool:
+        if loop.is_closed():
+            return False
+        fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        while not stop.is_set():
+            try:
+                fut.result(_PUT_POLL_S)
+                return True
+            except concurrent.futures.TimeoutError:
+                continue
+            except concurrent.futures.CancelledError:
+                return False  # the loop was stopped under it
+        fut.cancel()
+        return False
+
+    def pump() -> None:
+        try:
+            for block in items:
+                if stop.is_set() or not put((encode(block), None)):
+                    return
+            put((_END, None))
+        except BaseException as exc:  # the source's or the encoder's error, for the caller
+            put((None, exc))
+
+    threading.Thread(target=pump, name="seamcut-audio-source", daemon=True).start()
+    try:
+        while True:
+            data, exc = await queue.get()
+            if exc is not None:
+                raise exc
+            if data is _END:
+                return
+            yield data
+    finally:
+        stop.set()

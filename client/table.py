@@ -10,13 +10,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from seamcut.client.stream import CutEvent, Event, ReadyEvent
+from seamcut.client.stream import CutEvent, Event, ReadyEvent, SummaryEvent
+
+LATENCY_HELP = """\
+the "vs bound" column (--realtime; "final_vs_bound_ms" in --json): when a cut became
+final, against the server's promise. The server promises every cut at or before
+sample S once the audio up to S + look-ahead has arrived; the column is the wall time
+from sending that audio to receiving the cut, in ms. Negative is normal and good: the
+cut was final before the worst case (a pause ends a phrase early). Positive is the
+time the network and the server took beyond the bound."""
+MIN_PAUSE_FLOOR_S = 0.1  # the server's lowest policy.min_pause_ms
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CutRow:
-    """A cut and, when streaming at real time, its finalisation latency in ms: wall time
-    from sending the audio up to ``sample + lookahead`` to receiving the cut."""
+    """A cut and, when streaming at real time, when it became final against the
+    look-ahead bound, ms (see LATENCY_HELP; negative = before the bound)."""
 
     cut: CutEvent
     latency_ms: float | None = None
@@ -64,11 +73,11 @@ def format_ready(ready: ReadyEvent, *, file: str, sample_rate_hz: int, channels:
 
 def table_header(*, realtime: bool) -> str:
     head = f"{'#':>5}  {'time':<12}  {'sample':>12}  {'kind':<6}  {'score':>5}"
-    return head + (f"  {'latency':>10}" if realtime else "")
+    return head + (f"  {'vs bound':>10}" if realtime else "")
 
 
 def format_row(row: CutRow, *, realtime: bool) -> str:
-    """One table line: index, hh:mm:ss.mmm, sample, kind, score[, latency]."""
+    """One table line: index, hh:mm:ss.mmm, sample, kind, score[, vs bound]."""
     c = row.cut
     line = (
         f"{c.index:>5}  {format_time(c.seconds):<12}  {c.sample:>12}  {c.kind:<6}  "
@@ -93,7 +102,7 @@ def summary_line(report: SplitReport) -> str:
 
 def report_json(report: SplitReport) -> dict[str, Any]:
     """The ``--json`` document. ``cuts`` includes the END cut; per-cut
-    ``finalization_latency_ms`` only for real-time runs."""
+    ``final_vs_bound_ms`` only for real-time runs (explained in ``notes``)."""
     cuts: list[dict[str, Any]] = []
     for row in report.cuts:
         item: dict[str, Any] = {
@@ -103,7 +112,7 @@ def report_json(report: SplitReport) -> dict[str, Any]:
             "score": round(row.cut.score, 6),
         }
         if report.realtime:
-            item["finalization_latency_ms"] = (
+            item["final_vs_bound_ms"] = (
                 None if row.latency_ms is None else round(row.latency_ms, 3)
             )
         cuts.append(item)
@@ -116,6 +125,8 @@ def report_json(report: SplitReport) -> dict[str, Any]:
         "session_id": report.session_id,
         "lookahead_ms": report.lookahead_ms,
         "cuts": cuts,
+        **({"notes": {"final_vs_bound_ms": " ".join(LATENCY_HELP.split())}}
+           if report.realtime else {}),
     }
 
 
@@ -151,3 +162,35 @@ def build_report(
         lookahead_ms=ready.lookahead_ms if ready else 0, cuts=tuple(rows),
         wall_seconds=wall_seconds, realtime=realtime,
     )
+
+
+def no_pause_hint(events: Iterable[Event], *, sample_rate_hz: int) -> str | None:
+    """Why a stream got no pause cut, and the ``--min-pause`` that would cut one.
+
+    From the Summary's longest too-short silence (the one a lower ``min_pause`` cuts
+    first). None if a pause was cut, or the server did not say.
+    """
+    ready: ReadyEvent | None = None
+    summary: SummaryEvent | None = None
+    for ev in events:
+        if isinstance(ev, CutEvent) and ev.kind == "pause":
+            return None
+        if isinstance(ev, ReadyEvent):
+            ready = ev
+        elif isinstance(ev, SummaryEvent):
+            summary = ev
+    if summary is None or ready is None or ready.config is None:
+        return None
+    min_pause = ready.config.min_pause_ms
+    if summary.longest_short_pause_ms <= 0:
+        return "hint: no pause was cut: the server heard no silence between speech at all"
+    seconds = summary.longest_short_pause_ms / 1000
+    where = format_time(summary.longest_short_pause_sample / sample_rate_hz)
+    head = f"hint: no pause was cut: the longest silence between speech is {seconds:.2f} s " \
+           f"(at {where})"
+    # Round down to 10 ms, so the suggestion is at most the silence itself.
+    suggest = int(seconds * 100) / 100
+    if suggest < MIN_PAUSE_FLOOR_S:
+        return f"{head}, shorter than any --min-pause allows ({MIN_PAUSE_FLOOR_S:g} s)"
+    now = f" than --min-pause {min_pause / 1000:g} s" if min_pause else ""
+    return f"{head}, shorter{now}; --min-pause {suggest:g} would cut it"

@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def generate(out_root: Path) -> None:
     """Write seamcut/v1/*_pb2*.py(i) under out_root."""
     proto_dir = ROOT / "protos"
-    protos = sorted(str(p.relative_to(proto_dir)) for p in proto_dir.rglob("*.proto"))
+    # Only seamcut's own protos: protos/grpc/ holds the standard health proto for
+    # other languages, whose Python stubs come with grpcio-health-checking.
+    protos = sorted(str(p.relative_to(proto_dir))
+                    for p in (proto_dir / "seamcut").rglob("*.proto"))
     include = Path(protoc.__file__).parent / "_proto"
     (out_root / "seamcut" / "v1").mkdir(parents=True, exist_ok=True)
     args = [

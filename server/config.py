@@ -40,11 +40,20 @@ def _check(cond: bool, where: str, what: str) -> None:
         raise ConfigError(f"{where}: {what}")
 
 
+def _number(value: object) -> str:
+    """``value`` as the user wrote it: a proto float32 field arrives as the nearest
+    double (0.02 -> 0.019999999552965164), so floats show float32's 7 significant
+    digits (%g), and anything else its repr."""
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.7g}"
+    return repr(value)
+
+
 def _in_range(value: float, lo: float, hi: float, name: str) -> None:
     _check(
         isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi,
         name,
-        f"must be in [{lo}, {hi}], got {value!r}",
+        f"must be in [{_number(lo)}, {_number(hi)}], got {_number(value)}",
     )
 
 
@@ -64,7 +73,9 @@ class Mode(Enum):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ServerConfig:
-    host: str = "0.0.0.0"
+    # Loopback: the defaults are plaintext without auth, fine only where no one else
+    # can connect. Listening wider without TLS or a token logs a warning (main.py).
+    host: str = "127.0.0.1"
     port: int = 50051
     max_message_bytes: int = 1 << 20  # transport limit (grpc.max_receive_message_length)
     max_chunk_ms: int = 10_000  # application limit on one AudioChunk's duration

@@ -114,6 +114,10 @@ class Summary:
     engine_id: str  # the engine that served the stream last ("inline" in process)
     engine_pid: int
     device: str
+    # The longest silence between speech too short to be a pause (< min_pause): its
+    # length in ms and first frame (both 0 if none). Why a stream got no pause cut.
+    longest_short_pause_ms: int = 0
+    longest_short_pause_sample: int = 0
 
 
 Event = Ready | Cut | VadSegment | ChunkTrace | Progress | Flushed | Notice | Summary

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
 
-from seamcut.server.config import load_config
+from seamcut.server.config import AppConfig, load_config
 from seamcut.server.errors import ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", help="bind address (default 0.0.0.0; env SEAMCUT_SERVER_HOST)")
+    p.add_argument("--host", help="bind address (default 127.0.0.1, loopback only; 0.0.0.0 "
+                   "for every interface, then add TLS and a token; env SEAMCUT_SERVER_HOST)")
     p.add_argument("--port", type=int, help="port (default 50051; 0 = any free port)")
     p.add_argument("--config", metavar="FILE", help="TOML file with [server], [engine], ...")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
@@ -33,6 +35,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="accepted bearer tokens, one per line: require 'authorization: "
                         "Bearer <token>' on every call but health checks")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server to this machine (127.0.0.0/8, ::1,
+    localhost). Other names are taken as exposed: what they resolve to can change."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # "" (every interface), 0.0.0.0, ::, or a host name
+
+
+def exposure_warning(cfg: AppConfig) -> str | None:
+    """The start-up warning for a server anyone on the network can use, or None."""
+    sec = cfg.security
+    if is_loopback(cfg.server.host) or sec.tls or sec.auth:
+        return None
+    return (f"seamcut is listening on {cfg.server.host or '*'} (beyond loopback) in "
+            "plaintext without authentication: anyone who can reach it can stream audio "
+            "and read the results; serve TLS (--tls-cert/--tls-key) and require a token "
+            "(--token-file), or bind --host 127.0.0.1")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"seamcut serve: configuration error: {exc}", file=sys.stderr)
         return 2
+    # Once per server: the supervisor warns, its workers (given a slot file) do not.
+    warning = None if cfg.server.stream_slots_path else exposure_warning(cfg)
+    if warning is not None:
+        log.warning("%s", warning)
     if cfg.server.workers > 1 or cfg.server.process_engines:
         from seamcut.server.transport.workers import Supervisor
 

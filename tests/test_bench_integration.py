@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ import pytest
 from seamcut.bench.cli import main as bench
 
 from seamcut.v1 import seamcut_pb2 as pb
-from tests.helpers import ServerThread, audio_msgs, config_msg, run_stream
+from tests.helpers import ServerThread, audio_msgs, config_msg, run_stream, serving
 
 pytestmark = pytest.mark.integration
+TOKEN = "bench-t0ken-5e1f"
 
 
 def _run(tmp_path: Path, *argv: str, expect: int = 0) -> dict[str, Any]:
@@ -53,7 +55,7 @@ def test_four_paced_streams_report(server: ServerThread, tmp_path: Path) -> None
     assert 3.0 <= s["audio_seconds_per_second"] <= 4.5
     assert rep["messages"]["send_lag_ms"]["count"] == ack["count"]
     assert rep["stages_ms"]["vad"]["count"] > 0 and rep["batch_size"]["max"] >= 1
-    assert rep["streams"] == {"opened": 4, "failed": 0}
+    assert rep["streams"] == {"opened": 4, "failed": 0, "connected": 4}
     assert rep["resources"]["server"]["rss_mib_max"] > 0  # in-process server: our own pid
     assert rep["config"]["realtime_factor"] == 1.0 and rep["machine"]["cpu_count"] >= 1
     assert rep["command"][:2] == ["seamcut", "bench"] and rep["date"]
@@ -83,12 +85,97 @@ def test_ramp_over_two_processes_reports_steps_and_knee(server: ServerThread,
 
 
 @pytest.mark.timeout(60)
-def test_unreachable_server_is_an_error_not_a_crash(tmp_path: Path) -> None:
-    rep = _run(tmp_path, "--server", "127.0.0.1:1", "--streams", "2", "--duration", "0.5",
-               "--warmup", "0", expect=1)
-    assert rep["summary"]["errors"] == 2
-    assert rep["errors"]["by_code"] == {"UNAVAILABLE": 2}
-    assert rep["summary"]["ack_latency_ms"]["p99"] is None
+def test_unreachable_server_is_one_line_and_no_report(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    t0 = time.monotonic()
+    # No --quiet: the table must not be printed either. --duration 30: the bench must
+    # give up as soon as every stream has failed, not wait the duration out.
+    code = bench(["--server", "127.0.0.1:1", "--streams", "2", "--duration", "30",
+                  "--warmup", "0", "--json", str(out / "r.json"), "--markdown",
+                  str(out / "r.md"), "--plots", str(out / "plots")])
+    assert code == 4 and time.monotonic() - t0 < 10
+    stdout, stderr = capsys.readouterr()
+    assert stdout == "" and stderr.count("\n") == 1, stderr
+    assert stderr.startswith("error: cannot connect to 127.0.0.1:1 — is `seamcut serve` "
+                             "running there?")
+    assert "Connection refused" in stderr and "Traceback" not in stderr
+    assert list(out.iterdir()) == []  # no JSON, no Markdown, no plots
+
+
+def _bench_outcome(tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str
+                   ) -> tuple[int, str, dict[str, Any] | None]:
+    """(exit code, stderr, the JSON report or None) of a tiny paced run (``argv`` last:
+    it may override the defaults)."""
+    out = tmp_path / f"r{len(list(tmp_path.glob('r*.json')))}.json"
+    code = bench(["--streams", "1", "--realtime", "--duration", "1", "--warmup", "0",
+                  "--json", str(out), *argv])
+    _, err = capsys.readouterr()
+    return code, err, json.loads(out.read_text()) if out.exists() else None
+
+
+@pytest.mark.timeout(60)
+def test_bench_with_a_token_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(f"# bench test\n{TOKEN}\n")
+    with serving(security={"token_file": str(tokens)}) as srv:
+        code, err, rep = _bench_outcome(tmp_path, capsys, "--server", srv.target,
+                                        "--token-file", str(tokens))
+        assert code == 0 and err == "" and rep is not None
+        assert rep["summary"]["errors"] == 0 and rep["streams"]["connected"] == 1
+        assert rep["summary"]["ack_latency_ms"]["count"] > 0
+        assert rep["config"]["transport"]["token"] == "***"  # never in the report
+        for extra in ((), ("--token", "wrong-token")):
+            code, err, rep = _bench_outcome(tmp_path, capsys, "--server", srv.target, *extra)
+            assert code == 1 and rep is None, err
+            assert err.startswith("error: the server refused the credentials "
+                                  "(UNAUTHENTICATED)")
+            assert err.count("\n") == 1 and "--token" in err and TOKEN not in err
+
+
+@pytest.mark.timeout(60)
+def test_bench_with_a_tls_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.test_security import issue, make_ca
+
+    ca = make_ca("bench test CA")
+    key, cert = issue(ca, "localhost", server=True)
+    paths = {name: tmp_path / name for name in ("ca.pem", "server.pem", "server.key")}
+    paths["ca.pem"].write_bytes(ca[1].public_bytes(serialization.Encoding.PEM))
+    paths["server.pem"].write_bytes(cert)
+    paths["server.key"].write_bytes(key)
+    with serving(security={"tls_cert_path": str(paths["server.pem"]),
+                           "tls_key_path": str(paths["server.key"])}) as srv:
+        # Two worker processes: the TLS settings travel to them inside the config.
+        code, err, rep = _bench_outcome(tmp_path, capsys, "--server", srv.target,
+                                        "--tls-ca", str(paths["ca.pem"]), "--streams", "2",
+                                        "--processes", "2")
+        assert code == 0 and err == "" and rep is not None
+        assert rep["summary"]["errors"] == 0 and rep["streams"]["connected"] == 2
+        # A CA that did not sign the server's certificate: the handshake fails.
+        other = tmp_path / "other.pem"
+        other.write_bytes(make_ca("another CA")[1].public_bytes(serialization.Encoding.PEM))
+        code, err, rep = _bench_outcome(tmp_path, capsys, "--server", srv.target,
+                                        "--tls-ca", str(other))
+        assert code == 4 and rep is None and err.count("\n") == 1, err
+        assert err.startswith(f"error: TLS handshake with {srv.target} failed")
+        code, err, rep = _bench_outcome(tmp_path, capsys, "--server", srv.target)  # plaintext
+        assert code == 4 and rep is None and err.count("\n") == 1, err
+        assert err.startswith("error: ") and "Traceback" not in err
+
+
+@pytest.mark.timeout(60)
+def test_some_streams_refused_still_reports_them(tmp_path: Path) -> None:
+    # One stream slot: the second stream is refused, the first is measured.
+    with serving(max_streams=1, max_streams_per_peer=0) as srv:
+        rep = _run(tmp_path, "--server", srv.target, "--streams", "2", "--realtime",
+                   "--duration", "1", "--warmup", "0")
+    assert rep["streams"] == {"opened": 2, "failed": 1, "connected": 1}
+    assert rep["summary"]["errors"] == 1 and list(rep["errors"]["by_code"]) == [
+        "RESOURCE_EXHAUSTED"]
+    assert rep["summary"]["ack_latency_ms"]["count"] > 0
 
 
 @pytest.mark.slow
@@ -117,7 +204,16 @@ def test_echo_server_answers_the_protocol_without_audio_work() -> None:
         kinds = [m.WhichOneof("msg") for m in msgs]
         assert kinds == ["ready"] + ["progress"] * 5 + ["cut", "summary"]
         assert [m.progress.last_seq for m in msgs[1:6]] == [0, 1, 2, 3, 4]
-        assert msgs[-2].cut.sample == 5 * 320 and msgs[-2].cut.kind == pb.END
+        end = msgs[-2].cut
+        # The END cut sits at the end of the audio received, in samples and seconds.
+        assert (end.sample, end.seconds, end.kind) == (5 * 320, 0.1, pb.END)
+        assert msgs[-1].summary.samples_received == 5 * 320
+        resumed = config_msg(rate=8000)
+        resumed.config.start_sample = 8000  # a stream resumed 1 s in
+        msgs = run_stream(target, [resumed, *audio_msgs([b"\0\0" * 400] * 3)])
+        end = msgs[-2].cut
+        assert (end.sample, end.seconds, end.kind) == (8000 + 1200, 1.15, pb.END)
+        assert msgs[-3].progress.samples_received == 8000 + 1200
     finally:
         proc.terminate()
         assert proc.wait(10) == 0

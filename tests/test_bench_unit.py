@@ -19,6 +19,7 @@ from seamcut.bench.ramp import Step, Verdict, judge, knee, knee_step, should_con
 from seamcut.bench.recording import (
     ErrorSample,
     Samples,
+    SeriesPoint,
     StreamMark,
     WindowStats,
     series,
@@ -391,8 +392,8 @@ def _result(**over: object) -> RunResult:
         steps=(), knee_streams=None, series=(),
         server=ServerInfo(target="127.0.0.1:1", lookahead_ms=1048, lookahead_samples=16768,
                           device="cpu", version="0.1.0"),
-        client_resources=(), server_resources=None, streams_opened=8, errors=(),
-        chunks_per_stream={0: 10}, verdict=None, wall_seconds=3.0, t0=0.0,
+        client_resources=(), server_resources=None, streams_opened=8, streams_connected=8,
+        errors=(), chunks_per_stream={0: 10}, verdict=None, wall_seconds=3.0, t0=0.0,
     )
     kw.update(over)
     return RunResult(**kw)  # type: ignore[arg-type]
@@ -440,7 +441,247 @@ def test_table_and_markdown_show_the_figures() -> None:
                                 "platform": "p"})
     table = render.terminal_table(rep)
     assert "ack latency (ms)" in table and "1048" in table
+    # Paced x1 with 8 streams offers 8 audio s/s; the figure can be negative, so it is
+    # named for what it is, not "latency".
+    assert "offered 8" in table and "cut vs. look-ahead bound (ms)" in table
+    assert "finalisation latency" not in table
     md = render.markdown(rep)
     assert md.startswith("# seamcut bench") and "| ack latency (ms) | 1.0 | 5.0 | 5.0 |" in md
+    assert "| cut vs. look-ahead bound (ms) |" in md and "negative = before it" in md
     line = live_line(12.3, _stats(), 0)
     assert "streams    8" in line and "ack p99 5.0 ms" in line
+    assert "cut vs bound p99 200.0 ms" in line
+
+
+def test_partly_connected_run_reports_the_streams_that_never_got_ready() -> None:
+    errs = tuple(ErrorSample(t=0.1, stream=i, code="RESOURCE_EXHAUSTED", details="full")
+                 for i in (5, 6, 7))
+    rep = build_report(_result(streams_connected=5, errors=errs), argv=["x"], date="d",
+                       machine={})
+    assert rep["streams"] == {"opened": 8, "failed": 3, "connected": 5}
+    assert rep["summary"]["errors"] == 3
+    table = render.terminal_table(rep)
+    assert "8 (5 of 8 got Ready)" in table and "RESOURCE_EXHAUSTED" in table
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _series(rates: list[float], streams: list[int]) -> tuple[SeriesPoint, ...]:
+    return tuple(SeriesPoint(t=float(i), streams=n, messages_per_second=50.0 * n,
+                             audio_seconds_per_second=r, ack_p50_ms=2.0 + i % 2,
+                             ack_p99_ms=9.0 + i % 3)
+                 for i, (r, n) in enumerate(zip(rates, streams, strict=True)))
+
+
+def _report(**over: object) -> dict[str, object]:
+    return build_report(_result(**over), argv=["x"], date="d", machine={})
+
+
+def _hlines(ax: object) -> dict[str, float]:
+    """Labelled ``axhline``s of ``ax`` (x spans the axes, 0 .. 1): label -> y."""
+    out = {}
+    for line in ax.get_lines():  # type: ignore[attr-defined]
+        x, y = list(line.get_xdata()), list(line.get_ydata())
+        if x == [0, 1] and y[0] == y[1] and not line.get_label().startswith("_"):
+            out[line.get_label()] = float(y[0])
+    return out
+
+
+def test_throughput_plot_starts_at_zero_and_draws_the_offered_load() -> None:
+    from seamcut.bench import plots
+
+    # A steady 4 paced streams: 3.84 .. 4.16 audio s/s from block granularity.
+    rep = _report(cfg=BenchConfig(streams=4, realtime_factor=1.0),
+                  series=_series([3.84, 4.16, 3.84, 4.16, 4.0], [4] * 5))
+    fig = plots.throughput_figure(rep)
+    assert fig is not None
+    ax, ax2 = fig.axes
+    bottom, top = ax.get_ylim()
+    assert bottom == 0.0 and top == pytest.approx(4.16 * plots.HEADROOM)
+    assert _hlines(ax) == {"offered: 4 streams × 1 real time": 4.0}
+    # Streams on the twin axis are scaled by the factor: 4 streams sit on the offer.
+    assert ax2.get_ylim() == pytest.approx((0.0, top))
+    # Paced at x2: the offer is 8 audio s/s, above the data, and stays on the axis.
+    rep2 = _report(cfg=BenchConfig(streams=4, realtime_factor=2.0),
+                   series=_series([3.0, 3.0], [4, 4]))
+    fig2 = plots.throughput_figure(rep2)
+    assert fig2 is not None
+    assert fig2.axes[0].get_ylim() == pytest.approx((0.0, 8.0 * plots.HEADROOM))
+    assert fig2.axes[1].get_ylim() == pytest.approx((0.0, 4.0 * plots.HEADROOM))
+    # Flooding offers no rate: no target line, both axes still from 0.
+    flood = plots.throughput_figure(_report(cfg=BenchConfig(streams=4),
+                                            series=_series([50.0, 60.0], [4, 4])))
+    assert flood is not None and _hlines(flood.axes[0]) == {}
+    assert [a.get_ylim()[0] for a in flood.axes] == [0.0, 0.0]
+    assert plots.throughput_figure(_report(series=())) is None
+
+
+def test_latency_plots_start_at_zero_and_show_applied_limits() -> None:
+    from seamcut.bench import plots
+
+    pts = _series([4.0] * 3, [4] * 3)
+    fig = plots.latency_over_time_figure(_report(series=pts))
+    assert fig is not None
+    ax = fig.axes[0]
+    assert ax.get_ylim() == pytest.approx((0.0, 11.0 * plots.HEADROOM))  # p99 max 11
+    assert _hlines(ax) == {}  # no limit applied on a plain fixed run
+    limited = plots.latency_over_time_figure(_report(
+        series=pts, cfg=BenchConfig(streams=8, realtime_factor=1.0, check_limits=True,
+                                    limits=Limits(ack_p99_ms=20.0))))
+    assert limited is not None
+    assert _hlines(limited.axes[0]) == {"ack p99 limit": 20.0}
+    assert limited.axes[0].get_ylim() == pytest.approx((0.0, 20.0 * plots.HEADROOM))
+
+
+def test_ramp_plot_acks_from_zero_and_cuts_around_the_look_ahead_bound() -> None:
+    from seamcut.bench import plots
+
+    early = Samples()  # cuts before the bound: -700 and -300 ms
+    for v in (-700.0, -300.0):
+        early.cols["cut_t"].append(0.5)
+        early.cols["cut_ms"].append(v)
+        early.cols["cut_kind"].append(0)
+        early.cols["cut_clamped"].append(0)
+        early.add_sent(0.5, math.nan)
+        early.cols["ack_t"].append(0.5)
+        early.cols["ack_ms"].append(12.0)
+    w = window_stats(early, 0.0, 1.0, streams=4)
+    steps = (Step(streams=4, stats=w, verdict=Verdict(passed=True, reasons=())),
+             Step(streams=8, stats=w, verdict=Verdict(passed=True, reasons=())))
+    rep = _report(cfg=BenchConfig(streams=8, realtime_factor=1.0,
+                                  ramp=RampSpec(start=4, step=4, every_s=5)),
+                  steps=steps, knee_streams=8, series=_series([4.0, 8.0], [4, 8]))
+    fig = plots.latency_vs_streams_figure(rep)
+    assert fig is not None
+    ack_ax, cut_ax = fig.axes
+    assert ack_ax.get_ylim() == pytest.approx((0.0, 50.0 * plots.HEADROOM))  # the limit
+    lo, hi = cut_ax.get_ylim()
+    assert lo < -700.0 and hi > 1148.0  # the early cuts and the limit are both on it
+    assert _hlines(cut_ax) == {"look-ahead bound": 0.0, "cut p99 limit": 1148.0}
+    assert cut_ax.get_xlim()[0] == 0.0
+    assert "look-ahead" in cut_ax.get_ylabel()
+    # A paced ramp offers streams x FACTOR per bin: drawn as stairs, not one line.
+    tp = plots.throughput_figure(rep)
+    assert tp is not None and tp.axes[0].get_ylim()[0] == 0.0
+    assert plots.offered_load(rep) is None
+
+
+def test_stage_and_resource_plots_start_at_zero(tmp_path: Path) -> None:
+    from seamcut.bench import plots
+    from seamcut.bench.sysmon import ResourcePoint
+
+    res = tuple(ResourcePoint(t=float(t), cpu_percent=80.0 + t, rss_mib=300.0 + t)
+                for t in range(4))
+    rep = _report(client_resources=res, server_resources=res,
+                  window=window_stats(_samples(), 0.0, 10.0, streams=1),  # with traces
+                  series=_series([4.0] * 2, [4] * 2))
+    stages = plots.stages_figure(rep)
+    assert stages is not None and stages.axes[0].get_xlim()[0] == 0.0
+    resources = plots.resources_figure(rep)
+    assert resources is not None
+    cpu, rss = resources.axes
+    assert cpu.get_ylim() == pytest.approx((0.0, 83.0 * plots.HEADROOM))
+    assert rss.get_ylim() == pytest.approx((0.0, 303.0 * plots.HEADROOM))
+    made = plots.write_plots(rep, tmp_path / "p")
+    assert sorted(p.name for p in made) == ["latency_over_time.png", "resources.png",
+                                            "stages.png", "throughput.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in made)
+
+
+# ---------------------------------------------------------------- connecting
+
+
+def test_security_flags_match_split_and_reach_the_clients(tmp_path: Path) -> None:
+    import pickle as pk
+
+    from seamcut.bench.load import SecureTransport, make_client, security_kwargs
+
+    token = tmp_path / "token.txt"
+    token.write_text("# a comment\nt0ken\n")
+    cfg = bench_cli.config_from_args(_parse("--server", "h:1", "--token-file", str(token),
+                                            "--tls"))
+    assert isinstance(cfg.transport, SecureTransport)
+    assert security_kwargs(cfg.transport) == {"tls": True, "tls_ca": None, "tls_cert": None,
+                                              "tls_key": None, "token": "t0ken"}
+    assert cfg.to_json()["transport"]["token"] == "***"  # never written out
+    # Worker processes get the config pickled: the extra fields travel with it.
+    assert pk.loads(pk.dumps(cfg)).transport == cfg.transport
+    client = make_client(cfg.transport)
+    assert client.metadata == (("authorization", "Bearer t0ken"),)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    pinned = bench_cli.config_from_args(_parse("--tls-ca", str(ca)))
+    assert pinned.to_json()["transport"]["tls_ca"] == str(ca)  # the path, never the PEM
+    plain = bench_cli.config_from_args(_parse())
+    assert security_kwargs(plain.transport)["tls"] is False
+    assert make_client(plain.transport).metadata == ()
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (("--token", "a", "--token-file", "t.txt"), "error: give --token or --token-file"),
+    (("--tls-cert", "c.pem"), "error: "),  # the SDK's wording: the two go together
+    (("--tls-ca", "missing.pem"), "error: "),
+    (("--token", "two words"), "error: token: must be non-empty"),
+])
+def test_bad_security_flags_exit_2_with_one_line(argv: tuple[str, ...], says: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_cli.main(list(argv)) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(says) and err.count("\n") == 1, err
+    assert "Traceback" not in err and ("tls" in err or "token" in err)
+
+
+def _err(code: str, details: str) -> ErrorSample:
+    return ErrorSample(t=0.0, stream=0, code=code, details=details)
+
+
+def test_connect_error_names_the_cause_in_one_line() -> None:
+    refused = ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: "
+               "Failed to connect to remote host: Connection refused")
+    msg, code = bench_cli.connect_error(_err("UNAVAILABLE", refused), "127.0.0.1:1")
+    assert code == 4 and msg.startswith("error: cannot connect to 127.0.0.1:1 — is `seamcut "
+                                        "serve` running there?")
+    assert "Connection refused" in msg
+    msg, code = bench_cli.connect_error(_err("UNAUTHENTICATED", "missing bearer\ntoken"),
+                                        "h:1")
+    assert code == 1 and msg.startswith("error: the server refused the credentials "
+                                        "(UNAUTHENTICATED): missing bearer token")
+    assert msg.endswith("give --token or --token-file")
+    tls, code = bench_cli.connect_error(
+        _err("UNAVAILABLE", "Ssl handshake failed: CERTIFICATE_VERIFY_FAILED"), "h:1")
+    assert code == 4 and tls.startswith("error: TLS handshake with h:1 failed") and (
+        "--tls-ca" in tls)
+    full, code = bench_cli.connect_error(_err("RESOURCE_EXHAUSTED", "server full"), "h:1")
+    assert code == 1 and "server full" in full
+    odd, code = bench_cli.connect_error(_err("DRAIN_TIMEOUT", "no end"), "h:1")
+    assert code == 1 and odd == "error: no stream got Ready from h:1 (DRAIN_TIMEOUT): no end"
+    assert bench_cli.connect_error(None, "h:1")[0].startswith("error:")
+    assert all("\n" not in m for m in (msg, tls, full, odd))
+
+
+def test_help_documents_exit_codes_and_the_cut_figure(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench_cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit codes" in out and "no stream got Ready" in out and "130" in out
+    assert "\n  4    no stream got Ready because no connection was made" in out
+    assert "cut vs. look-ahead bound (ms)" in out and "Negative values are normal" in out
+    assert "--token-file" in out and "--tls-cert" in out
+
+
+def test_runner_gives_up_when_every_stream_ended_without_ready() -> None:
+    from seamcut.bench.runner import Runner
+
+    r = Runner(BenchConfig(streams=2), [], target="t", server_pid=None, live=None)
+    assert not r.unreachable()  # nothing scheduled yet
+    r._scheduled = 2
+    r.rec.marks += [StreamMark(t=0.0, stream=i, what=w) for i in (0, 1) for w in ("open",)]
+    assert not r.unreachable()  # still open
+    r.rec.marks.append(StreamMark(t=0.1, stream=0, what="end"))
+    assert not r.unreachable()
+    r.rec.marks.append(StreamMark(t=0.1, stream=1, what="end"))
+    assert r.unreachable()
+    r.rec.marks.append(StreamMark(t=0.05, stream=1, what="ready"))
+    assert not r.unreachable()  # one got Ready: a real (if failed) run, reported

@@ -80,7 +80,7 @@ def test_bad_file_and_unreachable_server_give_clear_errors(tmp_path: Path) -> No
     res = split(str(tmp_path / "missing.wav"), check=False)
     assert res.returncode == 2 and "missing.wav" in res.stderr
     res = split(SAMPLE, "--server", "127.0.0.1:1", check=False)
-    assert res.returncode == 1 and "UNAVAILABLE" in res.stderr
+    assert res.returncode == 4 and "cannot connect to 127.0.0.1:1" in res.stderr
 
 
 def test_sigterm_drains_and_exits() -> None:

@@ -35,7 +35,6 @@ from seamcut.client import (
     NoticeEvent,
     ProgressEvent,
     ReadyEvent,
-    SeamcutRpcError,
     SeamcutStreamError,
     StageStats,
     StreamClosedError,
@@ -46,13 +45,29 @@ from seamcut.client import (
     decode,
     encode,
     event_from_proto,
+    explain,
     probe,
     write_segments,
 )
 from seamcut.client import split as split_cli
 from seamcut.client.audio import read_for_wire, segment_bounds, to_wire
+from seamcut.client.errors import (
+    ConnectionFailed,
+    InvalidConfig,
+    ServerBusy,
+    ServerDraining,
+    TlsError,
+    rpc_error,
+)
 from seamcut.client.stream import status_now
-from seamcut.client.table import build_report, format_row, format_time, report_json, summary_line
+from seamcut.client.table import (
+    LATENCY_HELP,
+    build_report,
+    format_row,
+    format_time,
+    report_json,
+    summary_line,
+)
 
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
@@ -383,7 +398,14 @@ def test_cli_missing_or_unreadable_file_exits_2(
     assert "missing.wav: no such file" in capsys.readouterr().err
     (tmp_path / "text.wav").write_text("not audio")
     assert split_cli.run(parse(str(tmp_path / "text.wav"))) == 2
-    assert "cannot read audio" in capsys.readouterr().err
+    assert "text.wav: not an audio file" in capsys.readouterr().err
+    assert split_cli.run(parse(str(tmp_path))) == 2
+    assert "is a directory" in capsys.readouterr().err
+    wav = tmp_path / "short.wav"
+    sf.write(str(wav), np.zeros(16000, np.int16), 16000, subtype="PCM_16")
+    wav.write_bytes(wav.read_bytes()[:16000])
+    assert split_cli.run(parse(str(wav))) == 2
+    assert "short.wav: truncated" in capsys.readouterr().err
 
 
 def fake_events() -> list[Any]:
@@ -410,13 +432,13 @@ def test_json_report_shape(realtime: bool) -> None:
         "mode": "speech", "session_id": "abc", "lookahead_ms": 1048,
         "cuts": [
             {"sample": 31680, "seconds": 1.98, "kind": "pause", "score": 0.4}
-            | ({"finalization_latency_ms": 12.5} if realtime else {}),
+            | ({"final_vs_bound_ms": 12.5} if realtime else {}),
             {"sample": 500_000, "seconds": 31.25, "kind": "forced", "score": 0.1}
-            | ({"finalization_latency_ms": None} if realtime else {}),
+            | ({"final_vs_bound_ms": None} if realtime else {}),
             {"sample": 3_725_123, "seconds": 3_725_123 / 16000, "kind": "end", "score": 1.0}
-            | ({"finalization_latency_ms": 3.25} if realtime else {}),
+            | ({"final_vs_bound_ms": 3.25} if realtime else {}),
         ],
-    }
+    } | ({"notes": {"final_vs_bound_ms": " ".join(LATENCY_HELP.split())}} if realtime else {})
     assert summary_line(report) == (
         "3 cuts (1 pause, 1 forced, 1 end) in 232.820 s of audio; wall 2.000 s; "
         "116.4 audio-s/s")
@@ -455,15 +477,43 @@ def test_file_chunks_stay_under_the_message_limit() -> None:
 
 @pytest.mark.unit
 def test_stream_error_messages() -> None:
-    refused = SeamcutRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all "
-                              "addresses; Connection refused", {})
-    text = split_cli.describe_error(refused, target="localhost:50051", connected=False)
-    assert text.startswith("error: server unavailable at localhost:50051 (UNAVAILABLE) — is "
-                           "`seamcut serve` running?")
-    busy = SeamcutRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "at capacity",
-                           {"retry-after-ms": "1000"})
-    assert split_cli.describe_error(busy, target="t", connected=False) == (
+    refused = rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to all "
+                        "addresses; Connection refused", answered=False)
+    assert isinstance(refused, ConnectionFailed) and explain.exit_code(refused) == 4
+    text = explain.error_line(refused, target="localhost:50051")
+    assert text.startswith("error: cannot connect to localhost:50051 — is `seamcut serve` "
+                           "running there?")
+    tls = rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; last "
+                    "error: UNKNOWN: ipv4:127.0.0.1:5: Ssl handshake failed: "
+                    "CERTIFICATE_VERIFY_FAILED", answered=False)
+    assert isinstance(tls, TlsError)
+    assert explain.error_line(tls, target="h:5").startswith("error: TLS handshake with h:5")
+    drained = rpc_error(grpc.StatusCode.UNAVAILABLE, "server is draining; reconnect to "
+                        "another replica", answered=False)
+    assert isinstance(drained, ServerDraining) and explain.exit_code(drained) == 1
+    busy = rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, "at capacity",
+                     {"retry-after-ms": "1000", "session-id": "s1"})
+    assert isinstance(busy, ServerBusy) and busy.session_id == "s1"
+    assert explain.error_line(busy, target="t") == (
         "error: at capacity (RESOURCE_EXHAUSTED); retry after 1000 ms")
+    bad = rpc_error(grpc.StatusCode.INVALID_ARGUMENT,
+                    "policy.max_segment_ms: must be in [1700, 3600000], got 1000")
+    assert isinstance(bad, InvalidConfig) and bad.field == "policy.max_segment_ms"
+    assert explain.error_line(bad, target="t") == (
+        "error: --max-segment: must be in [1.7, 3600] seconds, got 1")
+    other = rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "policy.vad_threshold: must be in "
+                      "[0.05, 0.95], got 0.02")
+    assert explain.error_line(other, target="t").endswith("got 0.02 (INVALID_ARGUMENT)")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("given", "target"), [
+    ("127.0.0.1", "127.0.0.1:50051"), ("localhost:7", "localhost:7"), ("::1", "[::1]:50051"),
+    ("[::1]", "[::1]:50051"), ("[::1]:9", "[::1]:9"), ("dns:///h.example:5", "dns:///h.example:5"),
+    ("unix:/tmp/s.sock", "unix:/tmp/s.sock"), ("h.example", "h.example:50051"),
+])
+def test_a_missing_port_means_50051(given: str, target: str) -> None:
+    assert explain.with_default_port(given) == target
 
 
 # ---------------------------------------------------------------- SDK over a fake server

@@ -31,7 +31,7 @@ def test_precedence_override_env_file_default(tmp_path: Path) -> None:
     assert cfg.server.port == 8000  # flag beats env
     assert cfg.server.max_streams == 7  # file beats default
     assert cfg.engine.block_ms == 480 and cfg.policy.min_gap_ms == 250
-    assert cfg.server.host == "0.0.0.0"  # a flag left unset does not override
+    assert cfg.server.host == "127.0.0.1"  # a flag left unset does not override
 
 
 @pytest.mark.parametrize(

@@ -290,7 +290,7 @@ class StageStats(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., p50_ms: _Optional[float] = ..., p95_ms: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("end_reason", "samples_received", "samples_processed", "chunks", "blocks", "cuts", "vad_segments", "wall_seconds", "stages", "engine_id", "engine_pid", "device", "instance_id")
+    __slots__ = ("end_reason", "samples_received", "samples_processed", "chunks", "blocks", "cuts", "vad_segments", "wall_seconds", "stages", "engine_id", "engine_pid", "device", "instance_id", "longest_short_pause_ms", "longest_short_pause_sample")
     END_REASON_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_PROCESSED_FIELD_NUMBER: _ClassVar[int]
@@ -304,6 +304,8 @@ class Summary(_message.Message):
     ENGINE_PID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    LONGEST_SHORT_PAUSE_MS_FIELD_NUMBER: _ClassVar[int]
+    LONGEST_SHORT_PAUSE_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     end_reason: EndReason
     samples_received: int
     samples_processed: int
@@ -317,7 +319,9 @@ class Summary(_message.Message):
     engine_pid: int
     device: str
     instance_id: str
-    def __init__(self, end_reason: _Optional[_Union[EndReason, str]] = ..., samples_received: _Optional[int] = ..., samples_processed: _Optional[int] = ..., chunks: _Optional[int] = ..., blocks: _Optional[int] = ..., cuts: _Optional[int] = ..., vad_segments: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., engine_id: _Optional[str] = ..., engine_pid: _Optional[int] = ..., device: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
+    longest_short_pause_ms: int
+    longest_short_pause_sample: int
+    def __init__(self, end_reason: _Optional[_Union[EndReason, str]] = ..., samples_received: _Optional[int] = ..., samples_processed: _Optional[int] = ..., chunks: _Optional[int] = ..., blocks: _Optional[int] = ..., cuts: _Optional[int] = ..., vad_segments: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., engine_id: _Optional[str] = ..., engine_pid: _Optional[int] = ..., device: _Optional[str] = ..., instance_id: _Optional[str] = ..., longest_short_pause_ms: _Optional[int] = ..., longest_short_pause_sample: _Optional[int] = ...) -> None: ...
 
 class GetCapabilitiesRequest(_message.Message):
     __slots__ = ()

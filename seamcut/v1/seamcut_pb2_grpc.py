@@ -50,7 +50,7 @@ class SeamcutServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StreamCuts(self, request_iterator, context):
-        """Stream audio in, cut points out. See the file comment for the message order.
+        """Stream audio in, cut points out. See the file comment and docs/PROTOCOL.md.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

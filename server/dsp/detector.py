@@ -188,6 +188,10 @@ class DetectorState:
     # the last valley_window - 1 hops' powers (NaN before the stream's first hop)
     recent_power: np.ndarray = dataclasses.field(
         default_factory=lambda: np.zeros(0, np.float64))
+    # The longest silence between speech that was too short to be a pause (hops;
+    # start -1 = none): tells a user with no pause cut which min_pause would cut one.
+    short_pause_start: int = -1
+    short_pause_hops: int = 0
 
 
 class _Run:
@@ -214,6 +218,8 @@ class _Run:
         self.speech_level_db = s.speech_level_db
         self.voice_level_db = s.voice_level_db
         self.recent_power = s.recent_power
+        self.short_pause_start = s.short_pause_start
+        self.short_pause_hops = s.short_pause_hops
         self.at_end = False
         self.events: list[DetectorEvent] = []
 
@@ -331,6 +337,8 @@ class _Run:
             a = self.silence_start
             if self.seen_speech and a >= 0 and not self.pause_decided and h - a >= p.min_pause:
                 self._decide_pause(a, h, a + p.margin_start, h - p.margin_end)
+            elif self.seen_speech and a >= 0 and self.short_pause_hops < h - a < p.min_pause:
+                self.short_pause_start, self.short_pause_hops = a, h - a
             self.in_speech = self.seen_speech = True
             self.silence_start, self.pause_decided = -1, False
             if self.segment_start < 0:
@@ -360,7 +368,8 @@ class _Run:
             hist_start=self.hist_start, hist_e=self.hist_e, hist_p=self.hist_p,
             ring_start=self.ring_start, ring=self.ring, final_client=final_client,
             speech_level_db=self.speech_level_db, voice_level_db=self.voice_level_db,
-            recent_power=self.recent_power,
+            recent_power=self.recent_power, short_pause_start=self.short_pause_start,
+            short_pause_hops=self.short_pause_hops,
         )
 
     def level_caps(self, probs: np.ndarray, energy_db: np.ndarray) -> np.ndarray:

@@ -97,7 +97,7 @@ def cut_event(ev: CutDecision, *, off: int, rate_hz: int, index: int) -> Cut:
 
 
 def summary(stats: SessionStats, *, received: int, processed: int, wall_s: float,
-            engine: EngineInfo, device: str) -> Summary:
+            engine: EngineInfo, device: str, short_pause: tuple[int, int] = (0, 0)) -> Summary:
     stages = tuple(
         StageStats(stage=name, p50_ms=float(np.percentile(v, 50)) if v else 0.0,
                    p95_ms=float(np.percentile(v, 95)) if v else 0.0, count=len(v))
@@ -107,5 +107,6 @@ def summary(stats: SessionStats, *, received: int, processed: int, wall_s: float
         samples_received=received, samples_processed=processed, chunks=stats.chunks,
         blocks=stats.blocks, cuts=stats.cuts, vad_segments=stats.vad_segments,
         wall_seconds=wall_s, stages=stages, engine_id=engine.engine_id,
-        engine_pid=engine.pid, device=device,
+        engine_pid=engine.pid, device=device, longest_short_pause_ms=short_pause[0],
+        longest_short_pause_sample=short_pause[1],
     )

@@ -316,7 +316,8 @@ class Session:
         try:
             self._handle(r)
         except Exception as exc:
-            log.exception("session %s: handling an engine result failed", self.id)
+            log.exception("handling an engine result failed session_id=%s request_id=%s",
+                          self.id, self._request_id())
             self._end_with(InternalError(f"internal error in session {self.id}: {exc!r}"))
 
     def _handle(self, r: Result) -> None:
@@ -421,6 +422,13 @@ class Session:
             self._progress_timer.cancel()
             self._deferred_progress()
 
+    def _request_id(self) -> str:
+        """StreamConfig.request_id for a log line (quoted when it is not plain text)."""
+        rid = self.spec.request_id
+        if not rid:
+            return "-"
+        return rid if rid.isprintable() and " " not in rid else echo(rid)
+
     def _put(self, ev: Event) -> None:
         self.events.put_nowait(ev)
 
@@ -428,4 +436,14 @@ class Session:
         return report.summary(
             self.stats, received=self._front.received, processed=self._processed,
             wall_s=time.perf_counter() - self._t0, engine=self.engine.stream_engine(self.id),
-            device=self._device)
+            device=self._device, short_pause=self._short_pause())
+
+    def _short_pause(self) -> tuple[int, int]:
+        """(ms, first frame incl. start_sample) of the longest too-short silence."""
+        d = self._detector
+        if d.short_pause_start < 0:
+            return 0, 0
+        start = self._params.to_client(d.short_pause_start)
+        end = self._params.to_client(d.short_pause_start + d.short_pause_hops)
+        ms = round((end - start) * 1000 / self.spec.format.sample_rate_hz)
+        return ms, start + self.spec.start_sample

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from seamcut.server.config import AppConfig
 from seamcut.server.engine.client import EngineClient, make_engine_client
 from seamcut.server.errors import Overloaded, Unavailable
@@ -25,6 +26,53 @@ from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Seamcut"].full_name
+# What health answers SERVING/NOT_SERVING for ("" = the server as a whole); any other
+# name gets NOT_FOUND (Check) or SERVICE_UNKNOWN (Watch). docs/PROTOCOL.md, "Health".
+HEALTH_SERVICES = ("", SERVICE_NAME)
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+_REFLECTION_V1_FILE = "grpc/reflection/v1/reflection.proto"
+
+
+def _register_reflection_v1() -> None:
+    """Put grpc.reflection.v1 into the default descriptor pool, so that reflection can
+    describe the service it is served as. grpcio-reflection ships only v1alpha; v1 is
+    the same file under another package (grpc/grpc-proto), so it is derived from it."""
+    pool = descriptor_pool.Default()
+    try:  # already there: a second server in this process, or a library that ships it
+        pool.FindServiceByName(REFLECTION_V1)
+        return
+    except KeyError:
+        pass
+    fdp = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(fdp)
+    old, new = f".{fdp.package}.", ".grpc.reflection.v1."
+    fdp.name, fdp.package = _REFLECTION_V1_FILE, "grpc.reflection.v1"
+    fdp.ClearField("options")  # v1alpha's language packages; they do not apply to v1
+    for msg in fdp.message_type:
+        for f in msg.field:
+            if f.type_name:  # assigning "" would set it on scalar fields
+                f.type_name = f.type_name.replace(old, new)
+    for method in fdp.service[0].method:
+        method.input_type = method.input_type.replace(old, new)
+        method.output_type = method.output_type.replace(old, new)
+    pool.AddSerializedFile(fdp.SerializeToString())
+
+
+def enable_reflection(server: grpc.aio.Server, services: tuple[str, ...]) -> None:
+    """Serve reflection as grpc.reflection.v1 and v1alpha: grpcio-reflection serves only
+    v1alpha, and current tools (grpcurl, Postman, grpcui) ask for v1 first. The two are
+    the same messages on the wire, so one servicer answers both."""
+    _register_reflection_v1()
+    names = (*services, REFLECTION_V1, reflection.SERVICE_NAME)
+    servicer = reflection.aio.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        REFLECTION_V1, {"ServerReflectionInfo": handler}),))
 
 
 def grpc_options(cfg: AppConfig) -> list[tuple[str, int]]:
@@ -134,7 +182,7 @@ class Running:
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for name in ("", SERVICE_NAME):
+        for name in HEALTH_SERVICES:
             await self.health.set(name, status)
 
     async def stop(self, grace_s: float | None = None) -> None:
@@ -168,11 +216,8 @@ async def start_server(cfg: AppConfig, *, engine: EngineClient | None = None) ->
     health = BoundedHealth(servicer.ledger, cfg.server.max_health_watches)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     if cfg.server.reflection:
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME),
-            server,
-        )
+        enable_reflection(
+            server, (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name))
     address = f"{cfg.server.host}:{cfg.server.port}"
     try:
         port = (server.add_secure_port(address, creds) if creds is not None

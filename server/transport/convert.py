@@ -167,6 +167,7 @@ def event_to_proto(ev: E.Event, spec: C.StreamSpec) -> pb.ServerMessage:
                 stages=[pb.StageStats(stage=s.stage, p50_ms=s.p50_ms, p95_ms=s.p95_ms,
                                       count=s.count) for s in ev.stages],
                 engine_id=ev.engine_id, engine_pid=ev.engine_pid, device=ev.device,
-                instance_id=instance_id(),
+                instance_id=instance_id(), longest_short_pause_ms=ev.longest_short_pause_ms,
+                longest_short_pause_sample=ev.longest_short_pause_sample,
             ))
     raise TypeError(f"no conversion for {type(ev).__name__}")

@@ -108,7 +108,15 @@ class _Stream:
         self.limit_timer: asyncio.TimerHandle | None = None
         self.ended_from_outside = False
         self.drain_notified = False
+        self.completed = False  # ended with OK (Summary sent)
         self.released = False
+        self.request_id = "-"  # StreamConfig.request_id as it may appear in logs
+
+    @property
+    def ids(self) -> str:
+        """``session_id=… request_id=…``: every log line about the stream carries both,
+        so a client's own id finds the server's lines (and the session id its status)."""
+        return f"session_id={self.session_id or '-'} request_id={self.request_id}"
 
     @property
     def session_id(self) -> str:
@@ -166,8 +174,9 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         self._idle.clear()
         context.add_done_callback(lambda _ctx: self._release(st))
         try:
-            spec = convert.spec_from_proto(
-                self.cfg, _config_of(await self._next(request_iterator, st)))
+            config = _config_of(await self._next(request_iterator, st))
+            st.request_id = log_value(config.request_id)
+            spec = convert.spec_from_proto(self.cfg, config)
             if self._budget is None:
                 self._budget = InflightBudget(self.cfg.engine.max_inflight_blocks)
             session = Session(self.cfg, self.engine, spec, self._budget)
@@ -175,6 +184,9 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
             self.sessions.add(session)
             self._reserve_buffer(st, session)
             yield convert.event_to_proto(session.ready(), spec)
+            log.debug("stream started %s peer=%s mode=%s rate_hz=%d channels=%d", st.ids,
+                      log_value(peer), spec.mode.value, spec.format.sample_rate_hz,
+                      spec.format.channels)
             if self.draining:  # admitted just before the drain began
                 self._notify_drain(st)
             st.reader = self._spawn(self._read(request_iterator, st))
@@ -191,22 +203,28 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
                 raise st.failure
             if session.error is not None:
                 raise session.error
+            st.completed = True
+            log.info("stream ended: OK %s chunks=%d cuts=%d wall_s=%.1f", st.ids,
+                     session.stats.chunks, session.stats.cuts, time.monotonic() - st.opened)
         except SeamcutError as exc:
             # Its traceback holds the frames that saw the client's message, and it
             # outlived the call: each round of 200 refused 900 KB configs kept another
             # ~150 MiB until this line (docs/RELIABILITY.md, "Abuse").
             exc.__traceback__ = None
+            st.failure = st.failure or exc  # for _release: this end is logged with its status
             if not st.ended_from_outside:
-                await self._abort(context, exc, st.session_id)
+                await self._abort(context, exc, st.session_id, st.request_id)
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except grpc.aio.AbortError:
             pass  # ended from outside (stall, drain, shutdown) while this waited to read
         except Exception as exc:  # a bug: never let it surface as UNKNOWN
             sid = st.session_id or "-"
-            log.exception("session %s failed", sid)
+            st.failure = InternalError(f"internal error in session {sid}")
+            log.exception("stream failed %s", st.ids)
             await self._abort(context, InternalError(
-                f"internal error in session {sid}: {echo(exc, 200)}"), st.session_id)
+                f"internal error in session {sid}: {echo(exc, 200)}"), st.session_id,
+                st.request_id)
         finally:
             self._release(st)
 
@@ -271,6 +289,9 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         if st.released:
             return
         st.released = True
+        if not st.completed and st.failure is None:
+            # The client cancelled or went away (errors were logged with their status).
+            log.debug("stream ended: CANCELLED %s", st.ids)
         me = asyncio.current_task()
         for task in (st.reader, st.watchdog):
             if task is not None and task is not me:
@@ -398,7 +419,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("reader of session %s failed", session.id)
+            log.exception("reader of stream failed %s", st.ids)
             st.fail(InternalError(f"internal error in session {session.id}: {exc!r}"))
 
     # ------------------------------------------------------------ stalled readers, drain
@@ -428,7 +449,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         st.failure = st.failure or exc
         try:
             async with asyncio.timeout(_ABORT_WAIT_S):
-                await self._abort(st.context, exc, st.session_id)
+                await self._abort(st.context, exc, st.session_id, st.request_id)
         except (grpc.aio.AbortError, grpc.aio.UsageError, TimeoutError):
             pass  # AbortError: the status is queued; the others: the stream is past help
         if st.task is not None and not st.task.done():
@@ -461,7 +482,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         return True
 
     async def _abort(self, context: grpc.aio.ServicerContext, exc: SeamcutError,
-                     session_id: str) -> None:
+                     session_id: str, request_id: str = "-") -> None:
         code = status_for(exc)
         meta = trailing_metadata(exc)
         if session_id:
@@ -469,8 +490,8 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         message = str(exc)
         if len(message) > MAX_STATUS_CHARS:
             message = message[:MAX_STATUS_CHARS] + "…"
-        self.refusals.note(code.name, "stream %s ended: %s %s", session_id or "-", code.name,
-                           message)
+        self.refusals.note(code.name, "stream ended: %s session_id=%s request_id=%s %s",
+                           code.name, session_id or "-", request_id, message)
         await context.abort(code, message, trailing_metadata=meta)
 
     async def end_all(self, exc: SeamcutError) -> None:
@@ -494,6 +515,16 @@ def _config_of(msg: pb.ClientMessage | None) -> pb.StreamConfig:
         raise ConfigError(f"config: StreamConfig of {size} bytes; at most {MAX_CONFIG_BYTES} "
                           "(check the string fields: separation.backend, request_id)")
     return msg.config
+
+
+def log_value(text: str) -> str:
+    """A client string as it may appear in a log line: as it is when short, printable
+    and without spaces (so ``key=value`` stays one token), else quoted and cut."""
+    if not text:
+        return "-"
+    if len(text) <= 128 and text.isprintable() and " " not in text:
+        return text
+    return echo(text)
 
 
 def peer_address(peer: str) -> str:
