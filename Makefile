@@ -1,5 +1,5 @@
 # seamcut: `make demo` (set up + main job), `make test` (set up + test suite).
-.PHONY: setup setup-test demo test test-slow soak lint protos clean
+.PHONY: setup setup-test demo test test-slow soak lint protos image clean
 
 setup:
 	@scripts/setup.sh
@@ -29,6 +29,12 @@ lint: setup
 
 protos: setup
 	.venv/bin/python scripts/gen_protos.py
+
+# The server image (Dockerfile, docs/DEPLOY.md). IMAGE_ARGS go to scripts/build_image.sh,
+# e.g. IMAGE_ARGS="--flavour gpu", or "--debootstrap --isolation chroot" on a host that
+# reaches Debian's mirror but no image registry (docs/DEPLOY.md, "Tried here").
+image:
+	scripts/build_image.sh $(IMAGE_ARGS)
 
 clean:
 	rm -rf .venv out build *.egg-info tests/.cache

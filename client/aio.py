@@ -16,6 +16,8 @@ Imports grpc, numpy, the generated stubs and the SDK's ``stream``, ``audio`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
 from types import TracebackType
@@ -45,6 +47,7 @@ from seamcut.client.stream import (
     event_from_proto,
     status_now,
 )
+from seamcut.client.targets import channel_target
 
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
@@ -71,14 +74,21 @@ class AsyncClient:
     ``authorization: Bearer <token>`` on every call). Or pass ready ``credentials``
     (``grpc.ssl_channel_credentials(...)``) instead of the ``tls*`` options.
     ``metadata`` is sent with every call; ``options`` are grpc channel args. A server
-    that wants a client certificate refuses the TLS handshake without one, which shows
-    as UNAVAILABLE, not UNAUTHENTICATED.
+    that wants a client certificate refuses the TLS handshake without one (TlsError).
+
+    Replicas: ``target`` may be a list of ``host:port`` or a ``dns:///name:port`` with
+    several records; streams are then spread with gRPC's ``round_robin`` (``targets``
+    module), and :meth:`stream_cuts` retries a stream refused before its Ready
+    (RESOURCE_EXHAUSTED, UNAVAILABLE) on the next replica, after the server's
+    ``retry-after-ms``, up to ``refused_retries`` times (default 2 with replicas, 0
+    for one address). ``tls_server_name``: the name the servers' certificates carry,
+    when the target is a list of IP addresses.
     Use as ``async with AsyncClient(...) as client`` or call :meth:`close`.
     """
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | Sequence[str] = DEFAULT_TARGET,
         *,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata = (),
@@ -88,20 +98,31 @@ class AsyncClient:
         tls_cert: PemSource | None = None,
         tls_key: PemSource | None = None,
         token: str | None = None,
+        tls_server_name: str | None = None,
+        refused_retries: int | None = None,
     ) -> None:
         wants_tls = tls or tls_ca is not None or tls_cert is not None or tls_key is not None
         if credentials is not None and wants_tls:
             raise InvalidOptions("give credentials or the tls* options, not both")
         if token is not None and any(k.lower() == "authorization" for k, _ in metadata):
             raise InvalidOptions("give token or an authorization entry in metadata, not both")
-        self.target = target
+        where = channel_target(target)
+        self.target = where.display
+        self._grpc_target = where.target
+        self.refused_retries = (refused_retries if refused_retries is not None
+                                else 0 if where.replicas == 1 else 2)
+        if self.refused_retries < 0:
+            raise InvalidOptions(f"refused_retries: must be >= 0, got {refused_retries}")
         self.metadata: tuple[tuple[str, str | bytes], ...] = (
             *tuple(metadata), *token_metadata(token)
         )
         self._credentials = credentials if credentials is not None else channel_credentials(
             tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
         )
-        self._options = tuple(options)
+        names = (() if tls_server_name is None else (
+            ("grpc.ssl_target_name_override", tls_server_name),
+            ("grpc.default_authority", tls_server_name)))
+        self._options = (*where.options, *names, *tuple(options))
         self.tls = self._credentials is not None
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.SeamcutStub | None = None
@@ -110,10 +131,10 @@ class AsyncClient:
         # Created lazily so that the channel binds to the loop that uses it.
         if self._stub is None:
             if self._credentials is None:
-                self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
+                self._channel = grpc.aio.insecure_channel(self._grpc_target, options=self._options)
             else:
                 self._channel = grpc.aio.secure_channel(
-                    self.target, self._credentials, options=self._options
+                    self._grpc_target, self._credentials, options=self._options
                 )
             self._stub = pb_grpc.SeamcutStub(self._channel)
         return self._stub
@@ -164,35 +185,32 @@ class AsyncClient:
         what was sent still arrive, up to an END cut at the last sample sent. Leaving
         the loop early cancels the stream (use ``contextlib.aclosing`` to do it at once).
 
+        With several replicas a stream refused before its Ready (full, draining, down)
+        is opened again on the next one (``refused_retries``); ``audio`` is read only
+        once the stream has its Ready, so nothing is lost or sent twice.
+
         Raises what ``audio`` raised (the stream is cancelled), AudioError for a block
         that does not fit the config, or the stream's SeamcutRpcError subclass.
         """
-        async with self.stream(config, ready_timeout=ready_timeout) as s:
-            source_errors: list[BaseException] = []
-            sender = asyncio.create_task(_send_all(s, audio, source_errors),
-                                         name="seamcut-sender")
-            failure: SeamcutRpcError | None = None
-            try:
-                async for ev in s:
-                    if (finish_on_drain and isinstance(ev, NoticeEvent)
-                            and ev.code == DRAINING_NOTICE and not sender.done()):
-                        sender.cancel()
-                        await asyncio.wait({sender})
-                        await s.close_send()
-                    yield ev
-            except SeamcutRpcError as exc:
-                failure = exc
-            finally:
-                if not sender.done():
-                    sender.cancel()
-                await asyncio.wait({sender})
-                if not sender.cancelled():
-                    sender.exception()  # retrieved: it is in source_errors or is `failure`
-            # The audio's own failure caused the cancellation the reader then saw.
-            if source_errors:
-                raise source_errors[0]
-            if failure is not None:
-                raise failure
+        attempt = 0
+        while True:
+            async with self.stream(config, ready_timeout=ready_timeout) as s:
+                # Nothing is read from ``audio`` before Ready, so a stream refused at
+                # admission can be opened again elsewhere with the same audio.
+                try:
+                    await s.wait_ready()
+                except SeamcutRpcError as exc:
+                    if attempt >= self.refused_retries or not _retry_elsewhere(exc):
+                        raise
+                    attempt += 1
+                    delay = exc.retry_after_ms / 1000 if exc.retry_after_ms else 0.05 * attempt
+                else:
+                    async with contextlib.aclosing(_run_stream(s, audio, finish_on_drain)) \
+                            as events:
+                        async for ev in events:
+                            yield ev
+                    return
+            await asyncio.sleep(delay)
 
     async def close(self, grace: float | None = None) -> None:
         """Close the channel; calls still running are cancelled after ``grace`` seconds."""
@@ -261,7 +279,8 @@ class AsyncStream:
             raise UsageError("a stream can be entered only once; open a new one")
         self._ready = asyncio.get_running_loop().create_future()
         self._call = self._client._get_stub().StreamCuts(
-            _Requests(self.options.to_proto(), self._requests), metadata=self._client.metadata
+            _Requests(self.options.to_proto(), self._requests),
+            metadata=(*self._client.metadata, *trace_metadata()),
         )
         self._call.add_done_callback(self._on_call_done)
         self._reader = asyncio.create_task(self._read(), name="seamcut-stream-reader")
@@ -502,6 +521,42 @@ class AsyncStream:
         self._events.put_nowait(None)
 
 
+def _retry_elsewhere(exc: SeamcutRpcError) -> bool:
+    """Refusals another replica (or this one, a moment later) may not give: full,
+    draining, or not reachable. Nothing else is retried (a bad config stays bad)."""
+    return exc.code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+
+
+async def _run_stream(
+    s: AsyncStream, audio: AsyncIterable[Audio] | Iterable[Audio], finish_on_drain: bool
+) -> AsyncGenerator[Event, None]:
+    """stream_cuts on an open stream that has its Ready: send ``audio``, yield events."""
+    source_errors: list[BaseException] = []
+    sender = asyncio.create_task(_send_all(s, audio, source_errors), name="seamcut-sender")
+    failure: SeamcutRpcError | None = None
+    try:
+        async for ev in s:
+            if (finish_on_drain and isinstance(ev, NoticeEvent)
+                    and ev.code == DRAINING_NOTICE and not sender.done()):
+                sender.cancel()
+                await asyncio.wait({sender})
+                await s.close_send()
+            yield ev
+    except SeamcutRpcError as exc:
+        failure = exc
+    finally:
+        if not sender.done():
+            sender.cancel()
+        await asyncio.wait({sender})
+        if not sender.cancelled():
+            sender.exception()  # retrieved: it is in source_errors or is `failure`
+    # The audio's own failure caused the cancellation the reader then saw.
+    if source_errors:
+        raise source_errors[0]
+    if failure is not None:
+        raise failure
+
+
 async def _send_all(stream: AsyncStream, audio: AsyncIterable[Audio] | Iterable[Audio],
                     errors: list[BaseException]) -> None:
     """stream_cuts' writing half: every block of ``audio``, then the half-close. A
@@ -545,3 +600,31 @@ class _Requests:
         if msg is None:
             raise StopAsyncIteration
         return msg
+
+
+def trace_metadata() -> tuple[tuple[str, str], ...]:
+    """W3C ``traceparent`` (and ``tracestate``) of the caller's current OpenTelemetry
+    span, so that the server's stream span joins the caller's trace; nothing when
+    there is no valid current span or OpenTelemetry is not installed (the client-only
+    install has none: imported lazily, never required)."""
+    otel = _opentelemetry()
+    if otel is None:
+        return ()
+    trace, propagator = otel
+    if not trace.get_current_span().get_span_context().is_valid:
+        return ()
+    carrier: dict[str, str] = {}
+    propagator.inject(carrier)
+    return tuple(carrier.items())
+
+
+@functools.cache
+def _opentelemetry() -> tuple[Any, Any] | None:
+    """(the trace API module, a W3C propagator), or None without OpenTelemetry; looked
+    up once, as a failed import searches sys.path again every time."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    except ImportError:
+        return None
+    return trace, TraceContextTextMapPropagator()

@@ -113,7 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="audio file to split (WAV or FLAC)")
     parser.add_argument("--server", default=DEFAULT_TARGET, metavar="HOST[:PORT]",
                         help=f"server address (default {DEFAULT_TARGET}; the port defaults "
-                             f"to {explain.DEFAULT_PORT})")
+                             f"to {explain.DEFAULT_PORT}); several replicas as A,B,C: the "
+                             "stream goes to one, and to another if it is refused")
     parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT_S, metavar="S",
                         help="seconds to wait for the server to open the stream (default "
                              f"{DEFAULT_TIMEOUT_S:g})")
@@ -315,7 +316,10 @@ def chunk_ms_of(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``seamcut split`` with parsed ``args``; return the exit code (see ``explain``)."""
-    target = explain.with_default_port(args.server)
+    replicas = [explain.with_default_port(t) for t in args.server.split(",") if t.strip()]
+    target = ", ".join(replicas)
+    if not replicas:
+        return _fail("error: --server: give an address (HOST[:PORT])", explain.EXIT_USAGE)
     try:
         frames, info = read_for_wire(args.file)
         stem = getattr(args, "vocal_stem", None)
@@ -323,7 +327,8 @@ def run(args: argparse.Namespace) -> int:
             frames = with_vocal_stem(frames, info, stem)
         opts = options_from_args(args, info, 1 if stem is not None else 0)
         # Built here, not in the event loop: bad TLS files and flags are usage errors.
-        client = None if args.offline else AsyncClient(target, **security.client_kwargs(args))
+        client = None if args.offline else AsyncClient(
+            replicas if len(replicas) > 1 else replicas[0], **security.client_kwargs(args))
         if args.segments_dir is not None:
             Path(args.segments_dir).mkdir(parents=True, exist_ok=True)
         if args.json_out not in (None, "-") and not Path(args.json_out).parent.is_dir():

@@ -197,6 +197,9 @@ class ReadyEvent:
     device: str
     server_version: str = ""
     config: StreamOptions | None = None
+    # The server's trace id for this stream (32 hex digits; "" from a server without
+    # tracing): the caller's own trace when it had a current OpenTelemetry span.
+    trace_id: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -94,7 +94,7 @@ class Client:
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | Sequence[str] = DEFAULT_TARGET,
         *,
         credentials: grpc.ChannelCredentials | None = None,
         metadata: Metadata = (),
@@ -104,12 +104,15 @@ class Client:
         tls_cert: PemSource | None = None,
         tls_key: PemSource | None = None,
         token: str | None = None,
+        tls_server_name: str | None = None,
+        refused_retries: int | None = None,
     ) -> None:
-        self.target = target
         self._aclient = AsyncClient(
             target, credentials=credentials, metadata=metadata, options=options, tls=tls,
             tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token=token,
+            tls_server_name=tls_server_name, refused_retries=refused_retries,
         )
+        self.target = self._aclient.target
         self._lt = _LoopThread()
 
     def get_capabilities(self, *, timeout: float | None = None) -> Capabilities:

@@ -25,7 +25,7 @@ from seamcut.bench.config import SPAWN
 # models, long after the command has started.
 SERVER_MODULES = (
     "grpc_health", "grpc_reflection", "soxr", "silero_vad", "zmq", "msgspec", "torch",
-    "onnxruntime",
+    "onnxruntime", "opentelemetry",
 )
 SERVER_COMMANDS = ("serve", "engine")
 

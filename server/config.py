@@ -146,6 +146,13 @@ class ServerConfig:
     # Let other processes bind the same port (set for the workers by `seamcut serve
     # --workers N`, or for several servers under your own process manager).
     reuse_port: bool = False
+    # Prometheus scrape endpoint (http://host:port/metrics on server.host); 0 = off.
+    # With --workers N the supervisor serves it for the whole server (docs/DESIGN.md,
+    # "Telemetry"): each worker answers it on this Unix socket instead (set by
+    # `seamcut serve`, not by users).
+    metrics_port: int = 0
+    metrics_socket_path: str = ""
+    log_format: str = "text"  # "text" | "json" (one JSON object per line)
 
     def __post_init__(self) -> None:
         _in_range(self.port, 0, 65535, "server.port")
@@ -177,6 +184,9 @@ class ServerConfig:
                f"must be auto, inline or process, got {self.engine!r}")
         _in_range(self.engines, 0, 64, "server.engines")
         _in_range(self.worker_index, 0, 255, "server.worker_index")
+        _in_range(self.metrics_port, 0, 65535, "server.metrics_port")
+        _check(self.log_format in ("text", "json"), "server.log_format",
+               f"must be text or json, got {self.log_format!r}")
 
     @property
     def process_engines(self) -> bool:
@@ -451,6 +461,26 @@ class SeparatorConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class TelemetryConfig:
+    """Traces (OpenTelemetry). Metrics are ``server.metrics_port``."""
+
+    # false: no metrics, spans or trace ids at all (the baseline of the overhead
+    # figures in docs/PERFORMANCE.md); the metrics endpoint then shows nothing of ours.
+    enabled: bool = True
+    # Share of streams whose span (with a child per block and per stage) is recorded
+    # when the caller sent no ``traceparent``; a sampled caller's trace is always
+    # followed (parent-based). One span costs 10-15 us here and a stream has ~6 per
+    # block (docs/PERFORMANCE.md, "Telemetry overhead"), hence a small default.
+    trace_sample_ratio: float = 0.01
+    # OTLP/gRPC collector ("http://host:4317") for spans and metrics; "" = none.
+    otlp_endpoint: str = ""
+    trace_console: bool = False  # print finished spans to stdout (debugging)
+
+    def __post_init__(self) -> None:
+        _in_range(self.trace_sample_ratio, 0.0, 1.0, "telemetry.trace_sample_ratio")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class AppConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -459,6 +489,7 @@ class AppConfig:
     events: EventOptions = field(default_factory=EventOptions)
     separator: SeparatorConfig = field(default_factory=SeparatorConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
 
 SECTIONS: dict[str, type[Any]] = {

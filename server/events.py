@@ -23,6 +23,7 @@ class Ready:
     lookahead_samples: int
     block_ms: int
     device: str
+    trace_id: str = ""  # the stream span's W3C trace id (set by the transport)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -35,6 +35,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="accepted bearer tokens, one per line: require 'authorization: "
                         "Bearer <token>' on every call but health checks")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--log-format", choices=("text", "json"),
+                   help="text (default) or json: one object per line with timestamp, level, "
+                        "logger, message, session_id, request_id, trace_id")
+    p.add_argument("--metrics-port", type=int,
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics, the whole "
+                        "server with --workers N (default 0 = off)")
+    p.add_argument("--trace-sample-ratio", type=float,
+                   help="share of streams traced without a caller's traceparent "
+                        "(default 0.01; a sampled caller is always followed)")
+    p.add_argument("--otlp-endpoint", metavar="URL",
+                   help="send spans and metrics to this OTLP/gRPC collector "
+                        "(e.g. http://localhost:4317)")
+    p.add_argument("--trace-console", action="store_true", default=None,
+                   help="print finished spans to stdout")
 
 
 log = logging.getLogger(__name__)
@@ -64,26 +78,31 @@ def exposure_warning(cfg: AppConfig) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         cfg = load_config(
             args.config,
             overrides={
                 "server": {"host": args.host, "port": args.port, "max_streams": args.max_streams,
                            "workers": args.workers, "engine": args.engine,
-                           "engines": args.engines},
+                           "engines": args.engines, "metrics_port": args.metrics_port,
+                           "log_format": args.log_format},
                 "engine": {"device": args.device},
                 "security": {
                     "tls_cert_path": args.tls_cert, "tls_key_path": args.tls_key,
                     "tls_client_ca_path": args.tls_client_ca, "token_file": args.token_file,
                 },
+                "telemetry": {"trace_sample_ratio": args.trace_sample_ratio,
+                              "otlp_endpoint": args.otlp_endpoint,
+                              "trace_console": args.trace_console},
             },
         )
     except ConfigError as exc:
         print(f"seamcut serve: configuration error: {exc}", file=sys.stderr)
         return 2
+    from seamcut.server.transport import logs
+
+    logs.configure(args.log_level, cfg.server.log_format,
+                   text_format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Once per server: the supervisor warns, its workers (given a slot file) do not.
     warning = None if cfg.server.stream_slots_path else exposure_warning(cfg)
     if warning is not None:
@@ -122,14 +141,17 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_engine_process(args: argparse.Namespace) -> int:
     """Internal: one engine process, started and supervised by ``seamcut serve``."""
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s {args.engine_id} %(name)s: %(message)s")
     try:
-        cfg = load_config(args.config, overrides={"engine": {"device": args.device}})
+        cfg = load_config(args.config, overrides={"engine": {"device": args.device},
+                                                  "server": {"log_format": args.log_format}})
     except ConfigError as exc:
         print(f"seamcut engine: configuration error: {exc}", file=sys.stderr)
         return 2
+    from seamcut.server.transport import logs
+
+    logs.configure(args.log_level, cfg.server.log_format,
+                   text_format=f"%(asctime)s %(levelname)s {args.engine_id} %(name)s: "
+                               "%(message)s")
     from seamcut.server.engine.process import run_engine
 
     return run_engine(cfg, args.endpoint, args.engine_id, args.worker_count, args.status_fd)

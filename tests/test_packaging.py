@@ -34,6 +34,9 @@ MODULE_OF = {
     "grpcio-health-checking": "grpc_health", "grpcio-reflection": "grpc_reflection",
     "soxr": "soxr", "silero-vad": "silero_vad", "pyzmq": "zmq", "msgspec": "msgspec",
     "torch": "torch", "onnxruntime": "onnxruntime",
+    "opentelemetry-api": "opentelemetry", "opentelemetry-sdk": "opentelemetry",
+    "opentelemetry-exporter-prometheus": "opentelemetry",
+    "opentelemetry-exporter-otlp-proto-grpc": "opentelemetry",
 }
 
 

@@ -162,7 +162,7 @@ class ServerMessage(_message.Message):
     def __init__(self, ready: _Optional[_Union[Ready, _Mapping]] = ..., cut: _Optional[_Union[CutPoint, _Mapping]] = ..., vad_segment: _Optional[_Union[VadSegment, _Mapping]] = ..., trace: _Optional[_Union[ChunkTrace, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., flushed: _Optional[_Union[Flushed, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ...) -> None: ...
 
 class Ready(_message.Message):
-    __slots__ = ("session_id", "config", "lookahead_ms", "lookahead_samples", "block_ms", "device", "server_version")
+    __slots__ = ("session_id", "config", "lookahead_ms", "lookahead_samples", "block_ms", "device", "server_version", "trace_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     LOOKAHEAD_MS_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +170,7 @@ class Ready(_message.Message):
     BLOCK_MS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     config: StreamConfig
     lookahead_ms: int
@@ -177,7 +178,8 @@ class Ready(_message.Message):
     block_ms: int
     device: str
     server_version: str
-    def __init__(self, session_id: _Optional[str] = ..., config: _Optional[_Union[StreamConfig, _Mapping]] = ..., lookahead_ms: _Optional[int] = ..., lookahead_samples: _Optional[int] = ..., block_ms: _Optional[int] = ..., device: _Optional[str] = ..., server_version: _Optional[str] = ...) -> None: ...
+    trace_id: str
+    def __init__(self, session_id: _Optional[str] = ..., config: _Optional[_Union[StreamConfig, _Mapping]] = ..., lookahead_ms: _Optional[int] = ..., lookahead_samples: _Optional[int] = ..., block_ms: _Optional[int] = ..., device: _Optional[str] = ..., server_version: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class CutPoint(_message.Message):
     __slots__ = ("sample", "seconds", "kind", "score", "pause_start_sample", "pause_end_sample", "index")

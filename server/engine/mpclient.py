@@ -73,6 +73,7 @@ class _Link:
         # request that continues from an answered one gets that state instead.
         self.end_states: dict[str, tuple[int, Any, Any]] = {}
         self.restarts = 0
+        self.replayed = 0  # requests sent again to a restarted engine (metrics)
         self._pidfd: int | None = None
         self._reader: asyncio.Task[None] | None = None
         self._flush_scheduled = False
@@ -209,6 +210,7 @@ class _Link:
                 continue
             back.append(r)
         streams = set(self.streams)
+        self.replayed += len(back)
         self.backlog.extendleft(reversed(back))
         assert self.info is not None
         self.client.notify(sorted(streams), RESUMED_NOTICE,
@@ -305,4 +307,14 @@ class ProcessEngineClient(EngineClient):
     @property
     def restarts(self) -> int:
         return sum(lk.restarts for lk in self.links)
+
+    @property
+    def replayed(self) -> int:
+        """Requests replayed to restarted engines, all links."""
+        return sum(lk.replayed for lk in self.links)
+
+    @property
+    def backlog(self) -> int:
+        """Requests waiting here for an engine's credits (or for it to come back)."""
+        return sum(len(lk.backlog) for lk in self.links)
 

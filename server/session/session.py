@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, AppConfig, Mode, StreamSpec
 from seamcut.server.dsp.detector import CutDecision, DetectorParams, DetectorState, SpeechSegment
@@ -24,6 +25,8 @@ from seamcut.server.errors import (
     echo,
 )
 from seamcut.server.events import (
+    ChunkTrace,
+    CutKind,
     Event,
     Flushed,
     Notice,
@@ -60,6 +63,23 @@ class _Chunk:
     client_end: int  # client frames received up to and including this chunk
     send_ns: int
     recv_ns: int
+
+
+class SessionObserver(Protocol):
+    """What a session reports about itself beyond its events, for whoever watches it
+    (the transport's telemetry). Defined here so that the session depends on nothing
+    above it. Called on the event loop; implementations must be cheap (per block)."""
+
+    def block(self, trace: ChunkTrace) -> None:
+        """A block was analysed (whether or not the client asked for its trace)."""
+
+    def cut(self, latency_s: float) -> None:
+        """A cut became final: seconds from the receipt of the audio message that
+        completed the block whose analysis decided it to the cut being queued for
+        the client."""
+
+    def fallback(self) -> None:
+        """The engine's GPU pipeline failed and this stream goes on on the CPU."""
 
 
 class InflightBudget:
@@ -100,9 +120,11 @@ class Session:
     """
 
     def __init__(
-        self, cfg: AppConfig, engine: EngineClient, spec: StreamSpec, budget: InflightBudget
+        self, cfg: AppConfig, engine: EngineClient, spec: StreamSpec, budget: InflightBudget,
+        observer: SessionObserver | None = None,
     ) -> None:
         self.cfg = cfg
+        self._observer = observer
         self.spec = spec
         self.engine = engine
         self.id = uuid.uuid4().hex[:16]
@@ -317,7 +339,8 @@ class Session:
             self._handle(r)
         except Exception as exc:
             log.exception("handling an engine result failed session_id=%s request_id=%s",
-                          self.id, self._request_id())
+                          self.id, self._request_id(),
+                          extra={"session_id": self.id, "request_id": self._request_id()})
             self._end_with(InternalError(f"internal error in session {self.id}: {exc!r}"))
 
     def _handle(self, r: Result) -> None:
@@ -327,6 +350,8 @@ class Session:
             return
         if r.fallback and not self._fallback_told:
             self._fallback_told = True
+            if self._observer is not None:
+                self._observer.fallback()
             self._put(Notice(code=GPU_FALLBACK, message=(
                 f"the GPU pipeline failed ({r.fallback}); this stream goes on on the CPU, "
                 "where it left off: nothing is lost")))
@@ -371,11 +396,15 @@ class Session:
         self._detector, events = detect_block(self._detector, self._params, a)
         detect_ms = (time.perf_counter() - t0) * 1000
         off = self.spec.start_sample
+        observer = self._observer
         for ev in events:
             if isinstance(ev, CutDecision):
                 self._put(report.cut_event(ev, off=off, rate_hz=self.spec.format.sample_rate_hz,
                                            index=self.stats.cuts))
                 self.stats.cuts += 1
+                # The END cut is decided by the half-close, not by audio: not timed.
+                if observer is not None and ev.kind is not CutKind.END:
+                    observer.cut((time.time_ns() - p.recv_ns) / 1e9)
             elif isinstance(ev, SpeechSegment) and self.spec.events.vad_segments:
                 self.stats.vad_segments += 1
                 self._put(VadSegment(start_sample=ev.start + off, end_sample=ev.end + off,
@@ -384,9 +413,13 @@ class Session:
         self._final = self._detector.final_client
         times = report.block_times(p, r, detect_ms=detect_ms, ipc=ipc)
         self.stats.record(times)
-        if self.spec.events.chunk_traces:
-            self._put(report.chunk_trace(p, r, times, off=off, device=self._device,
-                                               song=self._song))
+        if self.spec.events.chunk_traces or observer is not None:
+            trace = report.chunk_trace(p, r, times, off=off, device=self._device,
+                                       song=self._song)
+            if self.spec.events.chunk_traces:
+                self._put(trace)
+            if observer is not None:
+                observer.block(trace)
         self._progress()
 
     def _progress_event(self) -> Progress:

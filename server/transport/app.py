@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass, field
+from socketserver import BaseServer
 from typing import Any
 
 import grpc
@@ -16,10 +17,11 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from seamcut.server.config import AppConfig
 from seamcut.server.engine.client import EngineClient, make_engine_client
 from seamcut.server.errors import Overloaded, Unavailable
-from seamcut.server.transport import admission
+from seamcut.server.transport import admission, metrics_export
 from seamcut.server.transport.security import TokenAuth, load_tokens, server_credentials
 from seamcut.server.transport.servicer import SeamcutServicer
 from seamcut.server.transport.status import status_for, trailing_metadata
+from seamcut.server.transport.telemetry import Telemetry, make_telemetry
 
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
@@ -159,6 +161,11 @@ class Running:
     engine: EngineClient
     port: int
     auth: TokenAuth | None = None
+    telemetry: Telemetry | None = None
+    # The metrics endpoint of this process: HTTP (one process) or the Unix socket the
+    # supervisor reads (a worker of `seamcut serve --workers N`).
+    metrics_http: BaseServer | None = None
+    metrics_unix: asyncio.Server | None = None
     _tasks: set[asyncio.Future[None]] = field(default_factory=set)
 
     def resources(self) -> ResourceCounts:
@@ -201,6 +208,13 @@ class Running:
         # (health, capabilities).
         await self.server.stop(min(grace, 1.0))
         await self.engine.close()
+        if self.metrics_unix is not None:
+            self.metrics_unix.close()
+        if self.metrics_http is not None:
+            self.metrics_http.shutdown()
+            self.metrics_http.server_close()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
 
 
 async def start_server(cfg: AppConfig, *, engine: EngineClient | None = None) -> Running:
@@ -211,7 +225,9 @@ async def start_server(cfg: AppConfig, *, engine: EngineClient | None = None) ->
     eng = engine or make_engine_client(cfg)
     interceptors: list[Any] = [auth] if auth is not None else []
     server = grpc.aio.server(options=grpc_options(cfg), interceptors=interceptors)
-    servicer = SeamcutServicer(cfg, eng, auth)
+    telemetry = make_telemetry(cfg)
+    servicer = SeamcutServicer(cfg, eng, auth, telemetry)
+    telemetry.bind(servicer, eng)
     pb_grpc.add_SeamcutServicer_to_server(servicer, server)
     health = BoundedHealth(servicer.ledger, cfg.server.max_health_watches)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -224,7 +240,13 @@ async def start_server(cfg: AppConfig, *, engine: EngineClient | None = None) ->
                 else server.add_insecure_port(address))
     except RuntimeError as exc:  # grpc raises RuntimeError on a failed bind
         raise OSError(f"could not bind {address}: {exc}") from exc
-    running = Running(server, servicer, health, eng, port, auth)
+    running = Running(server, servicer, health, eng, port, auth, telemetry)
+    if cfg.server.metrics_socket_path:
+        running.metrics_unix = await metrics_export.serve_unix(
+            telemetry.registry, cfg.server.metrics_socket_path)
+    elif cfg.server.metrics_port:
+        running.metrics_http = metrics_export.serve_http(
+            telemetry.registry, cfg.server.host, cfg.server.metrics_port)
     await running.set_serving(False)  # NOT_SERVING until the models are warm
     await server.start()
     await eng.start()
@@ -252,6 +274,9 @@ async def serve_forever(cfg: AppConfig) -> None:
              running.engine.info.device, mode, auth)
     print(f"seamcut: listening on {cfg.server.host}:{running.port} "
           f"(device {running.engine.info.device}, {mode}, {auth})", flush=True)
+    if running.metrics_http is not None:
+        print(f"seamcut: metrics on http://{cfg.server.host}:{cfg.server.metrics_port}/metrics",
+              flush=True)
     await stop.wait()
     print("seamcut: shutting down", flush=True)
     await running.stop()

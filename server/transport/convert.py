@@ -128,6 +128,7 @@ def event_to_proto(ev: E.Event, spec: C.StreamSpec) -> pb.ServerMessage:
                 session_id=ev.session_id, config=spec_to_proto(spec),
                 lookahead_ms=ev.lookahead_ms, lookahead_samples=ev.lookahead_samples,
                 block_ms=ev.block_ms, device=ev.device, server_version=__version__,
+                trace_id=ev.trace_id,
             ))
         case E.Cut():
             return pb.ServerMessage(cut=pb.CutPoint(

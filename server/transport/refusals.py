@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 MAX_LINE = 300  # characters of one message in the log
 
@@ -28,8 +28,10 @@ class RefusalLog:
         self._dropped: Counter[str] = Counter()
         self.total: Counter[str] = Counter()  # every refusal by code (for tests, metrics)
 
-    def note(self, code: str, text: str, *args: object) -> None:
-        """Log ``text % args`` at INFO unless this code's burst is spent."""
+    def note(self, code: str, text: str, *args: object,
+             extra: Mapping[str, object] | None = None) -> None:
+        """Log ``text % args`` at INFO unless this code's burst is spent; ``extra``:
+        logging extra fields (the stream's ids)."""
         self.total[code] += 1
         now = self._clock()
         if now - self._start >= self._window_s:
@@ -37,7 +39,8 @@ class RefusalLog:
         if self._logged[code] < self._burst:
             self._logged[code] += 1
             line = text % args if args else text
-            self._log.info("%s", line if len(line) <= MAX_LINE else line[:MAX_LINE] + "…")
+            self._log.info("%s", line if len(line) <= MAX_LINE else line[:MAX_LINE] + "…",
+                           extra=extra)
         else:
             self._dropped[code] += 1
 

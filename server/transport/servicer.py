@@ -28,6 +28,7 @@ Limits a stream can hit, and their statuses (the table is ``status.py``):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import time
@@ -56,6 +57,7 @@ from seamcut.server.transport.admission import Claim
 from seamcut.server.transport.refusals import RefusalLog
 from seamcut.server.transport.security import TokenAuth, bearer_token
 from seamcut.server.transport.status import status_for, trailing_metadata
+from seamcut.server.transport.telemetry import StreamTelemetry, Telemetry
 
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
@@ -90,8 +92,9 @@ class _Stream:
     """One admitted stream's bookkeeping (event-loop only)."""
 
     def __init__(self, context: grpc.aio.ServicerContext, peer: str,
-                 claims: list[Claim]) -> None:
+                 claims: list[Claim], tel: StreamTelemetry) -> None:
         self.context = context
+        self.tel = tel
         self.peer = peer  # the connection (address:port)
         self.claims = claims  # what admission took for it, given back at release
         self.task = asyncio.current_task()  # the RPC's task: it drives the handler
@@ -122,6 +125,12 @@ class _Stream:
     def session_id(self) -> str:
         return self.session.id if self.session is not None else ""
 
+    @property
+    def log_extra(self) -> dict[str, str]:
+        """The stream's ids as logging ``extra`` fields (the JSON log format's keys)."""
+        return {"session_id": self.session_id, "request_id": self.request_id,
+                "trace_id": self.tel.trace_id}
+
     def fail(self, exc: SeamcutError) -> None:
         """Record the stream's first failure and wake the writer to report it."""
         if self.failure is None:
@@ -132,9 +141,10 @@ class _Stream:
 
 class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generated base
     def __init__(self, cfg: AppConfig, engine: EngineClient,
-                 auth: TokenAuth | None = None) -> None:
+                 auth: TokenAuth | None = None, telemetry: Telemetry | None = None) -> None:
         self.cfg = cfg
         self.engine = engine
+        self.telemetry = telemetry if telemetry is not None else Telemetry(cfg)
         self.counters = ServerCounters()
         # Server-wide counters (all workers): streams, per peer and token, bytes.
         self.ledger = admission.Ledger(cfg.server.stream_slots_path, cfg.server.worker_index)
@@ -161,13 +171,16 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
     ) -> AsyncIterator[pb.ServerMessage]:
         # Admission comes first, before any per-stream allocation.
         peer = context.peer() or ""
+        tel = self.telemetry.open_stream(context.invocation_metadata())
         try:
             claims = self._admit(context, peer)
         except SeamcutError as exc:
             self.counters.rejected += 1
+            tel.rejected(status_for(exc).name, str(exc))
             await self._abort(context, exc, "")
             return
-        st = _Stream(context, peer, claims)
+        st = _Stream(context, peer, claims, tel)
+        tel.admitted()
         self.counters.sessions_open += 1
         self.counters.sessions_total += 1
         self._streams.add(st)
@@ -179,14 +192,16 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
             spec = convert.spec_from_proto(self.cfg, config)
             if self._budget is None:
                 self._budget = InflightBudget(self.cfg.engine.max_inflight_blocks)
-            session = Session(self.cfg, self.engine, spec, self._budget)
+            session = Session(self.cfg, self.engine, spec, self._budget, observer=tel.observer)
             st.session = session
             self.sessions.add(session)
+            ready = dataclasses.replace(session.ready(), trace_id=tel.trace_id)
+            tel.configured(spec, session.id, ready.device, st.request_id)
             self._reserve_buffer(st, session)
-            yield convert.event_to_proto(session.ready(), spec)
+            yield convert.event_to_proto(ready, spec)
             log.debug("stream started %s peer=%s mode=%s rate_hz=%d channels=%d", st.ids,
                       log_value(peer), spec.mode.value, spec.format.sample_rate_hz,
-                      spec.format.channels)
+                      spec.format.channels, extra=st.log_extra)
             if self.draining:  # admitted just before the drain began
                 self._notify_drain(st)
             st.reader = self._spawn(self._read(request_iterator, st))
@@ -205,7 +220,8 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
                 raise session.error
             st.completed = True
             log.info("stream ended: OK %s chunks=%d cuts=%d wall_s=%.1f", st.ids,
-                     session.stats.chunks, session.stats.cuts, time.monotonic() - st.opened)
+                     session.stats.chunks, session.stats.cuts, time.monotonic() - st.opened,
+                     extra=st.log_extra)
         except SeamcutError as exc:
             # Its traceback holds the frames that saw the client's message, and it
             # outlived the call: each round of 200 refused 900 KB configs kept another
@@ -213,7 +229,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
             exc.__traceback__ = None
             st.failure = st.failure or exc  # for _release: this end is logged with its status
             if not st.ended_from_outside:
-                await self._abort(context, exc, st.session_id, st.request_id)
+                await self._abort(context, exc, st.session_id, st.request_id, st.log_extra)
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except grpc.aio.AbortError:
@@ -221,10 +237,10 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         except Exception as exc:  # a bug: never let it surface as UNKNOWN
             sid = st.session_id or "-"
             st.failure = InternalError(f"internal error in session {sid}")
-            log.exception("stream failed %s", st.ids)
+            log.exception("stream failed %s", st.ids, extra=st.log_extra)
             await self._abort(context, InternalError(
                 f"internal error in session {sid}: {echo(exc, 200)}"), st.session_id,
-                st.request_id)
+                st.request_id, st.log_extra)
         finally:
             self._release(st)
 
@@ -291,7 +307,16 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         st.released = True
         if not st.completed and st.failure is None:
             # The client cancelled or went away (errors were logged with their status).
-            log.debug("stream ended: CANCELLED %s", st.ids)
+            log.debug("stream ended: CANCELLED %s", st.ids, extra=st.log_extra)
+        if st.completed:
+            status, message = "OK", ""
+        elif st.failure is not None:
+            status, message = status_for(st.failure).name, str(st.failure)
+        else:
+            status, message = "CANCELLED", "the client cancelled or went away"
+        engine_id = (self.engine.stream_engine(st.session.id).engine_id
+                     if st.session is not None else "")
+        st.tel.end(status, message, engine_id)
         me = asyncio.current_task()
         for task in (st.reader, st.watchdog):
             if task is not None and task is not me:
@@ -419,7 +444,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("reader of stream failed %s", st.ids)
+            log.exception("reader of stream failed %s", st.ids, extra=st.log_extra)
             st.fail(InternalError(f"internal error in session {session.id}: {exc!r}"))
 
     # ------------------------------------------------------------ stalled readers, drain
@@ -449,7 +474,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         st.failure = st.failure or exc
         try:
             async with asyncio.timeout(_ABORT_WAIT_S):
-                await self._abort(st.context, exc, st.session_id, st.request_id)
+                await self._abort(st.context, exc, st.session_id, st.request_id, st.log_extra)
         except (grpc.aio.AbortError, grpc.aio.UsageError, TimeoutError):
             pass  # AbortError: the status is queued; the others: the stream is past help
         if st.task is not None and not st.task.done():
@@ -482,8 +507,10 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         return True
 
     async def _abort(self, context: grpc.aio.ServicerContext, exc: SeamcutError,
-                     session_id: str, request_id: str = "-") -> None:
+                     session_id: str, request_id: str = "-",
+                     extra: dict[str, str] | None = None) -> None:
         code = status_for(exc)
+        self.telemetry.error(code.name)
         meta = trailing_metadata(exc)
         if session_id:
             meta += (("session-id", session_id),)
@@ -491,7 +518,7 @@ class SeamcutServicer(pb_grpc.SeamcutServicer):  # type: ignore[misc]  # generat
         if len(message) > MAX_STATUS_CHARS:
             message = message[:MAX_STATUS_CHARS] + "…"
         self.refusals.note(code.name, "stream ended: %s session_id=%s request_id=%s %s",
-                           code.name, session_id or "-", request_id, message)
+                           code.name, session_id or "-", request_id, message, extra=extra)
         await context.abort(code, message, trailing_metadata=meta)
 
     async def end_all(self, exc: SeamcutError) -> None:

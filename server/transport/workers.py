@@ -36,9 +36,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from seamcut.server.config import AppConfig
 from seamcut.server.transport import admission
+
+if TYPE_CHECKING:  # OpenTelemetry is imported only when metrics are on
+    from seamcut.server.transport.metrics_export import SupervisorMetrics
 
 log = logging.getLogger(__name__)
 _CRASH_WINDOW_S = 10.0  # a process that dies sooner than this after starting "crashed early"
@@ -129,6 +133,10 @@ class Supervisor:
         self.endpoints = [f"ipc://{self.rundir}/engine-{i}.sock" for i in range(k)]
         self.stopping = False
         self.early_crashes = 0
+        # Metrics: each worker answers on its socket, the supervisor serves the sum.
+        self.metric_sockets = ([str(self.rundir / f"metrics-{w.index}.sock")
+                                for w in self.workers] if cfg.server.metrics_port else [])
+        self.metrics: SupervisorMetrics | None = None
 
     # ------------------------------------------------------------ starting
     def _spawn_engine(self, e: _Child, *, wait: bool) -> str:
@@ -160,8 +168,11 @@ class Supervisor:
                "SEAMCUT_SERVER_WORKER_INDEX": str(w.index),
                "SEAMCUT_SERVER_STREAM_SLOTS_PATH": str(self.slots),
                "SEAMCUT_ENGINE_ENDPOINTS": ",".join(self.endpoints)}
+        if self.metric_sockets:
+            env["SEAMCUT_SERVER_METRICS_SOCKET_PATH"] = self.metric_sockets[w.index]
         argv = [*seamcut_command(), "serve", *self.serve_argv,
-                "--port", str(self.port), "--workers", "1", "--engine", "inline"]
+                "--port", str(self.port), "--workers", "1", "--engine", "inline",
+                "--metrics-port", "0"]
         w.proc = subprocess.Popen(argv, env=env)
         w.started = time.monotonic()
         log.info("worker %d started (pid %d)", w.index, w.proc.pid)
@@ -174,6 +185,13 @@ class Supervisor:
             signal.signal(sig, self._on_signal)
         admission.create(self.slots, len(self.workers))
         try:
+            if self.metric_sockets:
+                from seamcut.server.transport.metrics_export import SupervisorMetrics
+
+                self.metrics = SupervisorMetrics(self.metric_sockets, self.cfg.server.host,
+                                                 self.cfg.server.metrics_port)
+                print(f"seamcut: metrics on http://{self.cfg.server.host}:"
+                      f"{self.cfg.server.metrics_port}/metrics", flush=True)
             if self.engines:
                 print(f"seamcut: starting {len(self.engines)} engine process(es)", flush=True)
                 for e in self.engines:
@@ -194,6 +212,8 @@ class Supervisor:
         finally:
             if reserved is not None:
                 reserved.close()
+            if self.metrics is not None:
+                self.metrics.close()
             shutil.rmtree(self.rundir, ignore_errors=True)
 
     # ------------------------------------------------------------ watching
@@ -241,6 +261,8 @@ class Supervisor:
             time.sleep(_RESTART_DELAY_S)
         if self.stopping:
             return True
+        if self.metrics is not None:
+            self.metrics.restarted(c.kind, c.index)
         if c.kind == "worker":
             admission.reset_row(self.slots, c.index)
             self._spawn_worker(c)
