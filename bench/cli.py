@@ -155,7 +155,8 @@ def transport_from_args(args: argparse.Namespace) -> TransportOptions:
     return SecureTransport(target=args.server, server_pid=args.server_pid,
                            streams_per_connection=args.streams_per_connection,
                            tls=args.tls, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
-                           tls_key=args.tls_key, token=sec["token"])
+                           tls_key=args.tls_key, token=sec["token"],
+                           tls_server_name=sec["tls_server_name"])
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:

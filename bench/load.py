@@ -63,13 +63,15 @@ class SecureTransport(TransportOptions):
     tls: bool = False
     tls_cert: str | None = None  # PEM file: client certificate for mTLS
     tls_key: str | None = None  # PEM file: its private key
+    tls_server_name: str | None = None  # the name the server certificate carries
 
 
 def security_kwargs(transport: TransportOptions) -> dict[str, Any]:
     """AsyncClient keyword arguments for ``transport``'s TLS, mTLS and token settings."""
     extra = transport if isinstance(transport, SecureTransport) else SecureTransport()
     return {"tls": extra.tls, "tls_ca": transport.tls_ca, "tls_cert": extra.tls_cert,
-            "tls_key": extra.tls_key, "token": transport.token}
+            "tls_key": extra.tls_key, "token": transport.token,
+            "tls_server_name": extra.tls_server_name}
 
 
 def make_client(transport: TransportOptions) -> AsyncClient:

@@ -16,7 +16,7 @@ remove, only add):
 ended with an error), ``connected`` (streams that got their Ready).
 
 A run in which no stream got Ready has no report: ``seamcut bench`` prints the reason
-and exits 1 (see ``cli``).
+and exits 4 (no connection) or 1 (every stream refused; see ``cli``).
 
 Latencies are milliseconds, times in series are seconds from t0 (the first stream's
 scheduled start), CPU is percent of one core, RSS is MiB. A figure that was not

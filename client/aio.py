@@ -119,9 +119,10 @@ class AsyncClient:
         self._credentials = credentials if credentials is not None else channel_credentials(
             tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
         )
-        names = (() if tls_server_name is None else (
-            ("grpc.ssl_target_name_override", tls_server_name),
-            ("grpc.default_authority", tls_server_name)))
+        tls_name = tls_server_name or (where.tls_name if self._credentials else None)
+        names = (() if tls_name is None else (
+            ("grpc.ssl_target_name_override", tls_name),
+            ("grpc.default_authority", tls_name)))
         self._options = (*where.options, *names, *tuple(options))
         self.tls = self._credentials is not None
         self._channel: grpc.aio.Channel | None = None
@@ -265,6 +266,7 @@ class AsyncStream:
         self._error: SeamcutRpcError | None = None
         self._first_status: SeamcutRpcError | None = None
         self._send_closed = False
+        self._end_queued = False
         self._seq = 0
         self._flush_id = 0
         rate = options.sample_rate_hz
@@ -387,11 +389,15 @@ class AsyncStream:
     async def close_send(self) -> None:
         """Half-close: no more audio. The server finishes, sends Summary and closes."""
         async with self._send_lock:
-            if self._send_closed or self._call is None:
+            if self._end_queued or self._call is None:
                 return
             self._send_closed = True
             if not self._finished.is_set():
+                # Marked only once queued: a close_send cancelled while waiting for room
+                # (e.g. stream_cuts stopping its sender on a drain notice) can be
+                # repeated, so the server still gets the half-close.
                 await self._put(None)
+            self._end_queued = True
 
     def _check_open(self) -> None:
         if self._call is None:

@@ -72,6 +72,8 @@ def read_token_file(path: str) -> str:
         lines = Path(path).read_text().splitlines()
     except OSError as exc:
         raise InvalidOptions(f"--token-file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidOptions(f"--token-file {path}: not a text file ({exc.reason})") from exc
     for line in lines:
         if line.strip() and not line.lstrip().startswith("#"):
             return line.strip()
@@ -88,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-cert", metavar="PEM", default=None,
                    help="client certificate for mTLS (with --tls-key)")
     g.add_argument("--tls-key", metavar="PEM", default=None, help="private key of --tls-cert")
+    g.add_argument("--tls-server-name", metavar="NAME", default=None,
+                   help="the host name the server certificates carry, when --server lists "
+                        "replicas by IP address or by different names")
     g.add_argument("--token", default=None,
                    help="bearer token (visible in the process list: prefer --token-file)")
     g.add_argument("--token-file", metavar="FILE", default=None,
@@ -109,4 +114,5 @@ def client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     pems = {key: None if path is None else _pem(path, flag) for key, path, flag in (
         ("tls_ca", args.tls_ca, "--tls-ca"), ("tls_cert", args.tls_cert, "--tls-cert"),
         ("tls_key", args.tls_key, "--tls-key"))}
-    return {"tls": args.tls, **pems, "token": token}
+    return {"tls": args.tls, **pems, "token": token,
+            "tls_server_name": getattr(args, "tls_server_name", None)}

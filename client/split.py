@@ -333,6 +333,8 @@ def run(args: argparse.Namespace) -> int:
             Path(args.segments_dir).mkdir(parents=True, exist_ok=True)
         if args.json_out not in (None, "-") and not Path(args.json_out).parent.is_dir():
             raise AudioError(f"--json {args.json_out}: directory does not exist")
+    except SeamcutRpcError as exc:  # a replica list whose name does not resolve
+        return _fail(explain.error_line(exc, target=target), explain.exit_code(exc))
     except ClientError as exc:
         return _fail(f"error: {exc}", explain.EXIT_USAGE)
     except OSError as exc:

@@ -182,15 +182,17 @@ def no_pause_hint(events: Iterable[Event], *, sample_rate_hz: int) -> str | None
     if summary is None or ready is None or ready.config is None:
         return None
     min_pause = ready.config.min_pause_ms
+    now = f"--min-pause {min_pause / 1000:g} s" if min_pause else "--min-pause"
     if summary.longest_short_pause_ms <= 0:
-        return "hint: no pause was cut: the server heard no silence between speech at all"
+        return (f"hint: no pause was cut; the server reported no silence between speech "
+                f"shorter than {now}")
     seconds = summary.longest_short_pause_ms / 1000
     where = format_time(summary.longest_short_pause_sample / sample_rate_hz)
-    head = f"hint: no pause was cut: the longest silence between speech is {seconds:.2f} s " \
-           f"(at {where})"
+    head = (f"hint: no pause was cut; the longest silence between speech shorter than {now} "
+            f"lasted {seconds:.2f} s (at {where})")
     # Round down to 10 ms, so the suggestion is at most the silence itself.
     suggest = int(seconds * 100) / 100
     if suggest < MIN_PAUSE_FLOOR_S:
-        return f"{head}, shorter than any --min-pause allows ({MIN_PAUSE_FLOOR_S:g} s)"
-    now = f" than --min-pause {min_pause / 1000:g} s" if min_pause else ""
-    return f"{head}, shorter{now}; --min-pause {suggest:g} would cut it"
+        return f"{head}, less than any --min-pause allows ({MIN_PAUSE_FLOOR_S:g} s)"
+    # "count as a pause", not "be cut": --min-segment and --min-gap still apply.
+    return f"{head}; --min-pause {suggest:g} would count it as a pause"

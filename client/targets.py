@@ -9,7 +9,11 @@ target is resolved by gRPC, which re-resolves it when a replica goes away. A sin
 ``host:port`` keeps gRPC's default ``pick_first`` (a name like ``localhost`` with an
 IPv4 and an IPv6 address must not alternate between them).
 
-Imports the stdlib and the SDK's ``errors``.
+With TLS, a list given by one host name (``["seamcut.example:50051", ...]`` with
+different ports, or the same name twice) keeps that name for the certificate check;
+a list of IP addresses or of different names needs ``tls_server_name``.
+
+Imports grpc, the stdlib and the SDK's ``errors``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from seamcut.client.errors import InvalidOptions
+import grpc
+from seamcut.client.errors import InvalidOptions, rpc_error
 
 DEFAULT_PORT = 50051
 ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
@@ -35,6 +40,10 @@ class ChannelTarget:
     options: tuple[tuple[str, str], ...]
     replicas: int
     display: str  # what error messages name
+    # The one host name a list of replicas was given by, for TLS: gRPC checks the
+    # certificates against the resolved IP addresses otherwise. None: IPs, or names
+    # that differ (then the caller must say which name the certificates carry).
+    tls_name: str | None = None
 
 
 def _split_host_port(address: str) -> tuple[str, int]:
@@ -61,9 +70,10 @@ def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv
         pass
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise InvalidOptions(f"target {host}:{port}: cannot resolve {host}: {exc.strerror}") \
-            from exc
+    except socket.gaierror as exc:  # as gRPC would say it for a single address
+        raise rpc_error(grpc.StatusCode.UNAVAILABLE,
+                        f"DNS resolution failed for {host}:{port}: {exc.strerror}",
+                        answered=False) from exc
     seen: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
     for _family, _type, _proto, _name, sockaddr in infos:
         ip = ipaddress.ip_address(sockaddr[0])
@@ -90,8 +100,11 @@ def channel_target(target: str | Sequence[str], *, round_robin: bool | None = No
         return channel_target(addresses[0], round_robin=round_robin)
     v4: list[str] = []
     v6: list[str] = []
+    names: set[str] = set()
     for address in addresses:
         host, port = _split_host_port(address)
+        if not _is_ip(host):
+            names.add(host)
         ips = _resolve(host, port)
         # One address per replica: a name's IPv4 address when it has one.
         ip = next((i for i in ips if i.version == 4), ips[0])
@@ -103,4 +116,13 @@ def channel_target(target: str | Sequence[str], *, round_robin: bool | None = No
     scheme, hosts = ("ipv4", v4) if v4 else ("ipv6", v6)
     return ChannelTarget(target=f"{scheme}:{','.join(hosts)}",
                          options=(("grpc.service_config", ROUND_ROBIN),),
-                         replicas=len(hosts), display=", ".join(addresses))
+                         replicas=len(hosts), display=", ".join(addresses),
+                         tls_name=names.pop() if len(names) == 1 else None)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -25,7 +25,8 @@ from seamcut.bench.config import SPAWN
 # models, long after the command has started.
 SERVER_MODULES = (
     "grpc_health", "grpc_reflection", "soxr", "silero_vad", "zmq", "msgspec", "torch",
-    "onnxruntime", "opentelemetry",
+    "onnxruntime", "opentelemetry.trace", "opentelemetry.sdk",
+    "opentelemetry.exporter.prometheus", "opentelemetry.exporter.otlp",
 )
 SERVER_COMMANDS = ("serve", "engine")
 
@@ -41,7 +42,16 @@ def version() -> str:
 
 def missing_server_modules() -> list[str]:
     """The names in ``SERVER_MODULES`` that cannot be imported here (none imported)."""
-    return [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+    return [name for name in SERVER_MODULES if not _importable(name)]
+
+
+def _importable(name: str) -> bool:
+    # find_spec of "a.b" imports "a" and raises when "a" itself is missing; the
+    # opentelemetry namespace can also be present with only the API installed.
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _missing_extra(args: argparse.Namespace) -> str | None:

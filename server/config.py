@@ -469,7 +469,7 @@ class TelemetryConfig:
     enabled: bool = True
     # Share of streams whose span (with a child per block and per stage) is recorded
     # when the caller sent no ``traceparent``; a sampled caller's trace is always
-    # followed (parent-based). One span costs 10-15 us here and a stream has ~6 per
+    # followed (parent-based). One span costs ~17 us here and a stream has ~6 per
     # block (docs/PERFORMANCE.md, "Telemetry overhead"), hence a small default.
     trace_sample_ratio: float = 0.01
     # OTLP/gRPC collector ("http://host:4317") for spans and metrics; "" = none.

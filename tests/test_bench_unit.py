@@ -603,7 +603,8 @@ def test_security_flags_match_split_and_reach_the_clients(tmp_path: Path) -> Non
                                             "--tls"))
     assert isinstance(cfg.transport, SecureTransport)
     assert security_kwargs(cfg.transport) == {"tls": True, "tls_ca": None, "tls_cert": None,
-                                              "tls_key": None, "token": "t0ken"}
+                                              "tls_key": None, "token": "t0ken",
+                                              "tls_server_name": None}
     assert cfg.to_json()["transport"]["token"] == "***"  # never written out
     # Worker processes get the config pickled: the extra fields travel with it.
     assert pk.loads(pk.dumps(cfg)).transport == cfg.transport

@@ -226,9 +226,13 @@ def test_a_draining_server_still_gives_the_cuts_so_far(tmp_path: Path) -> None:
             [sys.executable, "-m", "seamcut.cli", "split", str(wav), "--server", srv.target,
              "--realtime", "--json", str(tmp_path / "o.json")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(6)  # start-up and a few seconds of audio
+        assert proc.stdout is not None
+        first = [proc.stdout.readline(), proc.stdout.readline()]  # Ready line, table head
+        assert "time" in first[1], first
+        time.sleep(3)  # a few seconds of audio at real time
         srv.proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
+        out = "".join(first) + out
     finally:
         srv.stop()
     assert "Traceback" not in err, err
@@ -251,8 +255,8 @@ def test_no_pause_cut_says_which_min_pause_would_cut_one(plain: ServerThread,
     assert res.returncode == 0, res.stderr
     kinds = [c["kind"] for c in json.loads((tmp_path / "a.json").read_text())["cuts"]]
     assert "pause" not in kinds
-    hint = one_line(res, 0, "no pause was cut", "--min-pause 0.7 s")
-    suggested = re.search(r"--min-pause ([\d.]+) would cut it", hint)
+    hint = one_line(res, 0, "no pause was cut", "shorter than --min-pause 0.7 s")
+    suggested = re.search(r"--min-pause ([\d.]+) would count it as a pause", hint)
     assert suggested is not None, hint
     assert 0.4 <= float(suggested.group(1)) < 0.7
     again = split(str(wav), "--server", plain.target, "--min-pause", suggested.group(1),

@@ -443,4 +443,3 @@ def test_image_builds_serves_health_and_a_split_and_drains(tmp_path: Path) -> No
     finally:
         _podman("rm", "-f", name, check=False)
         _podman("rmi", "-f", tag, check=False)
-        _podman("image", "prune", "-f", check=False)

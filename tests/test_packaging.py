@@ -34,9 +34,10 @@ MODULE_OF = {
     "grpcio-health-checking": "grpc_health", "grpcio-reflection": "grpc_reflection",
     "soxr": "soxr", "silero-vad": "silero_vad", "pyzmq": "zmq", "msgspec": "msgspec",
     "torch": "torch", "onnxruntime": "onnxruntime",
-    "opentelemetry-api": "opentelemetry", "opentelemetry-sdk": "opentelemetry",
-    "opentelemetry-exporter-prometheus": "opentelemetry",
-    "opentelemetry-exporter-otlp-proto-grpc": "opentelemetry",
+    # One module each: the opentelemetry namespace exists with any one of them.
+    "opentelemetry-api": "opentelemetry.trace", "opentelemetry-sdk": "opentelemetry.sdk",
+    "opentelemetry-exporter-prometheus": "opentelemetry.exporter.prometheus",
+    "opentelemetry-exporter-otlp-proto-grpc": "opentelemetry.exporter.otlp",
 }
 
 

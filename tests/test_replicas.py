@@ -7,24 +7,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from seamcut.client import (
     AsyncClient,
     Client,
+    ConnectionFailed,
     CutEvent,
     InvalidOptions,
     ReadyEvent,
     ServerBusy,
     StreamOptions,
+    TlsError,
 )
 from seamcut.client.targets import channel_target
 
 from tests.corpus import default_corpus
 from tests.helpers import ServerThread, serving
+from tests.test_security import _pem_key, make_ca
 
 pytestmark = pytest.mark.integration
 CLIP = default_corpus()[0]
@@ -73,7 +82,8 @@ def test_streams_spread_over_replicas_with_the_solo_cuts(replicas: list[ServerTh
         runs = [cuts(client) for _ in range(9)]
     assert all(run == expected for run in runs)
     spread = [opened(r) - b for r, b in zip(replicas, before, strict=True)]
-    assert sum(spread) == 9 and min(spread) >= 2, spread  # round_robin: 3 each, give or take
+    # round_robin: 3 each once every subchannel is READY; a slow start may skew it.
+    assert sum(spread) == 9 and min(spread) >= 1, spread
 
 
 def test_a_full_replica_refuses_and_the_stream_opens_elsewhere() -> None:
@@ -83,8 +93,12 @@ def test_a_full_replica_refuses_and_the_stream_opens_elsewhere() -> None:
         # Hold the full replica's one slot with a stream that has not ended.
         with Client(full.target) as holder, holder.stream(OPTS) as held:
             held.wait_ready(timeout=30)
+            refused = int(full.running.servicer.counters.rejected)
             with Client([full.target, free.target]) as client:
                 runs = [cuts(client) for _ in range(4)]
+            # round_robin sent some of them to the full replica, which refused them, and
+            # they completed on the other (the retry path, not luck of the draw).
+            assert full.running.servicer.counters.rejected > refused
             with Client(full.target) as alone, pytest.raises(ServerBusy) as busy:
                 cuts(alone)  # one address: no retry, the refusal reaches the caller
             assert busy.value.retry_after_ms is not None
@@ -109,3 +123,39 @@ def test_a_replica_that_is_down_is_skipped(replicas: list[ServerThread]) -> None
     with Client(replicas[1].target) as solo:
         expected = cuts(solo)
     assert all(run == expected for run in asyncio.run(main()))
+
+
+def test_tls_replicas_given_by_one_host_name(tmp_path: Path) -> None:
+    """The list is resolved to IP addresses for round_robin; the certificate check must
+    still use the name the user gave (a certificate with no IP address in it)."""
+    ca_key, ca_cert = make_ca("replica CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "s.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "s.key").write_bytes(_pem_key(key))
+    tls = {"tls_cert_path": str(tmp_path / "s.pem"), "tls_key_path": str(tmp_path / "s.key")}
+    with serving(security=tls) as a, serving(security=tls) as b:
+        names = [t.replace("127.0.0.1", "localhost") for t in (a.target, b.target)]
+        with Client(names, tls_ca=ca_pem) as client:
+            assert cuts(client)[-1] == len(AUDIO)
+        with Client([a.target, b.target], tls_ca=ca_pem) as by_ip, \
+                pytest.raises(TlsError):  # IP addresses the certificate does not hold
+            cuts(by_ip)
+        with Client([a.target, b.target], tls_ca=ca_pem, tls_server_name="localhost") as c:
+            assert cuts(c)[-1] == len(AUDIO)
+
+
+@pytest.mark.unit
+def test_a_replica_name_that_does_not_resolve_is_a_connection_failure() -> None:
+    with pytest.raises(ConnectionFailed, match="DNS resolution failed"):
+        channel_target(["no-such-host.invalid:1", "127.0.0.1:2"])
