@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SCOPE = "seamcut.server"
+SHUTDOWN_S = 2.0  # the most a server's stop waits for its telemetry to be exported
 STAGE_BOUNDS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                   2.5, 5.0, 10.0)
 BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -259,8 +261,19 @@ class Telemetry:
             self.errors.add(1, {"status": status})
 
     def shutdown(self) -> None:
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+        """Flush and stop the providers, waiting at most SHUTDOWN_S: an OTLP exporter
+        whose collector is down retries for up to 30 s, which a pod's termination
+        grace (docs/DEPLOY.md) has no room for. What is unsent then is dropped."""
+        def stop() -> None:
+            self.tracer_provider.shutdown()
+            self.meter_provider.shutdown()
+
+        t = threading.Thread(target=stop, name="seamcut-telemetry-shutdown", daemon=True)
+        t.start()
+        t.join(SHUTDOWN_S)
+        if t.is_alive():
+            log.warning("telemetry: export did not finish within %g s at shutdown; the "
+                        "unsent spans and metrics are dropped", SHUTDOWN_S)
 
     # ------------------------------------------------------------ streams
     def open_stream(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> StreamTelemetry:
