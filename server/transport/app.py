@@ -241,12 +241,19 @@ async def start_server(cfg: AppConfig, *, engine: EngineClient | None = None) ->
     except RuntimeError as exc:  # grpc raises RuntimeError on a failed bind
         raise OSError(f"could not bind {address}: {exc}") from exc
     running = Running(server, servicer, health, eng, port, auth, telemetry)
-    if cfg.server.metrics_socket_path:
-        running.metrics_unix = await metrics_export.serve_unix(
-            telemetry.registry, cfg.server.metrics_socket_path)
-    elif cfg.server.metrics_port:
-        running.metrics_http = metrics_export.serve_http(
-            telemetry.registry, cfg.server.host, cfg.server.metrics_port)
+    try:
+        if cfg.server.metrics_socket_path:
+            running.metrics_unix = await metrics_export.serve_unix(
+                telemetry.registry, cfg.server.metrics_socket_path)
+        elif cfg.server.metrics_port:
+            running.metrics_http = metrics_export.serve_http(
+                telemetry.registry, cfg.server.host, cfg.server.metrics_port)
+    except OSError:
+        # Nothing has started yet (gRPC, engine): release the bound port and telemetry,
+        # so an embedding process (tests) can try again.
+        await server.stop(None)
+        telemetry.shutdown()
+        raise
     await running.set_serving(False)  # NOT_SERVING until the models are warm
     await server.start()
     await eng.start()
