@@ -4,7 +4,6 @@ the documented exit code (client/explain.py). Real subprocesses, real servers.
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 import signal
@@ -19,16 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from seamcut.bench.localserver import LocalServer
 from seamcut.client import explain
 
 from tests.corpus import make_clip
 from tests.helpers import ServerThread, serving
-from tests.test_security import TOKEN, Pki, _pem_key, make_ca, pki  # noqa: F401  # a fixture
+from tests.test_security import TOKEN, Pki, dns_only_server_cert, pki  # noqa: F401  # a fixture
 
 pytestmark = pytest.mark.integration
 SAMPLE = str(resources.files("seamcut.samples") / "speech_en.flac")
@@ -146,23 +141,7 @@ def test_tls_failures_are_told_apart_from_a_missing_server(
 
 
 def test_a_certificate_for_another_host_name(tmp_path: Path) -> None:
-    ca_key, ca_cert = make_ca("name test CA")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "elsewhere")]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("elsewhere.example")]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    (tmp_path / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "s.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "s.key").write_bytes(_pem_key(key))
-    with serving(security={"tls_cert_path": str(tmp_path / "s.pem"),
-                           "tls_key_path": str(tmp_path / "s.key")}) as srv:
+    with serving(security=dns_only_server_cert(tmp_path, "elsewhere.example")) as srv:
         one_line(split(SAMPLE, "--server", srv.target, "--tls-ca", str(tmp_path / "ca.pem")),
                  explain.EXIT_CONNECT, "TLS handshake with", "host name")
 

@@ -7,17 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from seamcut.client import (
     AsyncClient,
     Client,
@@ -33,7 +28,7 @@ from seamcut.client.targets import channel_target
 
 from tests.corpus import default_corpus
 from tests.helpers import ServerThread, serving
-from tests.test_security import _pem_key, make_ca
+from tests.test_security import dns_only_server_cert
 
 pytestmark = pytest.mark.integration
 CLIP = default_corpus()[0]
@@ -128,22 +123,8 @@ def test_a_replica_that_is_down_is_skipped(replicas: list[ServerThread]) -> None
 def test_tls_replicas_given_by_one_host_name(tmp_path: Path) -> None:
     """The list is resolved to IP addresses for round_robin; the certificate check must
     still use the name the user gave (a certificate with no IP address in it)."""
-    ca_key, ca_cert = make_ca("replica CA")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
-    (tmp_path / "s.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "s.key").write_bytes(_pem_key(key))
-    tls = {"tls_cert_path": str(tmp_path / "s.pem"), "tls_key_path": str(tmp_path / "s.key")}
+    tls = dns_only_server_cert(tmp_path, "localhost")
+    ca_pem = (tmp_path / "ca.pem").read_bytes()
     with serving(security=tls) as a, serving(security=tls) as b:
         names = [t.replace("127.0.0.1", "localhost") for t in (a.target, b.target)]
         with Client(names, tls_ca=ca_pem) as client:

@@ -93,6 +93,25 @@ def issue(ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], cn: str, *,
     return _pem_key(key), cert.public_bytes(serialization.Encoding.PEM)
 
 
+def dns_only_server_cert(directory: Path, dns: str) -> dict[str, str]:
+    """A new CA (``ca.pem``) and a server certificate for ``dns`` alone, no IP address
+    (``s.pem``, ``s.key``) in ``directory``; returns the server's security settings."""
+    ca_key, ca_cert = make_ca(f"CA for {dns}")
+    key = _key()
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(dns))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    (directory / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "s.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "s.key").write_bytes(_pem_key(key))
+    return {"tls_cert_path": str(directory / "s.pem"), "tls_key_path": str(directory / "s.key")}
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Pki:
     ca: Path  # the CA that signed server.pem and client.pem
