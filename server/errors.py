@@ -93,3 +93,13 @@ def echo(value: object, limit: int = ECHO_CHARS) -> str:
         return text
     size = len(value) if isinstance(value, (str, bytes)) else len(text)
     return f"{text[:limit]}… ({size} chars)"
+
+
+def log_value(text: str) -> str:
+    """A client string as it may appear in a log line: as it is when short, printable
+    and without spaces (so ``key=value`` stays one token), else quoted and cut."""
+    if not text:
+        return "-"
+    if len(text) <= 128 and text.isprintable() and " " not in text:
+        return text
+    return echo(text)

@@ -23,6 +23,7 @@ from seamcut.server.errors import (
     SeamcutError,
     SequenceError,
     echo,
+    log_value,
 )
 from seamcut.server.events import (
     ChunkTrace,
@@ -457,10 +458,7 @@ class Session:
 
     def _request_id(self) -> str:
         """StreamConfig.request_id for a log line (quoted when it is not plain text)."""
-        rid = self.spec.request_id
-        if not rid:
-            return "-"
-        return rid if rid.isprintable() and " " not in rid else echo(rid)
+        return log_value(self.spec.request_id)
 
     def _put(self, ev: Event) -> None:
         self.events.put_nowait(ev)

@@ -49,6 +49,7 @@ from seamcut.server.errors import (
     SessionTooLong,
     Unavailable,
     echo,
+    log_value,
 )
 from seamcut.server.events import Notice
 from seamcut.server.session.session import InflightBudget, Session
@@ -542,16 +543,6 @@ def _config_of(msg: pb.ClientMessage | None) -> pb.StreamConfig:
         raise ConfigError(f"config: StreamConfig of {size} bytes; at most {MAX_CONFIG_BYTES} "
                           "(check the string fields: separation.backend, request_id)")
     return msg.config
-
-
-def log_value(text: str) -> str:
-    """A client string as it may appear in a log line: as it is when short, printable
-    and without spaces (so ``key=value`` stays one token), else quoted and cut."""
-    if not text:
-        return "-"
-    if len(text) <= 128 and text.isprintable() and " " not in text:
-        return text
-    return echo(text)
 
 
 def peer_address(peer: str) -> str:
