@@ -15,7 +15,7 @@ Exit codes of ``seamcut split`` (and the meaning the bench shares)::
          handshake failed, or no answer within --timeout
     130  interrupted (Ctrl-C)
 
-Imports the SDK's ``errors`` module only.
+Imports the SDK's ``errors`` and ``targets`` modules only.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 EXIT_CONNECT = 4
 EXIT_INTERRUPTED = 130
-DEFAULT_PORT = 50051
 
 # StreamConfig fields that a flag of `seamcut split` sets, in the flag's unit.
 SECONDS_FLAGS: Mapping[str, str] = {
@@ -49,22 +48,6 @@ SECONDS_FLAGS: Mapping[str, str] = {
 }
 _WHY = re.compile(r"\s*\(([^)]*)\):")
 _RANGE = re.compile(r"must be in \[([-\d.e+]+), ([-\d.e+]+)\], got ([-\d.e+]+)")
-
-
-def with_default_port(target: str) -> str:
-    """``host`` -> ``host:50051``; a target with a port, a scheme (``dns:``, ``unix:``,
-    ``ipv4:``...) or a bracketed IPv6 address with a port is left as it is.
-
-    grpc itself takes a bare host to mean port 443, which no seamcut server uses.
-    """
-    t = target.strip()
-    if re.match(r"^[a-z][a-z0-9+.-]*:(?!\d+$)", t):  # a scheme, not "host:port"
-        return t
-    if t.startswith("["):  # "[::1]" or "[::1]:50051"
-        return t if "]:" in t else f"{t}:{DEFAULT_PORT}"
-    if t.count(":") >= 2:  # a bare IPv6 address
-        return f"[{t}]:{DEFAULT_PORT}"
-    return t if ":" in t else f"{t}:{DEFAULT_PORT}"
 
 
 def _seconds(ms_text: str) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 from seamcut.client.audio import encode
-from seamcut.client.stream import EncodingName, StreamOptions
+from seamcut.client.stream import EncodingName
 
 REALTIME_CHUNK_MS = 100
 FILE_CHUNK_MS = 1000
@@ -23,11 +23,6 @@ def chunk_frames_for(sample_rate_hz: int, chunk_ms: int, frame_bytes: int = 0) -
     ``MAX_CHUNK_BYTES`` of ``frame_bytes``-byte frames when that is given."""
     frames = max(1, round(sample_rate_hz * chunk_ms / 1000))
     return min(frames, max(1, MAX_CHUNK_BYTES // frame_bytes)) if frame_bytes else frames
-
-
-def frame_bytes(opts: StreamOptions) -> int:
-    """Bytes per interleaved frame on the wire (vocal stem channels included)."""
-    return opts.channels * (2 if opts.encoding == "pcm_s16le" else 4)
 
 
 def chunk_ends(frames: int, chunk_frames: int) -> list[int]:

@@ -35,7 +35,6 @@ from seamcut.client.sending import (
     SendLog,
     chunk_ends,
     chunk_frames_for,
-    frame_bytes,
     iter_chunks,
 )
 from seamcut.client.stream import (
@@ -59,6 +58,7 @@ from seamcut.client.table import (
     summary_line,
     table_header,
 )
+from seamcut.client.targets import DEFAULT_PORT, with_default_port
 
 MAX_CHUNK_MS = 10_000  # the server's default limit on one AudioChunk
 REQUEST_ID = "seamcut-split"
@@ -113,7 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="audio file to split (WAV or FLAC)")
     parser.add_argument("--server", default=DEFAULT_TARGET, metavar="HOST[:PORT]",
                         help=f"server address (default {DEFAULT_TARGET}; the port defaults "
-                             f"to {explain.DEFAULT_PORT}); several replicas as A,B,C: the "
+                             f"to {DEFAULT_PORT}); several replicas as A,B,C: the "
                              "stream goes to one, and to another if it is refused")
     parser.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT_S, metavar="S",
                         help="seconds to wait for the server to open the stream (default "
@@ -228,7 +228,7 @@ async def stream_file(
     """Stream ``frames`` to the server; print cuts as they come. Returns the events
     and, for real-time runs, each cut's finality against the look-ahead bound in ms
     (by cut index; see LATENCY_HELP)."""
-    chunk_frames = chunk_frames_for(info.sample_rate_hz, args.chunk_ms, frame_bytes(opts))
+    chunk_frames = chunk_frames_for(info.sample_rate_hz, args.chunk_ms, opts.frame_bytes)
     log = SendLog(chunk_ends(info.frames, chunk_frames), info.sample_rate_hz)
     events: list[Event] = []
     latencies: dict[int, float] = {}
@@ -265,7 +265,7 @@ def analyze_offline(frames: npt.NDArray[np.generic], info: AudioInfo, opts: Stre
     from seamcut.server.transport import convert
     from seamcut.server.transport.status import status_for
 
-    chunk_frames = chunk_frames_for(info.sample_rate_hz, chunk_ms, frame_bytes(opts))
+    chunk_frames = chunk_frames_for(info.sample_rate_hz, chunk_ms, opts.frame_bytes)
     chunks = [data for _, data in iter_chunks(frames, opts.encoding, chunk_frames)]
     try:
         cfg = load_config()
@@ -302,6 +302,10 @@ def with_vocal_stem(frames: npt.NDArray[np.generic], info: AudioInfo,
     return np.concatenate([as_float(frames), vocal], axis=1)
 
 
+def _os_error_line(exc: OSError) -> str:
+    return f"error: {exc.filename or ''}: {exc.strerror or exc}"
+
+
 def _fail(message: str, code: int) -> int:
     print(message, file=sys.stderr, flush=True)
     return code
@@ -316,7 +320,7 @@ def chunk_ms_of(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``seamcut split`` with parsed ``args``; return the exit code (see ``explain``)."""
-    replicas = [explain.with_default_port(t) for t in args.server.split(",") if t.strip()]
+    replicas = [with_default_port(t) for t in args.server.split(",") if t.strip()]
     target = ", ".join(replicas)
     if not replicas:
         return _fail("error: --server: give an address (HOST[:PORT])", explain.EXIT_USAGE)
@@ -327,8 +331,9 @@ def run(args: argparse.Namespace) -> int:
             frames = with_vocal_stem(frames, info, stem)
         opts = options_from_args(args, info, 1 if stem is not None else 0)
         # Built here, not in the event loop: bad TLS files and flags are usage errors.
-        client = None if args.offline else AsyncClient(
-            replicas if len(replicas) > 1 else replicas[0], **security.client_kwargs(args))
+        # One address or several: channel_target treats a list of one as that address.
+        client = None if args.offline else AsyncClient(replicas,
+                                                       **security.client_kwargs(args))
         if args.segments_dir is not None:
             Path(args.segments_dir).mkdir(parents=True, exist_ok=True)
         if args.json_out not in (None, "-") and not Path(args.json_out).parent.is_dir():
@@ -338,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
     except ClientError as exc:
         return _fail(f"error: {exc}", explain.EXIT_USAGE)
     except OSError as exc:
-        return _fail(f"error: {exc.filename or ''}: {exc.strerror or exc}", explain.EXIT_USAGE)
+        return _fail(_os_error_line(exc), explain.EXIT_USAGE)
 
     args.chunk_ms = chunk_ms_of(args)
     # With --json - the JSON alone goes to stdout; the table moves to stderr.
@@ -416,7 +421,7 @@ def _write_outputs(args: argparse.Namespace, report: SplitReport, info: AudioInf
     except AudioError as exc:
         return _fail(f"error: {exc}", explain.EXIT_USAGE)
     except OSError as exc:
-        return _fail(f"error: {exc.filename or ''}: {exc.strerror or exc}", explain.EXIT_USAGE)
+        return _fail(_os_error_line(exc), explain.EXIT_USAGE)
     return explain.EXIT_OK
 
 

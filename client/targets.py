@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,15 +47,34 @@ class ChannelTarget:
     tls_name: str | None = None
 
 
-def _split_host_port(address: str) -> tuple[str, int]:
+def _host_and_port(address: str) -> tuple[str, str]:
+    """``host:port``, ``[v6]:port``, ``[v6]`` or a bare IPv6 address, split; the port
+    as written ("" when there is none)."""
     a = address.strip()
     if a.startswith("["):  # [v6] or [v6]:port
         host, _, rest = a[1:].partition("]")
-        port = rest.lstrip(":")
-    elif a.count(":") >= 2:  # a bare IPv6 address
-        host, port = a, ""
-    else:
-        host, _, port = a.partition(":")
+        return host, rest.lstrip(":")
+    if a.count(":") >= 2:  # a bare IPv6 address
+        return a, ""
+    host, _, port = a.partition(":")
+    return host, port
+
+
+def with_default_port(target: str) -> str:
+    """``host`` -> ``host:50051``; a target with a port, or with a scheme (``dns:``,
+    ``unix:``, ``ipv4:``...), is left as it is; IPv6 addresses come out bracketed.
+
+    grpc itself takes a bare host to mean port 443, which no seamcut server uses.
+    """
+    t = target.strip()
+    if re.match(r"^[a-z][a-z0-9+.-]*:(?!\d+$)", t):  # a scheme, not "host:port"
+        return t
+    host, port = _host_and_port(t)
+    return f"{f'[{host}]' if ':' in host else host}:{port or DEFAULT_PORT}"
+
+
+def _split_host_port(address: str) -> tuple[str, int]:
+    host, port = _host_and_port(address)
     if not host:
         raise InvalidOptions(f"target {address!r}: no host")
     try:

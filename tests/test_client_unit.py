@@ -68,6 +68,7 @@ from seamcut.client.table import (
     report_json,
     summary_line,
 )
+from seamcut.client.targets import with_default_port
 
 from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
@@ -513,7 +514,7 @@ def test_stream_error_messages() -> None:
     ("unix:/tmp/s.sock", "unix:/tmp/s.sock"), ("h.example", "h.example:50051"),
 ])
 def test_a_missing_port_means_50051(given: str, target: str) -> None:
-    assert explain.with_default_port(given) == target
+    assert with_default_port(given) == target
 
 
 # ---------------------------------------------------------------- SDK over a fake server
