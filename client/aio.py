@@ -36,6 +36,7 @@ from seamcut.client.errors import (
     rpc_error,
     wrap_rpc_error,
 )
+from seamcut.client.resume import resume_stream, retry_elsewhere
 from seamcut.client.security import PemSource, channel_credentials, token_metadata
 from seamcut.client.stream import (
     CORE_WRITE_ERROR,
@@ -62,6 +63,9 @@ SEND_QUEUE_MESSAGES = 8
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_MESSAGE_MS = 5_000
 
+RESUME_KEEPALIVE_MS = 20_000
+RESUME_KEEPALIVE_TIMEOUT_MS = 10_000
+
 Metadata = Sequence[tuple[str, str | bytes]]
 
 
@@ -81,8 +85,11 @@ class AsyncClient:
     module), and :meth:`stream_cuts` retries a stream refused before its Ready
     (RESOURCE_EXHAUSTED, UNAVAILABLE) on the next replica, after the server's
     ``retry-after-ms``, up to ``refused_retries`` times (default 2 with replicas, 0
-    for one address). ``tls_server_name``: the name the servers' certificates carry,
-    when the target is a list of IP addresses.
+    for one address). ``resume=True`` (experimental, off by default): a stream whose replica
+    is lost after Ready (killed, connection lost, draining) goes on on another one
+    from the SDK's replay buffer, each cut delivered once at the same sample as an
+    uninterrupted run (``resume`` module). ``tls_server_name``: the name the servers'
+    certificates carry, when the target is a list of IP addresses.
     Use as ``async with AsyncClient(...) as client`` or call :meth:`close`.
     """
 
@@ -100,6 +107,7 @@ class AsyncClient:
         token: str | None = None,
         tls_server_name: str | None = None,
         refused_retries: int | None = None,
+        resume: bool | None = None,
     ) -> None:
         wants_tls = tls or tls_ca is not None or tls_cert is not None or tls_key is not None
         if credentials is not None and wants_tls:
@@ -113,6 +121,7 @@ class AsyncClient:
                                 else 0 if where.replicas == 1 else 2)
         if self.refused_retries < 0:
             raise InvalidOptions(f"refused_retries: must be >= 0, got {refused_retries}")
+        self.resume = bool(resume)
         self.metadata: tuple[tuple[str, str | bytes], ...] = (
             *tuple(metadata), *token_metadata(token)
         )
@@ -123,7 +132,13 @@ class AsyncClient:
         names = (() if tls_name is None else (
             ("grpc.ssl_target_name_override", tls_name),
             ("grpc.default_authority", tls_name)))
-        self._options = (*where.options, *names, *tuple(options))
+        # A resumable stream must notice a connection that went silent (a cut cable, a
+        # frozen host) rather than wait on TCP for minutes: keepalive pings, no more
+        # often than the server's minimum ping interval (20 s by default).
+        alive = (("grpc.keepalive_time_ms", RESUME_KEEPALIVE_MS),
+                 ("grpc.keepalive_timeout_ms", RESUME_KEEPALIVE_TIMEOUT_MS)) \
+            if self.resume else ()
+        self._options = (*where.options, *names, *alive, *tuple(options))
         self.tls = self._credentials is not None
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.SeamcutStub | None = None
@@ -190,9 +205,20 @@ class AsyncClient:
         is opened again on the next one (``refused_retries``); ``audio`` is read only
         once the stream has its Ready, so nothing is lost or sent twice.
 
+        With ``resume=True``, a stream that loses its replica after Ready (UNAVAILABLE,
+        or a draining notice while audio is still coming) is opened again on another
+        one and the audio from a point before its last delivered cut is sent again; a
+        ResumedEvent marks the move and no event is repeated (``resume`` module).
+
         Raises what ``audio`` raised (the stream is cancelled), AudioError for a block
         that does not fit the config, or the stream's SeamcutRpcError subclass.
         """
+        if self.resume:
+            async with contextlib.aclosing(
+                    resume_stream(self, config, audio, ready_timeout=ready_timeout)) as evs:
+                async for ev in evs:
+                    yield ev
+            return
         attempt = 0
         while True:
             async with self.stream(config, ready_timeout=ready_timeout) as s:
@@ -201,7 +227,7 @@ class AsyncClient:
                 try:
                     await s.wait_ready()
                 except SeamcutRpcError as exc:
-                    if attempt >= self.refused_retries or not _retry_elsewhere(exc):
+                    if attempt >= self.refused_retries or not retry_elsewhere(exc):
                         raise
                     attempt += 1
                     delay = exc.retry_after_ms / 1000 if exc.retry_after_ms else 0.05 * attempt
@@ -525,12 +551,6 @@ class AsyncStream:
                 fut.exception()
         self._flushes.clear()
         self._events.put_nowait(None)
-
-
-def _retry_elsewhere(exc: SeamcutRpcError) -> bool:
-    """Refusals another replica (or this one, a moment later) may not give: full,
-    draining, or not reachable. Nothing else is retried (a bad config stays bad)."""
-    return exc.code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
 
 
 async def _run_stream(

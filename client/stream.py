@@ -310,9 +310,23 @@ class SummaryEvent:
     longest_short_pause_sample: int = 0
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResumedEvent:
+    """The stream moved to another replica after ``reason``; the audio from
+    ``resume_sample`` (frames, start_sample included) was sent again. Events after it
+    continue the ones before it: nothing delivered is repeated."""
+
+    session_id: str
+    previous_session_id: str
+    resume_sample: int
+    replayed_frames: int
+    reason: str
+    resumes: int
+
+
 Event = (
     ReadyEvent | CutEvent | VadSegmentEvent | TraceEvent | ProgressEvent | FlushedEvent
-    | NoticeEvent | SummaryEvent
+    | NoticeEvent | SummaryEvent | ResumedEvent
 )
 
 

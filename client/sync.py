@@ -106,11 +106,13 @@ class Client:
         token: str | None = None,
         tls_server_name: str | None = None,
         refused_retries: int | None = None,
+        resume: bool | None = None,
     ) -> None:
         self._aclient = AsyncClient(
             target, credentials=credentials, metadata=metadata, options=options, tls=tls,
             tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token=token,
             tls_server_name=tls_server_name, refused_retries=refused_retries,
+            resume=resume,
         )
         self.target = self._aclient.target
         self._lt = _LoopThread()

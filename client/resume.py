@@ -1,0 +1,289 @@
+"""Streams that survive losing their replica: the SDK's replay buffer and resume loop.
+
+A stream whose server goes away after its Ready (UNAVAILABLE: killed, crashed,
+connection lost, engine lost) or announces a drain is opened again, on the next
+replica the channel picks, with ``StreamConfig.start_sample = W`` and the audio from
+``W`` re-sent from a bounded replay buffer. ``W`` is the last delivered cut minus a
+warm-up, aligned down to the block grid: the server's analysis grid starts at the
+stream's first sample, and the detector and separator state converge within the
+warm-up, so the new stream finds the same cuts after the last delivered one as an
+uninterrupted run would (docs/DESIGN.md, "Replicas and resume", has the measurements).
+What the application already has (cuts at or before the last delivered one, VAD
+segments, traces and progress it saw) is dropped; cut indexes continue the count.
+
+Imports only the SDK's own modules (no grpc calls of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from typing import TYPE_CHECKING
+
+import grpc
+from seamcut.client.audio import Audio, to_wire
+from seamcut.client.errors import SeamcutRpcError, StreamClosedError, rpc_error
+from seamcut.client.stream import (
+    CutEvent,
+    Event,
+    NoticeEvent,
+    ProgressEvent,
+    ReadyEvent,
+    ResumedEvent,
+    StreamOptions,
+    TraceEvent,
+    VadSegmentEvent,
+)
+
+if TYPE_CHECKING:
+    from seamcut.client.aio import AsyncClient, AsyncStream
+
+ANALYSIS_RATE_HZ = 16_000
+# Warm-up before the last delivered cut: speech converges in 2 s, SONG's separator
+# windows need 10 s (measured; docs/DESIGN.md).
+WARMUP_S = 10.0
+# Audio kept for a resume at most; beyond it (no cut for this long) a lost replica
+# ends the stream with its error, as an exact continuation is no longer possible.
+MAX_REPLAY_S = 120.0
+MAX_RESUMES = 3
+
+
+def grid_frames(block_ms: int, rate_hz: int) -> int:
+    """The smallest restart step in client frames that is a whole number of analysis
+    blocks (``block_ms`` at 16 kHz) and of client frames."""
+    block = block_ms * ANALYSIS_RATE_HZ // 1000
+    num = block * rate_hz
+    return num // math.gcd(num, ANALYSIS_RATE_HZ)
+
+
+class ReplayBuffer:
+    """The wire bytes sent from ``base`` (an absolute frame index) on."""
+
+    def __init__(self, base: int, frame_bytes: int, max_frames: int) -> None:
+        self.base = base
+        self.frame_bytes = frame_bytes
+        self.max_frames = max_frames
+        self.exact = True  # False once audio needed for an exact resume was dropped
+        self._data = bytearray()
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self._data) // self.frame_bytes
+
+    def append(self, wire: bytes) -> None:
+        self._data += wire
+        over = len(self._data) // self.frame_bytes - self.max_frames
+        if over > 0:
+            self.trim(self.base + over)
+            self.exact = False
+
+    def trim(self, keep_from: int) -> None:
+        """Forget the audio before ``keep_from``."""
+        drop = min(max(0, keep_from - self.base), len(self._data) // self.frame_bytes)
+        del self._data[:drop * self.frame_bytes]
+        self.base += drop
+
+    def since(self, start: int) -> bytes:
+        if start < self.base:
+            raise ValueError(f"replay from {start}: the buffer starts at {self.base}")
+        return bytes(self._data[(start - self.base) * self.frame_bytes:])
+
+
+class Delivered:
+    """What the application has seen, to drop it when a resumed stream repeats it."""
+
+    def __init__(self) -> None:
+        self.last_cut: int | None = None
+        self.cuts = 0
+        self._vad_end = -1
+        self._trace_end = -1
+        self._processed = -1
+
+    def admit(self, ev: Event) -> Event | None:
+        """``ev`` as the application should see it, or None for a repeat."""
+        if isinstance(ev, CutEvent):
+            if self.last_cut is not None and ev.sample <= self.last_cut:
+                return None
+            self.last_cut = ev.sample
+            ev = dataclasses.replace(ev, index=self.cuts)
+            self.cuts += 1
+        elif isinstance(ev, VadSegmentEvent):
+            if ev.start_sample < self._vad_end:
+                return None
+            self._vad_end = ev.end_sample
+        elif isinstance(ev, TraceEvent):
+            if ev.end_sample <= self._trace_end:
+                return None
+            self._trace_end = ev.end_sample
+        elif isinstance(ev, ProgressEvent):
+            if ev.samples_processed <= self._processed:
+                return None
+            self._processed = ev.samples_processed
+        return ev
+
+
+class _Moved(Exception):
+    """The server announced a drain: move the stream before its grace runs out."""
+
+
+def retry_elsewhere(exc: SeamcutRpcError) -> bool:
+    """Refusals another replica (or this one, a moment later) may not give: full,
+    draining, or not reachable. Nothing else is retried (a bad config stays bad)."""
+    return exc.code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+
+
+def resumable(exc: SeamcutRpcError) -> bool:
+    """A stream that failed after Ready with this can go on elsewhere: its server is
+    gone or going (UNAVAILABLE). Everything else (a bad config, a deadline, the
+    client's own cancel) would fail the same way again."""
+    return bool(exc.code == grpc.StatusCode.UNAVAILABLE)
+
+
+async def resume_stream(
+    client: AsyncClient, config: StreamOptions, audio: AsyncIterable[Audio] | Iterable[Audio],
+    *, ready_timeout: float | None, max_resumes: int = MAX_RESUMES,
+    warmup_s: float = WARMUP_S, max_replay_s: float = MAX_REPLAY_S,
+) -> AsyncGenerator[Event, None]:
+    """stream_cuts with resume (see the module's docstring)."""
+    rate = config.sample_rate_hz
+    origin = config.start_sample
+    warmup = int(warmup_s * rate)
+    buf = ReplayBuffer(origin, config.frame_bytes, int(max_replay_s * rate))
+    seen = Delivered()
+    source = _blocks(audio)
+    state = _Source()
+    restart, resumes, refused = origin, 0, 0
+    previous: ReadyEvent | None = None
+    grid = 1
+    reason = ""
+    try:
+        while True:
+            delay = 0.0
+            opts = dataclasses.replace(config, start_sample=restart)
+            async with client.stream(opts, ready_timeout=ready_timeout) as s:
+                try:
+                    ready = await s.wait_ready()
+                except SeamcutRpcError as exc:
+                    # Refused at admission (full, draining, down): the next replica.
+                    if refused >= client.refused_retries or not retry_elsewhere(exc):
+                        raise
+                    refused += 1
+                    delay = exc.retry_after_ms / 1000 if exc.retry_after_ms else 0.05 * refused
+                else:
+                    refused = 0
+                    if previous is None:
+                        grid = grid_frames(ready.block_ms, rate)
+                        yield ready
+                    else:
+                        yield ResumedEvent(
+                            session_id=ready.session_id,
+                            previous_session_id=previous.session_id,
+                            resume_sample=restart, replayed_frames=buf.end - restart,
+                            reason=reason, resumes=resumes)
+                    previous = ready
+                    try:
+                        async for ev in _one_stream(s, buf, restart, source, state):
+                            out = seen.admit(ev)
+                            if out is None:
+                                continue
+                            if isinstance(out, CutEvent):
+                                buf.trim(_restart_point(out.sample, origin, warmup, grid))
+                            yield out
+                        return
+                    except (SeamcutRpcError, _Moved) as exc:
+                        if state.error is not None:
+                            raise state.error from None
+                        rpc = exc if isinstance(exc, SeamcutRpcError) else None
+                        if rpc is not None and not resumable(rpc):
+                            raise
+                        if resumes >= max_resumes or not buf.exact:
+                            raise _not_resumed(rpc, buf, resumes) from exc
+                        resumes += 1
+                        reason = rpc.details if rpc is not None else "the server is draining"
+                        restart = buf.base
+            if delay:
+                await asyncio.sleep(delay)
+    finally:
+        await _close(source)
+
+
+def _restart_point(cut: int, origin: int, warmup: int, grid: int) -> int:
+    """Where a resume after ``cut`` starts: ``warmup`` frames earlier, on the grid."""
+    return origin + max(0, (cut - warmup - origin) // grid * grid)
+
+
+def _not_resumed(rpc: SeamcutRpcError | None, buf: ReplayBuffer,
+                 resumes: int) -> SeamcutRpcError:
+    why = (f"no cut within the replay buffer's last {buf.max_frames} frames, so no "
+           "exact restart point" if not buf.exact else f"already resumed {resumes} times")
+    if rpc is None:
+        return rpc_error(grpc.StatusCode.UNAVAILABLE,
+                         f"the server is draining; the stream was not resumed: {why}")
+    return rpc_error(rpc.code, f"{rpc.details} (not resumed: {why})", rpc.trailing_metadata,
+                     answered=True)
+
+
+class _Source:
+    """The application's audio, shared by the streams of one resumable stream."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.error: BaseException | None = None
+
+
+async def _one_stream(s: AsyncStream, buf: ReplayBuffer, restart: int,
+                      source: AsyncIterator[Audio], state: _Source,
+                      ) -> AsyncGenerator[Event, None]:
+    """One replica's stream: replay from ``restart``, then go on with the source."""
+    opts = s.options
+
+    async def send() -> None:
+        try:
+            replay = buf.since(restart)
+            if replay:
+                await s.send(replay)
+            if not state.done:
+                async for block in source:
+                    wire = to_wire(block, opts.encoding, opts.channels)
+                    buf.append(wire)  # before sending: a send cut short is replayed
+                    await s.send(wire)
+                state.done = True
+            await s.close_send()
+        except (SeamcutRpcError, StreamClosedError):
+            raise  # the stream has ended: its reader reports the status
+        except Exception as exc:  # the source's own failure, reported as itself
+            state.error = exc
+            await s.aclose()
+            raise
+
+    sender = asyncio.create_task(send(), name="seamcut-resume-sender")
+    try:
+        async for ev in s:
+            yield ev
+            if isinstance(ev, NoticeEvent) and ev.code == "draining" and not state.done:
+                raise _Moved()
+    finally:
+        if not sender.done():
+            sender.cancel()
+        await asyncio.wait({sender})
+        if not sender.cancelled():
+            sender.exception()
+
+
+async def _blocks(audio: AsyncIterable[Audio] | Iterable[Audio]) -> AsyncIterator[Audio]:
+    if isinstance(audio, AsyncIterable):
+        async for block in audio:
+            yield block
+    else:
+        for block in audio:
+            yield block
+
+
+async def _close(source: AsyncIterator[Audio]) -> None:
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
