@@ -36,7 +36,7 @@ from seamcut.client.errors import (
     rpc_error,
     wrap_rpc_error,
 )
-from seamcut.client.resume import resume_stream, retry_elsewhere
+from seamcut.client.resume import resume_stream, retry_delay
 from seamcut.client.security import PemSource, channel_credentials, token_metadata
 from seamcut.client.stream import (
     CORE_WRITE_ERROR,
@@ -227,10 +227,10 @@ class AsyncClient:
                 try:
                     await s.wait_ready()
                 except SeamcutRpcError as exc:
-                    if attempt >= self.refused_retries or not retry_elsewhere(exc):
+                    wait = retry_delay(exc, attempt, self.refused_retries)
+                    if wait is None:
                         raise
-                    attempt += 1
-                    delay = exc.retry_after_ms / 1000 if exc.retry_after_ms else 0.05 * attempt
+                    attempt, delay = attempt + 1, wait
                 else:
                     async with contextlib.aclosing(_run_stream(s, audio, finish_on_drain)) \
                             as events:

@@ -129,10 +129,15 @@ class _Moved(Exception):
     """The server announced a drain: move the stream before its grace runs out."""
 
 
-def retry_elsewhere(exc: SeamcutRpcError) -> bool:
-    """Refusals another replica (or this one, a moment later) may not give: full,
-    draining, or not reachable. Nothing else is retried (a bad config stays bad)."""
-    return exc.code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+def retry_delay(exc: SeamcutRpcError, retried: int, allowed: int) -> float | None:
+    """Seconds to wait before opening a stream refused before its Ready again on the
+    next replica, or None to give up. Only refusals another replica (or this one, a
+    moment later) may not give are retried: full, draining, or not reachable; a bad
+    config stays bad. The server's ``retry-after-ms`` first."""
+    if retried >= allowed or exc.code not in (
+            grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
+        return None
+    return exc.retry_after_ms / 1000 if exc.retry_after_ms else 0.05 * (retried + 1)
 
 
 def resumable(exc: SeamcutRpcError) -> bool:
@@ -168,10 +173,10 @@ async def resume_stream(
                     ready = await s.wait_ready()
                 except SeamcutRpcError as exc:
                     # Refused at admission (full, draining, down): the next replica.
-                    if refused >= client.refused_retries or not retry_elsewhere(exc):
+                    wait = retry_delay(exc, refused, client.refused_retries)
+                    if wait is None:
                         raise
-                    refused += 1
-                    delay = exc.retry_after_ms / 1000 if exc.retry_after_ms else 0.05 * refused
+                    refused, delay = refused + 1, wait
                 else:
                     refused = 0
                     if previous is None:
