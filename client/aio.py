@@ -87,8 +87,9 @@ class AsyncClient:
     ``retry-after-ms``, up to ``refused_retries`` times (default 2 with replicas, 0
     for one address). ``resume=True`` (experimental, off by default): a stream whose replica
     is lost after Ready (killed, connection lost, draining) goes on on another one
-    from the SDK's replay buffer, each cut delivered once at the same sample as an
-    uninterrupted run (``resume`` module). ``tls_server_name``: the name the servers'
+    from the SDK's replay buffer, built so that each cut arrives once at the same
+    sample as an uninterrupted run (``resume`` module; not yet verified under real
+    failures, hence off by default). ``tls_server_name``: the name the servers'
     certificates carry, when the target is a list of IP addresses.
     Use as ``async with AsyncClient(...) as client`` or call :meth:`close`.
     """

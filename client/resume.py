@@ -190,13 +190,17 @@ async def resume_stream(
                             reason=reason, resumes=resumes)
                     previous = ready
                     try:
-                        async for ev in _one_stream(s, buf, restart, source, state):
-                            out = seen.admit(ev)
-                            if out is None:
-                                continue
-                            if isinstance(out, CutEvent):
-                                buf.trim(_restart_point(out.sample, origin, warmup, grid))
-                            yield out
+                        # aclosing: a caller leaving early must stop this stream's
+                        # sender now, not when the generator is garbage-collected.
+                        async with contextlib.aclosing(
+                                _one_stream(s, buf, restart, source, state)) as events:
+                            async for ev in events:
+                                out = seen.admit(ev)
+                                if out is None:
+                                    continue
+                                if isinstance(out, CutEvent):
+                                    buf.trim(_restart_point(out.sample, origin, warmup, grid))
+                                yield out
                         return
                     except (SeamcutRpcError, _Moved) as exc:
                         if state.error is not None:
