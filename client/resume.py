@@ -42,9 +42,10 @@ if TYPE_CHECKING:
     from seamcut.client.aio import AsyncClient, AsyncStream
 
 ANALYSIS_RATE_HZ = 16_000
-# Warm-up before the last delivered cut: speech converges in 2 s, SONG's separator
-# windows need 10 s (measured; docs/DESIGN.md).
-WARMUP_S = 10.0
+# Warm-ups before the last delivered cut, tried in turn: speech converges in 2 s,
+# SONG's separator windows need 10 s (measured; docs/DESIGN.md); the longer one is for
+# a resumed stream that did not re-find the last delivered cut with the shorter.
+WARMUPS_S = (10.0, 30.0)
 # Audio kept for a resume at most; beyond it (no cut for this long) a lost replica
 # ends the stream with its error, as an exact continuation is no longer possible.
 MAX_REPLAY_S = 120.0
@@ -54,9 +55,24 @@ MAX_RESUMES = 3
 def grid_frames(block_ms: int, rate_hz: int) -> int:
     """The smallest restart step in client frames that is a whole number of analysis
     blocks (``block_ms`` at 16 kHz) and of client frames."""
-    block = block_ms * ANALYSIS_RATE_HZ // 1000
-    num = block * rate_hz
-    return num // math.gcd(num, ANALYSIS_RATE_HZ)
+    num = block_ms * rate_hz  # k blocks are whole frames once k * num is a multiple of 1000
+    return num // math.gcd(num, 1000)
+
+
+def restart_grid(ready: ReadyEvent, rate_hz: int) -> int | None:
+    """The restart step for this stream, or None when only its first sample will do.
+
+    The analysis blocks are laid from the stream's first sample, so a resumed stream
+    analyses the same frames only from a point on their grid. A SONG stream that
+    separates the vocal resumes from its first sample: its separation windows are laid
+    from there too (the built-in separator's hop meets the block grid every 163.84 s),
+    and even on both grids (a 960 ms hop, 10 s warm-up) its cuts after a resume moved
+    by up to 40 ms (tests/test_resume.py; docs/DESIGN.md).
+    """
+    cfg = ready.config
+    if cfg is not None and cfg.mode == "song" and not cfg.vocal_stem_channels:
+        return None
+    return grid_frames(ready.block_ms, rate_hz)
 
 
 class ReplayBuffer:
@@ -77,12 +93,17 @@ class ReplayBuffer:
         self._data += wire
         over = len(self._data) // self.frame_bytes - self.max_frames
         if over > 0:
-            self.trim(self.base + over)
+            self._drop(over)
             self.exact = False
 
     def trim(self, keep_from: int) -> None:
-        """Forget the audio before ``keep_from``."""
-        drop = min(max(0, keep_from - self.base), len(self._data) // self.frame_bytes)
+        """Forget the audio before ``keep_from``, the restart point a resume needs now:
+        the buffer is exact again if it still starts there."""
+        self._drop(keep_from - self.base)
+        self.exact = self.base <= keep_from
+
+    def _drop(self, frames: int) -> None:
+        drop = min(max(0, frames), len(self._data) // self.frame_bytes)
         del self._data[:drop * self.frame_bytes]
         self.base += drop
 
@@ -93,21 +114,44 @@ class ReplayBuffer:
 
 
 class Delivered:
-    """What the application has seen, to drop it when a resumed stream repeats it."""
+    """What the application has seen, to drop it when a resumed stream repeats it.
+
+    After a resume the new stream must first find the last delivered cut again, at
+    the same sample and of the same kind (:meth:`expect_last_cut`): the cut policy's
+    state is the position of the last cut (min_segment, max_segment and the FORCED
+    chain count from it), so a stream that re-found it goes on exactly as the
+    uninterrupted one, and one that did not may place its next cuts elsewhere.
+    Measured: a FORCED chain through music with no pause never re-synchronises
+    (tests/test_resume.py); such a stream raises :class:`Desync` instead of
+    delivering a shifted cut.
+    """
 
     def __init__(self) -> None:
         self.last_cut: int | None = None
+        self.last_kind = ""
         self.cuts = 0
+        self._resync = False
         self._vad_end = -1
         self._trace_end = -1
         self._processed = -1
 
+    def expect_last_cut(self) -> None:
+        """A resumed stream starts: hold its cuts until it re-finds the last one."""
+        self._resync = self.last_cut is not None
+
     def admit(self, ev: Event) -> Event | None:
-        """``ev`` as the application should see it, or None for a repeat."""
+        """``ev`` as the application should see it, or None for a repeat. Raises
+        :class:`Desync` for a resumed stream's cut past the last delivered one that
+        it did not re-find first."""
         if isinstance(ev, CutEvent):
             if self.last_cut is not None and ev.sample <= self.last_cut:
+                if (self._resync and ev.sample == self.last_cut
+                        and ev.kind == self.last_kind):
+                    self._resync = False
                 return None
-            self.last_cut = ev.sample
+            if self._resync and self.last_cut is not None:
+                raise Desync(self.last_cut, self.last_kind, ev)
+            self.last_cut, self.last_kind = ev.sample, ev.kind
             ev = dataclasses.replace(ev, index=self.cuts)
             self.cuts += 1
         elif isinstance(ev, VadSegmentEvent):
@@ -123,6 +167,15 @@ class Delivered:
                 return None
             self._processed = ev.samples_processed
         return ev
+
+
+class Desync(Exception):
+    """A resumed stream went past the last delivered cut without finding it again."""
+
+    def __init__(self, sample: int, kind: str, found: CutEvent) -> None:
+        super().__init__(
+            f"the resumed stream did not find the last delivered cut again ({kind} at "
+            f"sample {sample}; its next cut was {found.kind} at {found.sample})")
 
 
 class _Moved(Exception):
@@ -150,20 +203,25 @@ def resumable(exc: SeamcutRpcError) -> bool:
 async def resume_stream(
     client: AsyncClient, config: StreamOptions, audio: AsyncIterable[Audio] | Iterable[Audio],
     *, ready_timeout: float | None, max_resumes: int = MAX_RESUMES,
-    warmup_s: float = WARMUP_S, max_replay_s: float = MAX_REPLAY_S,
+    warmups_s: tuple[float, ...] = WARMUPS_S, max_replay_s: float = MAX_REPLAY_S,
 ) -> AsyncGenerator[Event, None]:
     """stream_cuts with resume (see the module's docstring)."""
     rate = config.sample_rate_hz
     origin = config.start_sample
-    warmup = int(warmup_s * rate)
+    warmups = [int(w * rate) for w in warmups_s]
     buf = ReplayBuffer(origin, config.frame_bytes, int(max_replay_s * rate))
     seen = Delivered()
-    source = _blocks(audio)
-    state = _Source()
-    restart, resumes, refused = origin, 0, 0
+    source = _Source(_blocks(audio))
+    restart, resumes, refused, tries = origin, 0, 0, 0
     previous: ReadyEvent | None = None
-    grid = 1
+    grid: int | None = 1
     reason = ""
+
+    def restart_point(warmup: int) -> int:
+        if seen.last_cut is None or grid is None:
+            return origin
+        return _restart_point(seen.last_cut, origin, warmup, grid)
+
     try:
         while True:
             delay = 0.0
@@ -180,9 +238,10 @@ async def resume_stream(
                 else:
                     refused = 0
                     if previous is None:
-                        grid = grid_frames(ready.block_ms, rate)
+                        grid = restart_grid(ready, rate)
                         yield ready
                     else:
+                        seen.expect_last_cut()
                         yield ResumedEvent(
                             session_id=ready.session_id,
                             previous_session_id=previous.session_id,
@@ -193,18 +252,31 @@ async def resume_stream(
                         # aclosing: a caller leaving early must stop this stream's
                         # sender now, not when the generator is garbage-collected.
                         async with contextlib.aclosing(
-                                _one_stream(s, buf, restart, source, state)) as events:
+                                _one_stream(s, buf, restart, source)) as events:
                             async for ev in events:
                                 out = seen.admit(ev)
                                 if out is None:
                                     continue
                                 if isinstance(out, CutEvent):
-                                    buf.trim(_restart_point(out.sample, origin, warmup, grid))
+                                    tries = 0
+                                    buf.trim(restart_point(warmups[-1]))
                                 yield out
                         return
+                    except Desync as exc:
+                        # The same audio from further back: the state may converge
+                        # over a longer warm-up.
+                        tries += 1
+                        if tries >= len(warmups) or resumes >= max_resumes or not buf.exact:
+                            raise rpc_error(
+                                grpc.StatusCode.UNAVAILABLE,
+                                f"{reason} (not resumed: {exc}, so its later cuts could "
+                                "differ from an uninterrupted run's)") from exc
+                        resumes += 1
+                        restart = restart_point(warmups[tries])
+                        reason = str(exc)
                     except (SeamcutRpcError, _Moved) as exc:
-                        if state.error is not None:
-                            raise state.error from None
+                        if source.error is not None:
+                            raise source.error from None
                         rpc = exc if isinstance(exc, SeamcutRpcError) else None
                         if rpc is not None and not resumable(rpc):
                             raise
@@ -212,11 +284,11 @@ async def resume_stream(
                             raise _not_resumed(rpc, buf, resumes) from exc
                         resumes += 1
                         reason = rpc.details if rpc is not None else "the server is draining"
-                        restart = buf.base
+                        restart = restart_point(warmups[tries])
             if delay:
                 await asyncio.sleep(delay)
     finally:
-        await _close(source)
+        await source.aclose()
 
 
 def _restart_point(cut: int, origin: int, warmup: int, grid: int) -> int:
@@ -236,15 +308,50 @@ def _not_resumed(rpc: SeamcutRpcError | None, buf: ReplayBuffer,
 
 
 class _Source:
-    """The application's audio, shared by the streams of one resumable stream."""
+    """The application's audio, read once and shared by the streams of one resumable
+    stream.
 
-    def __init__(self) -> None:
+    The read of the next block outlives the stream that started it: cancelling an
+    async generator's ``__anext__`` finalises the generator, so a stream lost while
+    waiting for audio would otherwise end the audio for every later stream (the
+    resumed stream half-closed at the end of the replay, with an END cut there: found
+    by the property test in tests/test_resume.py).
+    """
+
+    def __init__(self, blocks: AsyncIterator[Audio]) -> None:
+        self._blocks = blocks
+        self._next: asyncio.Task[tuple[Audio | None, bool]] | None = None
         self.done = False
         self.error: BaseException | None = None
 
+    async def _pull(self) -> tuple[Audio | None, bool]:
+        try:
+            return await anext(self._blocks), False
+        except StopAsyncIteration:
+            return None, True
 
-async def _one_stream(s: AsyncStream, buf: ReplayBuffer, restart: int,
-                      source: AsyncIterator[Audio], state: _Source,
+    async def next(self) -> Audio | None:
+        """The next block, or None at the end of the audio."""
+        if self._next is None:
+            self._next = asyncio.create_task(self._pull(), name="seamcut-resume-source")
+        block, end = await asyncio.shield(self._next)
+        self._next = None  # only once it is ours: a cancelled wait leaves it for the next
+        self.done = end
+        return block
+
+    async def aclose(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+            await asyncio.wait({self._next})
+            if not self._next.cancelled():
+                self._next.exception()  # retrieved: its error, if any, was raised already
+        aclose = getattr(self._blocks, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
+
+
+async def _one_stream(s: AsyncStream, buf: ReplayBuffer, restart: int, source: _Source,
                       ) -> AsyncGenerator[Event, None]:
     """One replica's stream: replay from ``restart``, then go on with the source."""
     opts = s.options
@@ -254,17 +361,18 @@ async def _one_stream(s: AsyncStream, buf: ReplayBuffer, restart: int,
             replay = buf.since(restart)
             if replay:
                 await s.send(replay)
-            if not state.done:
-                async for block in source:
-                    wire = to_wire(block, opts.encoding, opts.channels)
-                    buf.append(wire)  # before sending: a send cut short is replayed
-                    await s.send(wire)
-                state.done = True
+            while not source.done:
+                block = await source.next()
+                if block is None:
+                    break
+                wire = to_wire(block, opts.encoding, opts.channels)
+                buf.append(wire)  # before sending: a send cut short is replayed
+                await s.send(wire)
             await s.close_send()
         except (SeamcutRpcError, StreamClosedError):
             raise  # the stream has ended: its reader reports the status
         except Exception as exc:  # the source's own failure, reported as itself
-            state.error = exc
+            source.error = exc
             await s.aclose()
             raise
 
@@ -272,7 +380,7 @@ async def _one_stream(s: AsyncStream, buf: ReplayBuffer, restart: int,
     try:
         async for ev in s:
             yield ev
-            if isinstance(ev, NoticeEvent) and ev.code == "draining" and not state.done:
+            if isinstance(ev, NoticeEvent) and ev.code == "draining" and not source.done:
                 raise _Moved()
     finally:
         if not sender.done():
@@ -289,10 +397,3 @@ async def _blocks(audio: AsyncIterable[Audio] | Iterable[Audio]) -> AsyncIterato
     else:
         for block in audio:
             yield block
-
-
-async def _close(source: AsyncIterator[Audio]) -> None:
-    aclose = getattr(source, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(Exception):
-            await aclose()

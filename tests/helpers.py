@@ -41,6 +41,12 @@ class ServerThread:
         fut: Future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[type-arg]
         return fut.result(timeout=60)
 
+    def kill(self) -> None:
+        """Stop the transport at once, with no drain and no notice: open streams end as
+        they do when the server's process dies (the client sees the connection go).
+        :meth:`stop` still releases the rest."""
+        self.call(self.running.server.stop(None))
+
     def stop(self) -> None:
         self.call(self.running.stop(0))
         self.loop.call_soon_threadsafe(self.loop.stop)
