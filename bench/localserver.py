@@ -1,8 +1,8 @@
 """``--server spawn``: a local ``seamcut serve`` child process whose pid the bench knows.
 
-The server listens on 127.0.0.1 on a free port, logs to a temporary file, and is
-stopped with SIGTERM (its graceful drain) when the bench ends. The tests start their
-``seamcut serve`` processes with it too. Imports the stdlib only.
+The server listens on 127.0.0.1 (or a given address) on a free port, logs to a
+temporary file, and is stopped with SIGTERM (its graceful drain) when the bench ends.
+The tests start their ``seamcut serve`` processes with it too. Imports the stdlib only.
 """
 
 from __future__ import annotations
@@ -30,16 +30,19 @@ class LocalServer:
 
     ``env``: variables added to this process's environment (``SEAMCUT_*`` settings).
     ``listeners``: wait until this many processes listen (``--workers N`` prints one
-    line per worker).
+    line per worker). ``host``: the address to bind; ``prefix``: a command that runs
+    the server, such as ``("ip", "netns", "exec", NAME)`` (it must exec the server,
+    so that ``pid`` is the server's).
     """
 
     def __init__(self, extra_args: tuple[str, ...] = (), *,
-                 env: dict[str, str] | None = None, listeners: int = 1) -> None:
+                 env: dict[str, str] | None = None, listeners: int = 1,
+                 host: str = "127.0.0.1", prefix: tuple[str, ...] = ()) -> None:
         self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115  # closed in stop()
             prefix="seamcut-bench-serve-", suffix=".log", delete=False)
         self.log_path = Path(self._log.name)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "seamcut.cli", "serve", "--host", "127.0.0.1",
+            [*prefix, sys.executable, "-m", "seamcut.cli", "serve", "--host", host,
              "--port", "0", *extra_args],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **env} if env else None)

@@ -136,9 +136,12 @@ class AsyncClient:
         # A resumable stream must notice a connection that went silent (a cut cable, a
         # frozen host) rather than wait on TCP for minutes: keepalive pings, no more
         # often than the server's minimum ping interval (20 s by default).
-        alive = (("grpc.keepalive_time_ms", RESUME_KEEPALIVE_MS),
-                 ("grpc.keepalive_timeout_ms", RESUME_KEEPALIVE_TIMEOUT_MS)) \
-            if self.resume else ()
+        # The caller's own keepalive options replace these (a faster ping needs a
+        # server that allows it: server.min_ping_interval_ms).
+        given = {k for k, _ in options}
+        alive = tuple(kv for kv in (("grpc.keepalive_time_ms", RESUME_KEEPALIVE_MS),
+                                    ("grpc.keepalive_timeout_ms", RESUME_KEEPALIVE_TIMEOUT_MS))
+                      if self.resume and kv[0] not in given)
         self._options = (*where.options, *names, *alive, *tuple(options))
         self.tls = self._credentials is not None
         self._channel: grpc.aio.Channel | None = None
