@@ -85,12 +85,12 @@ class AsyncClient:
     module), and :meth:`stream_cuts` retries a stream refused before its Ready
     (RESOURCE_EXHAUSTED, UNAVAILABLE) on the next replica, after the server's
     ``retry-after-ms``, up to ``refused_retries`` times (default 2 with replicas, 0
-    for one address). ``resume=True`` (experimental, off by default): a stream whose replica
-    is lost after Ready (killed, connection lost, draining) goes on on another one
-    from the SDK's replay buffer, built so that each cut arrives once at the same
-    sample as an uninterrupted run (``resume`` module; not yet verified under real
-    failures, hence off by default). ``tls_server_name``: the name the servers'
-    certificates carry, when the target is a list of IP addresses.
+    for one address). ``resume`` (default: on with several replicas or a ``dns:///``
+    name, off for one address): a stream whose replica is lost after Ready (killed,
+    connection lost, draining) goes on on another one from the SDK's replay buffer,
+    and each cut arrives once, at the sample an uninterrupted run gives it (the
+    ``resume`` module has the guarantee and its limits). ``tls_server_name``: the name
+    the servers' certificates carry, when the target is a list of IP addresses.
     Use as ``async with AsyncClient(...) as client`` or call :meth:`close`.
     """
 
@@ -122,7 +122,7 @@ class AsyncClient:
                                 else 0 if where.replicas == 1 else 2)
         if self.refused_retries < 0:
             raise InvalidOptions(f"refused_retries: must be >= 0, got {refused_retries}")
-        self.resume = bool(resume)
+        self.resume = resume if resume is not None else where.replicas != 1
         self.metadata: tuple[tuple[str, str | bytes], ...] = (
             *tuple(metadata), *token_metadata(token)
         )
@@ -209,10 +209,13 @@ class AsyncClient:
         is opened again on the next one (``refused_retries``); ``audio`` is read only
         once the stream has its Ready, so nothing is lost or sent twice.
 
-        With ``resume=True``, a stream that loses its replica after Ready (UNAVAILABLE,
-        or a draining notice while audio is still coming) is opened again on another
-        one and the audio from a point before its last delivered cut is sent again; a
-        ResumedEvent marks the move and no event is repeated (``resume`` module).
+        With resume on (the default with several replicas), a stream that loses its
+        replica after Ready (UNAVAILABLE, or a draining notice while audio is still
+        coming) is opened again on another one and the audio from a point before its
+        last delivered cut is sent again; a ResumedEvent marks the move, each cut
+        arrives once at the uninterrupted run's sample, and no event is repeated
+        (``resume`` module). ``finish_on_drain`` then applies only to a drain
+        announced after the last audio was sent.
 
         Raises what ``audio`` raised (the stream is cancelled), AudioError for a block
         that does not fit the config, or the stream's SeamcutRpcError subclass.

@@ -1,15 +1,28 @@
 """Streams that survive losing their replica: the SDK's replay buffer and resume loop.
 
 A stream whose server goes away after its Ready (UNAVAILABLE: killed, crashed,
-connection lost, engine lost) or announces a drain is opened again, on the next
-replica the channel picks, with ``StreamConfig.start_sample = W`` and the audio from
-``W`` re-sent from a bounded replay buffer. ``W`` is the last delivered cut minus a
-warm-up, aligned down to the block grid: the server's analysis grid starts at the
-stream's first sample, and the detector and separator state converge within the
-warm-up, so the new stream finds the same cuts after the last delivered one as an
-uninterrupted run would (docs/DESIGN.md, "Replicas and resume", has the measurements).
-What the application already has (cuts at or before the last delivered one, VAD
-segments, traces and progress it saw) is dropped; cut indexes continue the count.
+connection lost, engine lost) or announces a drain while audio is still coming is
+opened again, on the next replica the channel picks, with ``StreamConfig.start_sample
+= W`` and the audio from ``W`` re-sent from a bounded replay buffer. ``W`` is the last
+delivered cut minus a 10 s warm-up, aligned down to the block grid (the analysis grid
+starts at the stream's first sample); the detector's signal state converges within
+the warm-up, and its policy state is the last cut, so the new stream must find the
+last delivered cut again, at the same sample and of the same kind, before anything
+after it is delivered (else it is retried from 30 s back, and then fails rather than
+shift a cut). What the application already has (cuts at or before the last delivered
+one, VAD segments, traces and progress it saw) is dropped; cut indexes continue the
+count. A SONG stream that separates the vocal resumes from its first sample (its
+separation windows are laid from there; see :func:`restart_grid`).
+
+The guarantee, property-tested over random kill points and slicings
+(tests/test_resume.py) and with real processes (tests/test_resume_processes.py): each
+cut arrives once, at the sample, kind and index an uninterrupted run gives it. Scores
+and pause intervals may differ slightly after a resume. Its limits: the buffer holds
+at most 120 s from the restart point (no cut for that long, or a SONG stream past
+120 s: a lost replica then ends the stream with its error), 3 resumes per stream, and
+FORCED cuts chained through sound with no quiet point (SPEECH mode over music with a
+short max_segment) can land tens of ms elsewhere after a resume (measured; the
+detector's long-memory state is not carried across: docs/DESIGN.md).
 
 Imports only the SDK's own modules (no grpc calls of its own).
 """

@@ -42,6 +42,7 @@ from seamcut.client.stream import (
     Event,
     NoticeEvent,
     ReadyEvent,
+    ResumedEvent,
     StreamOptions,
     SummaryEvent,
     event_from_proto,
@@ -217,6 +218,10 @@ class _Printer:
     def notice(self, ev: NoticeEvent) -> None:
         print(f"notice: {ev.code}: {ev.message}", file=sys.stderr, flush=True)
 
+    def resumed(self, ev: ResumedEvent, rate_hz: int) -> None:
+        print(f"resumed on another replica from {ev.resume_sample / rate_hz:.2f} s "
+              f"({ev.reason})", file=sys.stderr, flush=True)
+
 
 # ---------------------------------------------------------------- online / offline
 
@@ -249,6 +254,8 @@ async def stream_file(
                 printer.cut(CutRow(cut=ev, latency_ms=latencies.get(ev.index)))
             elif isinstance(ev, NoticeEvent):
                 printer.notice(ev)
+            elif isinstance(ev, ResumedEvent):
+                printer.resumed(ev, info.sample_rate_hz)
     return events, latencies
 
 
@@ -393,6 +400,8 @@ def run(args: argparse.Namespace) -> int:
 def _drained_early(events: Sequence[Event], frames: int) -> str | None:
     """Why the run is incomplete, if the server drained before the file was sent."""
     drained = any(isinstance(ev, NoticeEvent) and ev.code == DRAINING_NOTICE for ev in events)
+    if any(isinstance(ev, ResumedEvent) for ev in events):
+        drained = False  # moved to another replica, which took the rest
     summary = next((ev for ev in events if isinstance(ev, SummaryEvent)), None)
     received = summary.samples_received if summary is not None else 0
     if not drained or received >= frames:

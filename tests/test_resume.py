@@ -18,9 +18,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from seamcut.client import (
+    AsyncClient,
     Client,
     CutEvent,
     Event,
+    NoticeEvent,
     ProgressEvent,
     ReadyEvent,
     ResumedEvent,
@@ -28,6 +30,7 @@ from seamcut.client import (
     SummaryEvent,
 )
 from seamcut.client.resume import Delivered, Desync, ReplayBuffer, grid_frames
+from seamcut.client.split import _drained_early
 
 from tests.corpus import default_corpus
 from tests.helpers import ServerThread, serving
@@ -238,3 +241,23 @@ def test_a_killed_replica_resumes_with_the_solo_cuts_song(
     events, _, survivor = run_killed(program("song"), kill_at, abrupt, sizes)
     check_resumed("song", events, survivor)
     assert all(e.resume_sample == 0 for e in events if isinstance(e, ResumedEvent))
+
+
+@pytest.mark.unit
+def test_resume_is_on_by_default_with_several_replicas() -> None:
+    assert AsyncClient(["127.0.0.1:1", "127.0.0.1:2"]).resume
+    assert AsyncClient("dns:///seamcut.example:50051").resume  # any number of records
+    assert not AsyncClient("127.0.0.1:1").resume
+    assert not AsyncClient(["127.0.0.1:1", "127.0.0.1:2"], resume=False).resume
+    assert AsyncClient("127.0.0.1:1", resume=True).resume  # one name behind a balancer
+
+
+@pytest.mark.unit
+def test_split_counts_a_drain_the_stream_moved_away_from_as_complete() -> None:
+    notice = NoticeEvent(code="draining", message="10 s")
+    summary = SummaryEvent(end_reason="completed", samples_received=500, samples_processed=500,
+                           chunks=1, blocks=1, cuts=1, vad_segments=0, wall_seconds=1.0)
+    moved = ResumedEvent(session_id="b", previous_session_id="a", resume_sample=0,
+                         replayed_frames=0, reason="the server is draining", resumes=1)
+    assert _drained_early([notice, summary], 1000) is not None  # stayed: incomplete
+    assert _drained_early([notice, moved, summary], 1000) is None
