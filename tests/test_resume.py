@@ -8,9 +8,11 @@ tests/test_resume_processes.py.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +31,7 @@ from seamcut.client import (
     StreamOptions,
     SummaryEvent,
 )
-from seamcut.client.resume import Delivered, Desync, ReplayBuffer, grid_frames
+from seamcut.client.resume import Delivered, Desync, ReplayBuffer, grid_frames, resume_stream
 from seamcut.client.split import _drained_early
 
 from tests.corpus import default_corpus
@@ -261,3 +263,41 @@ def test_split_counts_a_drain_the_stream_moved_away_from_as_complete() -> None:
                          replayed_frames=0, reason="the server is draining", resumes=1)
     assert _drained_early([notice, summary], 1000) is not None  # stayed: incomplete
     assert _drained_early([notice, moved, summary], 1000) is None
+
+
+@pytest.mark.integration
+def test_a_resume_that_does_not_refind_the_last_cut_is_retried_from_further_back() -> None:
+    """With no warm-up the new stream starts inside the last delivered cut's pause,
+    with no speech before it, so it cannot find that cut again: the resume is dropped
+    and retried with the next warm-up, which does, and the cuts are the solo run's."""
+    prog = program("speech")
+    expected = list(solo("speech"))
+    kill_on = expected[7][0]  # a cut 20 s in: the 10 s warm-up starts after the origin
+
+    async def main(a: ServerThread, b: ServerThread) -> list[Event]:
+        events: list[Event] = []
+        client = AsyncClient([a.target, b.target])
+        async with client, contextlib.aclosing(resume_stream(
+                client, prog.options, paced_async(prog), ready_timeout=30,
+                warmups_s=(0.0, 10.0))) as stream:
+            async for ev in stream:
+                events.append(ev)
+                if isinstance(ev, CutEvent) and ev.sample == kill_on:
+                    holder([a, b]).kill()
+        return events
+
+    with serving() as a, serving() as b:
+        events = asyncio.run(main(a, b))
+    assert cut_tuples(events) == expected
+    first, second = [e for e in events if isinstance(e, ResumedEvent)]
+    grid = grid_frames(320, 48_000)
+    assert first.resume_sample == kill_on // grid * grid  # no warm-up
+    assert "did not find the last delivered cut again" in second.reason
+    assert second.resume_sample == (kill_on - 10 * 48_000) // grid * grid
+
+
+async def paced_async(prog: Program) -> AsyncIterator[np.ndarray]:
+    step = prog.options.sample_rate_hz // 5
+    for i in range(0, len(prog.audio), step):
+        await asyncio.sleep(step / prog.options.sample_rate_hz / prog.pace)
+        yield prog.audio[i:i + step]
