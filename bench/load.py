@@ -205,10 +205,12 @@ class LoadGenerator:
                 await self._sleep_until(due)
             else:
                 due = math.nan
-                if clock() >= self._stop_at:
-                    break
-            data = src.chunk(offset, k)
             t = clock()
+            if t >= self._stop_at:
+                # A late wake-up past the run's end: the chunk would fall outside the
+                # measured window, and so would the END cut referenced to it.
+                break
+            data = src.chunk(offset, k)
             s.add_sent(t, (t - due) * 1000)
             s.add_cuts(meter.sent(k, cf, t))
             yield data
