@@ -1,0 +1,104 @@
+"""Does a SONG stream restarted at W (``start_sample = W``, the audio from W) converge
+to the uninterrupted run? docs/DESIGN.md, "Replicas and resume".
+
+Five 44.1 kHz songs of the quality corpora back to back (67 s) go through the
+in-process engine once from the start and once from W on the block grid; the
+detector's per-hop inputs of the restarted run are compared with the full run's over
+the same hops, and so is the mono mix at 16 kHz that Silero hears.
+
+Usage (from the repo root; ~30 s):
+    .venv/bin/python scripts/resume_convergence.py [W_BLOCKS]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from seamcut.server.config import (
+    ANALYSIS_RATE_HZ,
+    HOP_SAMPLES,
+    AudioFormat,
+    Encoding,
+    Mode,
+    load_config,
+    stream_spec,
+)
+from seamcut.server.engine import core
+from seamcut.server.engine.client import InprocEngine
+from seamcut.server.events import Cut
+from seamcut.server.offline import analyze
+from seamcut.server.session import chain
+
+from tests.hard_corpus import hard_songs
+from tests.helpers import encode, slice_bytes
+from tests.song_corpus import default_song_corpus
+
+RATE = 44_100
+
+
+def main() -> None:
+    blocks = int(sys.argv[1]) if len(sys.argv) > 1 else 70
+    cfg = load_config(env={})
+    engine = InprocEngine(cfg)
+    songs = [c for c in (*default_song_corpus(), *hard_songs()) if c.sample_rate_hz == RATE]
+    mix = np.concatenate([c.mix for c in songs[:5]])
+    seen: list[Any] = []
+    heard: list[np.ndarray] = []
+    real_step, real_features = chain.detect_step, core.EngineCore.features
+
+    def spy_step(state: Any, params: Any, block: Any) -> Any:
+        seen.append(block)
+        return real_step(state, params, block)
+
+    def spy_features(self: Any, req: Any, res: Any) -> Any:
+        heard.append(np.array(req.mix))
+        return real_features(self, req, res)
+
+    chain.detect_step = spy_step  # type: ignore[assignment]
+    core.EngineCore.features = spy_features  # type: ignore[method-assign]
+
+    def run(start: int) -> tuple[list[int], dict[str, np.ndarray], np.ndarray]:
+        seen.clear()
+        heard.clear()
+        spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE, sample_rate_hz=RATE,
+                                                   channels=2),
+                           mode=Mode.SONG, policy_overrides={}, event_overrides={},
+                           start_sample=start)
+        data = encode(mix[start:], Encoding.F32LE)
+        cuts = [e.sample for e in analyze(cfg, spec, slice_bytes(data, 8, [RATE // 5]), engine)
+                if isinstance(e, Cut)]
+        per_hop = {name: np.concatenate([getattr(b, name) for b in seen])
+                   for name in ("probs", "probs_mix", "energy_db")}
+        return cuts, per_hop, np.concatenate(heard)
+
+    try:
+        w = blocks * cfg.engine.block_samples * RATE // ANALYSIS_RATE_HZ
+        w16 = w * ANALYSIS_RATE_HZ // RATE
+        full_cuts, full, full_mix = run(0)
+        cuts, part, part_mix = run(w)
+    finally:
+        chain.detect_step = real_step  # type: ignore[assignment]
+        core.EngineCore.features = real_features  # type: ignore[method-assign]
+        asyncio.run(engine.close())
+    h0 = w16 // HOP_SAMPLES
+    print(f"{mix.shape[0] / RATE:.1f} s of song, restarted at W = {w} ({w / RATE:.2f} s)")
+    d = np.abs(full_mix[w16 : w16 + part_mix.shape[0]] - part_mix)
+    print(f"mix at 16 kHz: max |diff| {d.max():.2g}; after 1 s {d[ANALYSIS_RATE_HZ:].max():.2g}")
+    for name, values in part.items():
+        d = np.abs(full[name][h0 : h0 + values.shape[0]] - values)
+        print(f"{name}: max |diff| after " + ", ".join(
+            f"{t / 100:.0f} s {d[t:].max():.3g}" for t in (100, 500, 1000, 1500)))
+    after = w + 12 * RATE
+    print("cuts after W + 12 s identical:",
+          [c for c in full_cuts if c > after] == [c for c in cuts if c > after])
+
+
+if __name__ == "__main__":
+    main()
