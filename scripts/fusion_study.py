@@ -22,7 +22,7 @@ would have to):
   quality corpora, which it never saw;
 * learned voice detector: a small network (log-mel spectra of the mix and of the
   estimate over the last 320 ms, both Silero probabilities; 84 k weights) trained on
-  120 more generated songs (``tests.song_validation.generated_specs``, other seeds)
+  160 more generated songs (``tests.song_validation.generated_specs``, other seeds)
   to say where the dry voice sounds; its output replaces the vocal estimate's claim
   (the mix vote and the caps stay), at the separated hysteresis or at 0.3 below the
   threshold.
@@ -344,12 +344,12 @@ def learned_detector(train: list[Recorded]) -> Rewrite:
 
 def main() -> None:
     t0 = time.perf_counter()
-    from tests.song_validation import generated_specs, song_cache
+    from tests.song_validation import WIDE_CHORDS, generated_specs, song_cache
 
     groups = default_groups()
+    train = song_cache(generated_specs("train", 160, 7, 5000, WIDE_CHORDS))
     groups["train"] = (POLICY, [Clip(c.name, c.mix, c.vocal, c.sample_rate_hz, c.speech,
-                                     c.pauses, Mode.SONG)
-                                for c in song_cache(generated_specs("train", 120, 7, 5000))])
+                                     c.pauses, Mode.SONG) for c in train])
     recorded = record(groups)
     val = list(recorded["validation"].values())
     judged = {"hard": list(recorded["hard"].values()), "songs": list(recorded["songs"].values()),

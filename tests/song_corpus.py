@@ -314,9 +314,9 @@ class SongSpec:
     @property
     def patch(self) -> str:
         """GM program names of all parts, ``" + "``-joined (drums as ``"Standard Drums"``)."""
-        names = [GM_PROGRAMS[p] for p in self.programs]
+        names = [GM_PROGRAMS.get(p, f"GM {p}") for p in self.programs]
         if self.bass_program is not None:
-            names.append(GM_PROGRAMS[self.bass_program])
+            names.append(GM_PROGRAMS.get(self.bass_program, f"GM {self.bass_program}"))
         if self.drums:
             names.append("Standard Drums")
         return " + ".join(names)

@@ -66,7 +66,11 @@ VARIANTS = ("m4", "m5", "m6", "m7", "f1", "f5", "klatt", "klatt2", "Andy", "lind
 # Bright piano, e-grand, e-piano 2, vibraphone, rock organ, jazz and clean guitar,
 # violin, cello, harp, synth strings, brass, alto sax, flute, voice lead, choir pad.
 CHORDS = (1, 2, 5, 11, 18, 26, 27, 40, 42, 46, 50, 61, 65, 73, 85, 91)
-BASSES = (32, 33, 34, 38)
+BASSES = (34, 35, 36, 38)  # pick, fretless, slap, synth: the corpora use 32 and 33
+# Every melodic GM program up to the synth effects except the corpora's own chord
+# instruments (0, 4, 16, 19, 24, 25, 48, 49, 52, 53, 54) and the basses: for training.
+WIDE_CHORDS = tuple(p for p in range(96) if p not in {0, 4, 16, 19, 24, 25, 48, 49, 52, 53, 54}
+                    and not 32 <= p <= 39)
 SYLLABLES = (_LA, _AH, _OO, _MI, _LO, _NA, _HEY)
 COUNT = 40
 SEED = 2026
@@ -78,9 +82,10 @@ def validation_specs() -> tuple[SongSpec, ...]:
 
 
 @functools.cache
-def generated_specs(prefix: str, count: int, seed: int, first_seed: int) -> tuple[SongSpec, ...]:
+def generated_specs(prefix: str, count: int, seed: int, first_seed: int,
+                    chords: tuple[int, ...] = CHORDS) -> tuple[SongSpec, ...]:
     """``count`` songs from the generator seeded with ``seed``; clip seeds from
-    ``first_seed`` on."""
+    ``first_seed`` on, chord parts drawn from ``chords``."""
     rng = np.random.default_rng(seed)
     langs = list(TEXTS)
     out = []
@@ -96,7 +101,7 @@ def generated_specs(prefix: str, count: int, seed: int, first_seed: int) -> tupl
                 phrases.append(Sung(notes=notes))
             else:
                 phrases.append(texts[int(rng.integers(len(texts)))])
-        programs = tuple(int(x) for x in rng.choice(CHORDS, int(rng.integers(1, 3)),
+        programs = tuple(int(x) for x in rng.choice(chords, int(rng.integers(1, 3)),
                                                     replace=False))
         reverb = bool(rng.random() < 0.4)
         out.append(SongSpec(
