@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Sequence
 from types import TracebackType
@@ -36,10 +37,11 @@ from seamcut.client.errors import (
     rpc_error,
     wrap_rpc_error,
 )
-from seamcut.client.resume import resume_stream, retry_delay
+from seamcut.client.resume import MAX_REPLAY_S, OnDrain, resume_stream, retry_delay
 from seamcut.client.security import PemSource, channel_credentials, token_metadata
 from seamcut.client.stream import (
     CORE_WRITE_ERROR,
+    DRAINING_NOTICE,
     Event,
     FlushedEvent,
     NoticeEvent,
@@ -54,7 +56,6 @@ from seamcut.v1 import seamcut_pb2 as pb
 from seamcut.v1 import seamcut_pb2_grpc as pb_grpc
 
 DEFAULT_TARGET = "localhost:50051"
-DRAINING_NOTICE = "draining"  # NoticeEvent.code of a server that is shutting down
 # Messages queued ahead of the transport: enough to keep the connection busy, small
 # enough that back-pressure reaches the caller within a few chunks.
 SEND_QUEUE_MESSAGES = 8
@@ -89,7 +90,11 @@ class AsyncClient:
     name, off for one address): a stream whose replica is lost after Ready (killed,
     connection lost, draining) goes on on another one from the SDK's replay buffer,
     and each cut arrives once, at the sample an uninterrupted run gives it (the
-    ``resume`` module has the guarantee and its limits). ``tls_server_name``: the name
+    ``resume`` module has the guarantee and its limits). ``max_replay_s`` (default
+    120): seconds of the audio sent that each resumable stream keeps in memory for a
+    resume (f32le 48 kHz stereo: 384 kB a second, 46 MB at 120 s); a resume needs a
+    cut within its last ``max_replay_s`` − 10 s; 0 keeps none and turns resume off.
+    ``tls_server_name``: the name
     the servers' certificates carry, when the target is a list of IP addresses.
     Use as ``async with AsyncClient(...) as client`` or call :meth:`close`.
     """
@@ -109,6 +114,7 @@ class AsyncClient:
         tls_server_name: str | None = None,
         refused_retries: int | None = None,
         resume: bool | None = None,
+        max_replay_s: float = MAX_REPLAY_S,
     ) -> None:
         wants_tls = tls or tls_ca is not None or tls_cert is not None or tls_key is not None
         if credentials is not None and wants_tls:
@@ -122,7 +128,14 @@ class AsyncClient:
                                 else 0 if where.replicas == 1 else 2)
         if self.refused_retries < 0:
             raise InvalidOptions(f"refused_retries: must be >= 0, got {refused_retries}")
-        self.resume = resume if resume is not None else where.replicas != 1
+        if not (math.isfinite(max_replay_s) and max_replay_s >= 0):
+            raise InvalidOptions(
+                f"max_replay_s: must be a finite number of seconds >= 0, got {max_replay_s}")
+        if resume and max_replay_s == 0:
+            raise InvalidOptions("resume=True needs max_replay_s > 0 (the audio to resend)")
+        self.max_replay_s = float(max_replay_s)
+        self.resume = (resume if resume is not None else where.replicas != 1) \
+            and max_replay_s > 0
         self.metadata: tuple[tuple[str, str | bytes], ...] = (
             *tuple(metadata), *token_metadata(token)
         )
@@ -184,7 +197,7 @@ class AsyncClient:
 
     async def stream_cuts(
         self, config: StreamOptions, audio: AsyncIterable[Audio] | Iterable[Audio], *,
-        ready_timeout: float | None = None, finish_on_drain: bool = True,
+        ready_timeout: float | None = None, finish_on_drain: bool | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Audio in, events out: send every block of ``audio`` and yield each event as it
         arrives, Ready first and Summary last::
@@ -202,8 +215,9 @@ class AsyncClient:
 
         ``finish_on_drain``: when the server announces it is shutting down (a NoticeEvent
         "draining", yielded too), stop reading ``audio`` and half-close, so the cuts of
-        what was sent still arrive, up to an END cut at the last sample sent. Leaving
-        the loop early cancels the stream (use ``contextlib.aclosing`` to do it at once).
+        what was sent still arrive, up to an END cut at the last sample sent. Without
+        resume None (the default) means True. Leaving the loop early cancels the stream
+        (use ``contextlib.aclosing`` to do it at once).
 
         With several replicas a stream refused before its Ready (full, draining, down)
         is opened again on the next one (``refused_retries``); ``audio`` is read only
@@ -214,15 +228,21 @@ class AsyncClient:
         coming) is opened again on another one and the audio from a point before its
         last delivered cut is sent again; a ResumedEvent marks the move, each cut
         arrives once at the uninterrupted run's sample, and no event is repeated
-        (``resume`` module). ``finish_on_drain`` then applies only to a drain
-        announced after the last audio was sent.
+        (``resume`` module). A drain announced while audio is still coming then moves
+        the stream to another replica (None, the default); ``finish_on_drain=True``
+        finishes it there instead (as without resume), and ``False`` keeps sending
+        until the server ends the stream, then resumes. A drain announced after the
+        last audio was sent lets the stream finish where it is.
 
         Raises what ``audio`` raised (the stream is cancelled), AudioError for a block
         that does not fit the config, or the stream's SeamcutRpcError subclass.
         """
         if self.resume:
-            async with contextlib.aclosing(
-                    resume_stream(self, config, audio, ready_timeout=ready_timeout)) as evs:
+            on_drain: OnDrain = ("move" if finish_on_drain is None
+                                 else "finish" if finish_on_drain else "stay")
+            async with contextlib.aclosing(resume_stream(
+                    self, config, audio, ready_timeout=ready_timeout,
+                    max_replay_s=self.max_replay_s, on_drain=on_drain)) as evs:
                 async for ev in evs:
                     yield ev
             return
@@ -239,8 +259,8 @@ class AsyncClient:
                         raise
                     attempt, delay = attempt + 1, wait
                 else:
-                    async with contextlib.aclosing(_run_stream(s, audio, finish_on_drain)) \
-                            as events:
+                    finish = finish_on_drain is not False
+                    async with contextlib.aclosing(_run_stream(s, audio, finish)) as events:
                         async for ev in events:
                             yield ev
                     return

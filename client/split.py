@@ -26,7 +26,7 @@ from typing import TextIO
 import numpy as np
 import numpy.typing as npt
 from seamcut.client import explain, security
-from seamcut.client.aio import DEFAULT_TARGET, DRAINING_NOTICE, AsyncClient
+from seamcut.client.aio import DEFAULT_TARGET, AsyncClient
 from seamcut.client.audio import AudioInfo, read_for_wire, write_segments
 from seamcut.client.errors import AudioError, ClientError, SeamcutRpcError, rpc_error
 from seamcut.client.sending import (
@@ -38,6 +38,7 @@ from seamcut.client.sending import (
     iter_chunks,
 )
 from seamcut.client.stream import (
+    DRAINING_NOTICE,
     CutEvent,
     Event,
     NoticeEvent,

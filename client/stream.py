@@ -29,6 +29,7 @@ from seamcut.v1 import seamcut_pb2 as pb
 EncodingName = Literal["pcm_s16le", "f32le"]
 ModeName = Literal["speech", "song"]
 CutKindName = Literal["pause", "forced", "end"]
+DRAINING_NOTICE = "draining"  # NoticeEvent.code of a server that is shutting down
 T = TypeVar("T")
 __all__ = [  # the errors, for callers that import them from here
     "AudioError", "ClientError", "SeamcutRpcError", "SeamcutStreamError", "StreamClosedError",
@@ -314,7 +315,9 @@ class SummaryEvent:
 class ResumedEvent:
     """The stream moved to another replica after ``reason``; the audio from
     ``resume_sample`` (frames, start_sample included) was sent again. Events after it
-    continue the ones before it: nothing delivered is repeated."""
+    continue the ones before it: nothing delivered is repeated. ``resumes`` counts the
+    stream's moves so far. The final SummaryEvent is the last replica's: its counts
+    and times describe only the last stream (from ``resume_sample``), not the whole."""
 
     session_id: str
     previous_session_id: str

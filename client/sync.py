@@ -25,6 +25,7 @@ from seamcut.client.aio import DEFAULT_TARGET, AsyncClient, AsyncStream, Metadat
 from seamcut.client.audio import Audio, to_wire
 from seamcut.client.capabilities import Capabilities
 from seamcut.client.errors import UsageError
+from seamcut.client.resume import MAX_REPLAY_S
 from seamcut.client.security import PemSource
 from seamcut.client.stream import Event, FlushedEvent, ReadyEvent, StreamOptions
 
@@ -107,12 +108,13 @@ class Client:
         tls_server_name: str | None = None,
         refused_retries: int | None = None,
         resume: bool | None = None,
+        max_replay_s: float = MAX_REPLAY_S,
     ) -> None:
         self._aclient = AsyncClient(
             target, credentials=credentials, metadata=metadata, options=options, tls=tls,
             tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, token=token,
             tls_server_name=tls_server_name, refused_retries=refused_retries,
-            resume=resume,
+            resume=resume, max_replay_s=max_replay_s,
         )
         self.target = self._aclient.target
         self._lt = _LoopThread()
@@ -128,7 +130,7 @@ class Client:
 
     def stream_cuts(
         self, config: StreamOptions, audio: Iterable[Audio], *,
-        ready_timeout: float | None = None, finish_on_drain: bool = True,
+        ready_timeout: float | None = None, finish_on_drain: bool | None = None,
     ) -> Iterator[Event]:
         """Audio in, events out, blocking: the same as :meth:`AsyncClient.stream_cuts`,
         but ``audio`` is read (and encoded) on a thread of its own, so it may block,

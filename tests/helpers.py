@@ -1,17 +1,31 @@
-"""Shared test helpers: an in-process server on a thread, raw-protocol streaming."""
+"""Shared test helpers: an in-process server on a thread, raw-protocol streaming, and
+the programs the resume tests stream (tests/test_resume.py, test_resume_processes.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import numpy as np
+from seamcut.client import (
+    Client,
+    CutEvent,
+    Event,
+    ProgressEvent,
+    ReadyEvent,
+    ResumedEvent,
+    StreamOptions,
+)
+from seamcut.client.replay import grid_frames, restart_point
+from seamcut.client.resume import WARMUPS_S
 from seamcut.server.config import (
     AppConfig,
     AudioFormat,
@@ -59,11 +73,12 @@ class ServerThread:
 
 @contextmanager
 def serving(*, security: dict[str, Any] | None = None, engine: dict[str, Any] | None = None,
-            **server: Any) -> Iterator[ServerThread]:
-    """A :class:`ServerThread` with these ``server`` (and ``security``, ``engine``) settings."""
+            policy: dict[str, Any] | None = None, **server: Any) -> Iterator[ServerThread]:
+    """A :class:`ServerThread` with these ``server`` (and ``security``, ``engine``,
+    ``policy``) settings."""
     cfg = load_config(env={}, overrides={
         "server": {"host": "127.0.0.1", "port": 0, **server}, "security": security or {},
-        "engine": engine or {}})
+        "engine": engine or {}, "policy": policy or {}})
     srv = ServerThread(cfg)
     try:
         yield srv
@@ -132,3 +147,84 @@ def speech_spec(cfg: AppConfig, rate: int, channels: int = 1,
         cfg, format=AudioFormat(encoding=encoding, sample_rate_hz=rate, channels=channels),
         mode=Mode.SPEECH, policy_overrides=policy, event_overrides={},
     )
+
+
+# --- Resume: the long programs streamed, and the uninterrupted run's cuts ---------------
+
+SPEECH_CLIPS = ("en_us_f5_snr10", "de_m3_clean", "pt_m5_clean")  # 48 kHz, 35 s
+SONG_CLIPS = ("strings_reverb_44k", "organ_44k")  # 44.1 kHz, 26 s
+Cut = tuple[int, str, int]
+
+
+@dataclass(frozen=True)
+class Program:
+    """A long clip (several corpus clips end to end, so that cuts lie further than the
+    warm-up from the start) and the options it is streamed with."""
+
+    name: str
+    audio: np.ndarray
+    options: StreamOptions
+    pace: float  # audio seconds sent per wall second, so kills land while audio flows
+
+
+@functools.cache
+def program(name: str) -> Program:
+    """``speech`` (35 s), ``speech_long`` (the same five times), ``speech_forced``
+    (max_segment 3 s) or ``song``."""
+    # Imported here: the corpora are only for the tests that stream these programs.
+    from tests.corpus import default_corpus
+    from tests.song_corpus import default_song_corpus
+
+    if name.startswith("speech"):
+        clips = {c.name: c for c in default_corpus()}
+        audio = np.concatenate([clips[n].audio[:, :1] for n in SPEECH_CLIPS])
+        if name == "speech_long":  # 175 s: longer than the replay buffer
+            audio = np.concatenate([audio] * 5)
+        # max_segment 3 s: FORCED cuts between the pauses, whose chain counts from the
+        # last cut (the policy state a resume must reproduce).
+        policy = {"max_segment_ms": 3000} if name == "speech_forced" else {}
+        return Program(name, audio, StreamOptions(
+            sample_rate_hz=48_000, chunk_traces=False, **policy), pace=20.0)  # type: ignore[arg-type]
+    songs = {c.name: c for c in default_song_corpus()}
+    return Program(name, np.concatenate([songs[n].mix for n in SONG_CLIPS]), StreamOptions(
+        sample_rate_hz=44_100, channels=2, mode="song", chunk_traces=False), pace=20.0)
+
+
+def cut_tuples(events: list[Event]) -> list[Cut]:
+    return [(e.sample, e.kind, e.index) for e in events if isinstance(e, CutEvent)]
+
+
+@functools.cache
+def solo(name: str) -> tuple[Cut, ...]:
+    """The uninterrupted run of :func:`program` ``name``, on a server of its own (no
+    resume involved)."""
+    prog = program(name)
+    with serving() as srv, Client(srv.target) as client:
+        return tuple(cut_tuples(list(client.stream_cuts(prog.options, [prog.audio]))))
+
+
+def expected_restart(events: list[Event]) -> int:
+    """The frame the first ResumedEvent in ``events`` must name: the SDK's first warm-up
+    before the last cut delivered ahead of it, on the block grid (the stream's first
+    sample when none was)."""
+    ready = events[0]
+    assert isinstance(ready, ReadyEvent) and ready.config is not None
+    cfg = ready.config
+    first = next(i for i, e in enumerate(events) if isinstance(e, ResumedEvent))
+    cuts = [e.sample for e in events[:first] if isinstance(e, CutEvent)]
+    if not cuts:
+        return cfg.start_sample
+    return restart_point(cuts[-1], cfg.start_sample, int(WARMUPS_S[0] * cfg.sample_rate_hz),
+                         grid_frames(ready.block_ms, cfg.sample_rate_hz))
+
+
+def check_watermarks(events: list[Event]) -> None:
+    """samples_final never goes back, and no cut comes before one delivered earlier
+    (a cut at the watermark itself is allowed: "no cut before it")."""
+    promised = -1
+    for ev in events:
+        if isinstance(ev, ProgressEvent):
+            assert ev.samples_final >= promised, (ev, promised)
+            promised = ev.samples_final
+        elif isinstance(ev, CutEvent):
+            assert ev.sample >= promised, f"cut {ev.sample} after samples_final {promised}"

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import dataclasses
+import math
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
+import grpc
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
@@ -24,19 +26,38 @@ from seamcut.client import (
     Client,
     CutEvent,
     Event,
+    FlushedEvent,
+    InvalidOptions,
     NoticeEvent,
     ProgressEvent,
     ReadyEvent,
     ResumedEvent,
+    SeamcutRpcError,
     StreamOptions,
     SummaryEvent,
 )
-from seamcut.client.resume import Delivered, Desync, ReplayBuffer, grid_frames, resume_stream
+from seamcut.client.replay import (
+    Delivered,
+    Desync,
+    ReplayBuffer,
+    grid_frames,
+    ready_mismatch,
+    restart_point,
+)
+from seamcut.client.resume import resume_stream
 from seamcut.client.split import _drained_early
 
 from tests.corpus import default_corpus
-from tests.helpers import ServerThread, serving
-from tests.song_corpus import default_song_corpus
+from tests.helpers import (
+    Program,
+    ServerThread,
+    check_watermarks,
+    cut_tuples,
+    expected_restart,
+    program,
+    serving,
+    solo,
+)
 
 
 @pytest.mark.unit
@@ -52,13 +73,60 @@ def test_grid_is_whole_blocks_in_client_frames() -> None:
 def test_replay_buffer_trims_and_overflows() -> None:
     buf = ReplayBuffer(100, 2, max_frames=10)
     buf.append(bytes(range(12)))  # frames 100..105
-    assert (buf.base, buf.end) == (100, 106) and buf.exact
+    assert (buf.base, buf.end) == (100, 106) and buf.reaches(100)
     buf.trim(103)
-    assert buf.since(103) == bytes(range(6, 12))
+    assert buf.since(103) == bytes(range(6, 12)) and not buf.reaches(102)
     with pytest.raises(ValueError):
         buf.since(102)
-    buf.append(bytes(16))  # 11 frames now: over the cap
-    assert not buf.exact and buf.end - buf.base == 10
+    buf.append(bytes(16))  # 11 frames now: over the cap, the oldest go
+    assert (buf.base, buf.end) == (104, 114) and buf.reaches(104)
+
+
+@pytest.mark.unit
+def test_the_restart_point_is_checked_against_what_the_buffer_still_holds() -> None:
+    """The bound is the restart point, not the buffer's age: with 120 s kept and the
+    last cut 100 s back, the point 10 s before that cut is still there (a flag set
+    when the buffer first dropped audio said no once it ran 90 s past the cut)."""
+    rate, grid = 1000, 320
+    buf = ReplayBuffer(0, 2, max_frames=120 * rate)
+    cut = 40 * rate
+    buf.append(bytes(2 * (cut + 1)))
+    buf.trim(restart_point(cut, 0, 30 * rate, grid))
+    buf.append(bytes(2 * 100 * rate))  # 100 s with no cut: the oldest audio goes
+    assert buf.base > restart_point(cut, 0, 30 * rate, grid)
+    assert buf.reaches(restart_point(cut, 0, 10 * rate, grid))
+    buf.append(bytes(2 * 15 * rate))  # 115 s: now past it
+    assert not buf.reaches(restart_point(cut, 0, 10 * rate, grid))
+
+
+@pytest.mark.unit
+def test_an_anchored_buffer_is_freed_once_it_cannot_reach_its_first_frame() -> None:
+    """A SONG stream with separation resumes only from its first frame: past the bound
+    the buffer would only cost memory."""
+    buf = ReplayBuffer(500, 4, max_frames=10)
+    buf.anchor()
+    buf.append(bytes(4 * 10))
+    assert buf.reaches(500) and buf.since(500) == bytes(40)
+    buf.append(bytes(4))
+    assert buf.spent and not buf.reaches(500) and buf.end == 511
+    buf.append(bytes(400))
+    assert buf.spent and len(buf._data) == 0 and buf.end == 611
+
+
+@pytest.mark.unit
+def test_a_resumed_stream_on_another_version_or_config_is_a_mismatch() -> None:
+    opts = StreamOptions(sample_rate_hz=48_000, mode="speech", min_pause_ms=300)
+
+    def ready(version: str = "1.2", block_ms: int = 320, **cfg: int) -> ReadyEvent:
+        return ReadyEvent(session_id="s", lookahead_ms=0, lookahead_samples=0,
+                          block_ms=block_ms, device="cpu", server_version=version,
+                          config=dataclasses.replace(opts, **cfg))  # type: ignore[arg-type]
+
+    first = ready()
+    assert ready_mismatch(first, ready(start_sample=96_000)) == ""  # the restart point
+    assert ready_mismatch(first, ready("1.3")) == "server 1.3 (the stream began on 1.2)"
+    assert ready_mismatch(first, ready(block_ms=160)) == "block_ms 160 (not 320)"
+    assert ready_mismatch(first, ready(min_pause_ms=250)) == "config min_pause_ms 250 (not 300)"
 
 
 @pytest.mark.unit
@@ -95,6 +163,38 @@ def test_a_resumed_stream_must_find_the_last_delivered_cut_again() -> None:
         seen.admit(cut(180, "forced")) or seen.admit(cut(190))
 
 
+@pytest.mark.unit
+def test_watermarks_wait_for_the_resumed_stream_to_refind_the_last_cut() -> None:
+    """A resumed stream's samples_final promises no cut before it; until the stream has
+    re-found the last delivered cut it may be off course (and dropped), so its Progress
+    is held back; the delivered samples_final never goes back, and a cut before it is
+    a Desync."""
+    def cut(sample: int) -> CutEvent:
+        return CutEvent(sample=sample, seconds=0.0, kind="pause", score=1.0,
+                        pause_start_sample=sample, pause_end_sample=sample, index=0)
+
+    def progress(processed: int, final: int) -> ProgressEvent:
+        return ProgressEvent(samples_received=processed, samples_processed=processed,
+                             samples_final=final, last_seq=0)
+
+    def flushed(final: int) -> FlushedEvent:
+        return FlushedEvent(flush_id=1, progress=progress(final, final))
+
+    seen = Delivered()
+    assert seen.admit(cut(100)) is not None and seen.admit(progress(300, 250)) is not None
+    seen.expect_last_cut()
+    assert seen.admit(progress(400, 390)) is None  # not yet re-found: off course, maybe
+    assert seen.admit(flushed(390)) is None
+    assert seen.admit(cut(100)) is None  # re-found
+    late = seen.admit(progress(320, 200))
+    assert isinstance(late, ProgressEvent) and late.samples_final == 250  # never back
+    fl = seen.admit(flushed(240))
+    assert isinstance(fl, FlushedEvent) and fl.progress.samples_final == 250
+    with pytest.raises(Desync, match="before samples_final 250"):
+        seen.admit(cut(200))
+    assert seen.admit(cut(250)) is not None  # at the watermark: allowed
+
+
 @pytest.mark.integration
 def test_resumable_stream_without_a_failure_equals_solo(server: ServerThread) -> None:
     clip = default_corpus()[0]
@@ -114,49 +214,6 @@ def test_resumable_stream_without_a_failure_equals_solo(server: ServerThread) ->
 
 
 # --- Resume under real failures: the property -----------------------------------------
-
-@dataclass(frozen=True)
-class Program:
-    """A long clip (several corpus clips end to end, so that cuts lie further than the
-    warm-up from the start) and the options it is streamed with."""
-
-    name: str
-    audio: np.ndarray
-    options: StreamOptions
-    pace: float  # audio seconds sent per wall second, so kills land while audio flows
-
-
-@functools.cache
-def program(name: str) -> Program:
-    if name.startswith("speech"):
-        clips = {c.name: c for c in default_corpus()}
-        audio = np.concatenate([clips[n].audio[:, :1] for n in SPEECH_CLIPS])
-        # max_segment 3 s: FORCED cuts between the pauses, whose chain counts from the
-        # last cut (the policy state a resume must reproduce).
-        policy = {"max_segment_ms": 3000} if name == "speech_forced" else {}
-        return Program(name, audio, StreamOptions(
-            sample_rate_hz=48_000, chunk_traces=False, **policy), pace=20.0)  # type: ignore[arg-type]
-    songs = {c.name: c for c in default_song_corpus()}
-    return Program(name, np.concatenate([songs[n].mix for n in SONG_CLIPS]), StreamOptions(
-        sample_rate_hz=44_100, channels=2, mode="song", chunk_traces=False), pace=20.0)
-
-
-SPEECH_CLIPS = ("en_us_f5_snr10", "de_m3_clean", "pt_m5_clean")  # 48 kHz, 35 s
-SONG_CLIPS = ("strings_reverb_44k", "organ_44k")  # 44.1 kHz, 26 s
-Cut = tuple[int, str, int]
-
-
-def cut_tuples(events: list[Event]) -> list[Cut]:
-    return [(e.sample, e.kind, e.index) for e in events if isinstance(e, CutEvent)]
-
-
-@functools.cache
-def solo(name: str) -> tuple[Cut, ...]:
-    """The uninterrupted run, on a server of its own (no resume involved)."""
-    prog = program(name)
-    with serving() as srv, Client(srv.target) as client:
-        return tuple(cut_tuples(list(client.stream_cuts(prog.options, [prog.audio]))))
-
 
 def paced(prog: Program, sizes: list[int]) -> Iterator[np.ndarray]:
     pos, i = 0, 0
@@ -209,6 +266,7 @@ def check_resumed(name: str, events: list[Event], survivor: ServerThread) -> Non
     assert resumed, "the stream was never resumed: the kill did not reach it"
     assert survivor.running.servicer.counters.sessions_total >= 1
     assert isinstance(events[-1], SummaryEvent) and events[-1].end_reason == "completed"
+    check_watermarks(events)
 
 
 message_sizes = st.lists(st.one_of(st.integers(1, 2_000), st.integers(2_000, 150_000)),
@@ -227,8 +285,8 @@ def test_a_killed_replica_resumes_with_the_solo_cuts_speech(
     events, _, survivor = run_killed(program(name), kill_at, abrupt, sizes)
     check_resumed(name, events, survivor)
     (first, *_) = [e for e in events if isinstance(e, ResumedEvent)]
-    if kill_at >= 0.6:  # cuts delivered past 20 s: a restart on the grid, not the start
-        assert first.resume_sample > 0 and first.resume_sample % grid_frames(320, 48_000) == 0
+    # 10 s before the last cut delivered before it, on the grid (or the start).
+    assert first.resume_sample == expected_restart(events)
 
 
 @pytest.mark.integration
@@ -252,6 +310,18 @@ def test_resume_is_on_by_default_with_several_replicas() -> None:
     assert not AsyncClient("127.0.0.1:1").resume
     assert not AsyncClient(["127.0.0.1:1", "127.0.0.1:2"], resume=False).resume
     assert AsyncClient("127.0.0.1:1", resume=True).resume  # one name behind a balancer
+
+
+@pytest.mark.unit
+def test_max_replay_s_is_validated_and_zero_turns_resume_off() -> None:
+    assert AsyncClient(["127.0.0.1:1", "127.0.0.1:2"]).max_replay_s == 120.0
+    assert not AsyncClient(["127.0.0.1:1", "127.0.0.1:2"], max_replay_s=0).resume
+    assert AsyncClient(["127.0.0.1:1", "127.0.0.1:2"], max_replay_s=45).max_replay_s == 45.0
+    with pytest.raises(InvalidOptions, match="resume=True needs max_replay_s > 0"):
+        AsyncClient("127.0.0.1:1", resume=True, max_replay_s=0)
+    for bad in (-1.0, math.inf, math.nan):
+        with pytest.raises(InvalidOptions, match="max_replay_s"):
+            AsyncClient(["127.0.0.1:1", "127.0.0.1:2"], max_replay_s=bad)
 
 
 @pytest.mark.unit
@@ -289,6 +359,9 @@ def test_a_resume_that_does_not_refind_the_last_cut_is_retried_from_further_back
     with serving() as a, serving() as b:
         events = asyncio.run(main(a, b))
     assert cut_tuples(events) == expected
+    # The stream that started inside the pause and was dropped promised nothing: each
+    # cut lies at or after every samples_final delivered before it.
+    check_watermarks(events)
     first, second = [e for e in events if isinstance(e, ResumedEvent)]
     grid = grid_frames(320, 48_000)
     assert first.resume_sample == kill_on // grid * grid  # no warm-up
@@ -301,3 +374,142 @@ async def paced_async(prog: Program) -> AsyncIterator[np.ndarray]:
     for i in range(0, len(prog.audio), step):
         await asyncio.sleep(step / prog.options.sample_rate_hz / prog.pace)
         yield prog.audio[i:i + step]
+
+
+def kill_when(servers: list[ServerThread], ev: Event, mark: int) -> bool:
+    """Kill the replica holding the stream once ``ev`` says the audio up to ``mark``
+    is final; whether it did."""
+    if isinstance(ev, ProgressEvent) and ev.samples_final >= mark:
+        (srv,) = [s for s in servers if s.running.resources().sessions_open]
+        srv.kill()
+        return True
+    return False
+
+
+@pytest.mark.integration
+def test_a_replica_with_other_policy_defaults_is_not_resumed_on() -> None:
+    """A replica whose effective config differs (here its default min_pause_ms, as
+    during a rolling deploy of a new config) would cut elsewhere: the stream ends with
+    the error it lost its replica with and why it was not resumed."""
+    prog = program("speech")
+    events: list[Event] = []
+    with serving() as a, serving(policy={"min_pause_ms": 250}) as b, \
+            Client([a.target, b.target]) as client, pytest.raises(SeamcutRpcError) as err:
+        killed = False
+        for ev in client.stream_cuts(prog.options, paced(prog, [9600])):
+            events.append(ev)
+            killed = killed or kill_when([a, b], ev, len(prog.audio) // 3)
+    assert err.value.code == grpc.StatusCode.UNAVAILABLE
+    assert "(not resumed: replica of session " in err.value.details
+    assert re.search(r"runs config min_pause_ms (250 \(not 300\)|300 \(not 250\))",
+                     err.value.details), err.value.details
+    assert not [e for e in events if isinstance(e, ResumedEvent)]
+
+
+@pytest.mark.integration
+def test_resumes_are_limited_in_a_row_not_over_the_streams_life() -> None:
+    """With one resume allowed, a stream whose replica is lost twice, with cuts
+    delivered in between, still ends with the solo cuts (a long stream outlives any
+    number of rolling deploys)."""
+    prog = program("speech")
+    second = len(prog.audio) * 2 // 3
+
+    async def main(servers: list[ServerThread]) -> list[Event]:
+        events: list[Event] = []
+        client = AsyncClient([s.target for s in servers])
+        lost = 0
+        async with client, contextlib.aclosing(resume_stream(
+                client, prog.options, paced_async(prog), ready_timeout=30,
+                max_resumes=1)) as stream:
+            async for ev in stream:
+                events.append(ev)
+                if lost < 2 and kill_when(servers, ev, len(prog.audio) // 3 if not lost
+                                          else second):
+                    lost += 1
+        return events
+
+    with serving() as a, serving() as b, serving() as c:
+        events = asyncio.run(main([a, b, c]))
+    assert cut_tuples(events) == list(solo("speech"))
+    moves = [e for e in events if isinstance(e, ResumedEvent)]
+    assert [m.resumes for m in moves] == [1, 2]
+    check_watermarks(events)
+
+
+@pytest.mark.integration
+def test_a_whole_file_block_stays_resumable() -> None:
+    """One 175 s block, longer than the 120 s replay buffer: sent and buffered a second
+    at a time (the sender runs up to ~36 s ahead of the final watermark here), the
+    buffer keeps the restart point while the server works; whole, the block overflowed
+    the buffer at once and a lost replica ended the stream."""
+    prog = program("speech_long")
+    events: list[Event] = []
+    with serving() as a, serving() as b, \
+            Client([a.target, b.target]) as client:
+        killed = False
+        for ev in client.stream_cuts(prog.options, [prog.audio]):
+            events.append(ev)
+            killed = killed or kill_when([a, b], ev, 25 * 48_000)
+    assert killed
+    (moved,) = [e for e in events if isinstance(e, ResumedEvent)]
+    assert moved.resume_sample == expected_restart(events)
+    assert cut_tuples(events) == list(solo("speech_long"))
+
+
+@pytest.mark.integration
+def test_the_error_of_a_resume_that_fails_keeps_the_lost_streams_session_id() -> None:
+    """``finish_on_drain=False``: the stream stays through the draining notice until
+    the server ends it (UNAVAILABLE, with its session id), then resumes; a resume that
+    cannot re-find the last cut (no warm-up, no retry) ends with that error."""
+    prog = program("speech")
+    kill_on = list(solo("speech"))[7][0]
+
+    async def main(a: ServerThread, b: ServerThread) -> tuple[list[Event], SeamcutRpcError]:
+        events: list[Event] = []
+        client = AsyncClient([a.target, b.target])
+        async with client, contextlib.aclosing(resume_stream(
+                client, prog.options, paced_async(prog), ready_timeout=30,
+                warmups_s=(0.0,), on_drain="stay")) as stream:
+            try:
+                async for ev in stream:
+                    events.append(ev)
+                    if isinstance(ev, CutEvent) and ev.sample == kill_on:
+                        (srv,) = [s for s in (a, b) if s.running.resources().sessions_open]
+                        asyncio.run_coroutine_threadsafe(srv.running.stop(0), srv.loop)
+            except SeamcutRpcError as exc:
+                return events, exc
+        raise AssertionError("the stream did not fail")
+
+    with serving() as a, serving() as b:
+        events, err = asyncio.run(main(a, b))
+    ready = events[0]
+    assert isinstance(ready, ReadyEvent)
+    assert [e.code for e in events if isinstance(e, NoticeEvent)] == ["draining"]
+    assert len([e for e in events if isinstance(e, ResumedEvent)]) == 1
+    assert "not resumed: the resumed stream did not find the last delivered cut" in err.details
+    assert err.session_id == ready.session_id
+
+
+@pytest.mark.integration
+def test_finish_on_drain_with_resume_finishes_where_it_is() -> None:
+    """``finish_on_drain=True`` with resume on: the draining notice half-closes the
+    stream on its replica (the cuts of what was sent still come), no move."""
+    prog = program("speech")
+    events: list[Event] = []
+    with serving() as a, serving() as b, Client([a.target, b.target]) as client:
+        drained = None
+        for ev in client.stream_cuts(prog.options, paced(prog, [9600]), finish_on_drain=True):
+            events.append(ev)
+            if drained is None and isinstance(ev, ProgressEvent) \
+                    and ev.samples_final >= len(prog.audio) // 3:
+                (srv,) = [s for s in (a, b) if s.running.resources().sessions_open]
+                drained = asyncio.run_coroutine_threadsafe(srv.running.stop(10), srv.loop)
+        assert drained is not None
+        drained.result(15)
+    assert not [e for e in events if isinstance(e, ResumedEvent)]
+    summary = events[-1]
+    assert isinstance(summary, SummaryEvent) and summary.end_reason == "completed"
+    cuts = cut_tuples(events)
+    assert cuts[-1][1] == "end" and summary.samples_received < len(prog.audio)
+    mark = len(prog.audio) // 3
+    assert [c for c in cuts if c[0] <= mark] == [c for c in solo("speech") if c[0] <= mark]

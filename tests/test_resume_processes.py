@@ -34,7 +34,7 @@ from seamcut.client import (
     SummaryEvent,
 )
 
-from tests.test_resume import Cut, cut_tuples, program, solo
+from tests.helpers import Cut, cut_tuples, program, solo
 
 pytestmark = pytest.mark.integration
 STREAMS = 6
