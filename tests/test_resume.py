@@ -376,14 +376,23 @@ async def paced_async(prog: Program) -> AsyncIterator[np.ndarray]:
         yield prog.audio[i:i + step]
 
 
-def kill_when(servers: list[ServerThread], ev: Event, mark: int) -> bool:
-    """Kill the replica holding the stream once ``ev`` says the audio up to ``mark``
-    is final; whether it did."""
-    if isinstance(ev, ProgressEvent) and ev.samples_final >= mark:
-        (srv,) = [s for s in servers if s.running.resources().sessions_open]
+class Killer:
+    """Kills the replica a stream is on (of ``servers``), each once."""
+
+    def __init__(self, servers: list[ServerThread]) -> None:
+        self.servers = servers
+        self.dead: list[ServerThread] = []
+
+    def when_final(self, ev: Event, mark: int) -> bool:
+        """Kill the replica holding the stream once ``ev`` says the audio up to ``mark``
+        is final; whether it did."""
+        if not (isinstance(ev, ProgressEvent) and ev.samples_final >= mark):
+            return False
+        (srv,) = [s for s in self.servers
+                  if s not in self.dead and s.running.resources().sessions_open]
         srv.kill()
+        self.dead.append(srv)
         return True
-    return False
 
 
 @pytest.mark.integration
@@ -395,10 +404,11 @@ def test_a_replica_with_other_policy_defaults_is_not_resumed_on() -> None:
     events: list[Event] = []
     with serving() as a, serving(policy={"min_pause_ms": 250}) as b, \
             Client([a.target, b.target]) as client, pytest.raises(SeamcutRpcError) as err:
-        killed = False
+        killer = Killer([a, b])
         for ev in client.stream_cuts(prog.options, paced(prog, [9600])):
             events.append(ev)
-            killed = killed or kill_when([a, b], ev, len(prog.audio) // 3)
+            if not killer.dead:
+                killer.when_final(ev, len(prog.audio) // 3)
     assert err.value.code == grpc.StatusCode.UNAVAILABLE
     assert "(not resumed: replica of session " in err.value.details
     assert re.search(r"runs config min_pause_ms (250 \(not 300\)|300 \(not 250\))",
@@ -417,22 +427,24 @@ def test_resumes_are_limited_in_a_row_not_over_the_streams_life() -> None:
     async def main(servers: list[ServerThread]) -> list[Event]:
         events: list[Event] = []
         client = AsyncClient([s.target for s in servers])
-        lost = 0
+        killer = Killer(servers)
         async with client, contextlib.aclosing(resume_stream(
                 client, prog.options, paced_async(prog), ready_timeout=30,
                 max_resumes=1)) as stream:
             async for ev in stream:
                 events.append(ev)
-                if lost < 2 and kill_when(servers, ev, len(prog.audio) // 3 if not lost
-                                          else second):
-                    lost += 1
+                if not killer.dead:
+                    killer.when_final(ev, len(prog.audio) // 3)
+                elif len(killer.dead) == 1:
+                    killer.when_final(ev, second)
         return events
 
     with serving() as a, serving() as b, serving() as c:
         events = asyncio.run(main([a, b, c]))
     assert cut_tuples(events) == list(solo("speech"))
-    moves = [e for e in events if isinstance(e, ResumedEvent)]
-    assert [m.resumes for m in moves] == [1, 2]
+    moves = [i for i, e in enumerate(events) if isinstance(e, ResumedEvent)]
+    assert [events[i].resumes for i in moves] == [1, 2]  # type: ignore[union-attr]
+    assert any(isinstance(e, CutEvent) for e in events[moves[0]:moves[1]])
     check_watermarks(events)
 
 
@@ -446,11 +458,12 @@ def test_a_whole_file_block_stays_resumable() -> None:
     events: list[Event] = []
     with serving() as a, serving() as b, \
             Client([a.target, b.target]) as client:
-        killed = False
+        killer = Killer([a, b])
         for ev in client.stream_cuts(prog.options, [prog.audio]):
             events.append(ev)
-            killed = killed or kill_when([a, b], ev, 25 * 48_000)
-    assert killed
+            if not killer.dead:
+                killer.when_final(ev, 25 * 48_000)
+    assert killer.dead
     (moved,) = [e for e in events if isinstance(e, ResumedEvent)]
     assert moved.resume_sample == expected_restart(events)
     assert cut_tuples(events) == list(solo("speech_long"))
@@ -513,3 +526,30 @@ def test_finish_on_drain_with_resume_finishes_where_it_is() -> None:
     assert cuts[-1][1] == "end" and summary.samples_received < len(prog.audio)
     mark = len(prog.audio) // 3
     assert [c for c in cuts if c[0] <= mark] == [c for c in solo("speech") if c[0] <= mark]
+
+
+@pytest.mark.integration
+def test_a_song_stream_past_its_replay_bound_says_why_it_is_not_resumed() -> None:
+    """A SONG stream with separation restarts only at its first sample: once the buffer
+    (5 s here) no longer holds it, it is freed, and a lost replica ends the stream
+    with the real reason."""
+    prog = program("song")
+
+    async def main(a: ServerThread, b: ServerThread) -> SeamcutRpcError:
+        client = AsyncClient([a.target, b.target])
+        async with client, contextlib.aclosing(resume_stream(
+                client, prog.options, paced_async(prog), ready_timeout=30,
+                max_replay_s=5)) as stream:
+            killer = Killer([a, b])
+            try:
+                async for ev in stream:
+                    if not killer.dead:
+                        killer.when_final(ev, 10 * 44_100)
+            except SeamcutRpcError as exc:
+                return exc
+        raise AssertionError("the stream did not fail")
+
+    with serving() as a, serving() as b:
+        err = asyncio.run(main(a, b))
+    assert "(not resumed: SONG streams with separation resume only within their first 5 s" \
+        in err.details, err.details
