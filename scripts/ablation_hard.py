@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +85,18 @@ def replay(inputs: list[Any], v: tuple[float, float, float, float, int, float]) 
     window = max(1, round(v[4] * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES))
     p = dataclasses.replace(params, valley_db=valley, silent_db=silent,
                             valley_window=window, level_attack=v[5])
+    return detector_cuts(p, [block for _, block in inputs])
+
+
+def detector_cuts(params: detector.DetectorParams,
+                  blocks: Iterable[detector.BlockInput]) -> list[int]:
+    """The cuts (but the END cut) of the detector fold over ``blocks`` under ``params``."""
     state, cuts = detector.DetectorState(), []
-    for _, block in inputs:
-        state, events = detector.detect_step(state, p, block)
+    for block in blocks:
+        state, events = detector.detect_step(state, params, block)
         if block.is_last:
             state, tail = detector.detect_finish(
-                state, p, block.client_start + int(block.client.shape[0]))
+                state, params, block.client_start + int(block.client.shape[0]))
             events += tail
         cuts += [e.sample for e in events
                  if isinstance(e, detector.CutDecision) and e.kind is not CutKind.END]

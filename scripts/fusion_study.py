@@ -50,9 +50,9 @@ from seamcut.server.config import HOP_SAMPLES, Mode, load_config
 from seamcut.server.dsp import detector
 from seamcut.server.engine import core
 from seamcut.server.engine.client import InprocEngine
-from seamcut.server.events import CutKind
 from seamcut.server.session import chain
 
+from scripts.ablation_hard import detector_cuts
 from scripts.eval_hard import POLICY, Clip, clips, score, seamcut_cuts
 
 
@@ -132,24 +132,15 @@ def replay(rec: Recorded, rewrite: Rewrite | None, neg_below: float | None = Non
         probs, energy, mix, no_caps = rewrite(rec)
         if no_caps:
             params = dataclasses.replace(params, valley_db=0.0, silent_db=0.0)
-    state, cuts, pos = detector.DetectorState(), [], 0
+    blocks, pos = [], 0
     for _, recorded in rec.inputs:
         n = int(recorded.probs.shape[0])
-        block = recorded
-        if rewrite is not None:
-            block = dataclasses.replace(
-                recorded, probs=probs[pos:pos + n].astype(np.float32),
-                energy_db=energy[pos:pos + n].astype(np.float32),
-                probs_mix=None if mix is None else mix[pos:pos + n].astype(np.float32))
+        blocks.append(recorded if rewrite is None else dataclasses.replace(
+            recorded, probs=probs[pos:pos + n].astype(np.float32),
+            energy_db=energy[pos:pos + n].astype(np.float32),
+            probs_mix=None if mix is None else mix[pos:pos + n].astype(np.float32)))
         pos += n
-        state, events = detector.detect_step(state, params, block)
-        if block.is_last:
-            state, tail = detector.detect_finish(
-                state, params, block.client_start + int(block.client.shape[0]))
-            events += tail
-        cuts += [e.sample for e in events
-                 if isinstance(e, detector.CutDecision) and e.kind is not CutKind.END]
-    return cuts
+    return detector_cuts(params, blocks)
 
 
 def effective(rec: Recorded) -> np.ndarray:
