@@ -90,10 +90,14 @@ class _Moved(Exception):
 def retry_delay(exc: SeamcutRpcError, retried: int, allowed: int) -> float | None:
     """Seconds to wait before opening a stream refused before its Ready again on the
     next replica, or None to give up. Only refusals another replica (or this one, a
-    moment later) may not give are retried: full, draining, or not reachable; a bad
-    config stays bad. The server's ``retry-after-ms`` first."""
+    moment later) may not give are retried: full, draining, not reachable, or
+    cancelled by a server shutting down as the call arrived (its transport resets the
+    stream: CANCELLED, seen once in five drains in tests/test_resume_processes.py; a
+    cancel of this client's own raises asyncio.CancelledError or its ready_timeout's
+    error instead); a bad config stays bad. The server's ``retry-after-ms`` first."""
     if retried >= allowed or exc.code not in (
-            grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE):
+            grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.CANCELLED):
         return None
     return exc.retry_after_ms / 1000 if exc.retry_after_ms else 0.05 * (retried + 1)
 

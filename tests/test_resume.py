@@ -36,6 +36,7 @@ from seamcut.client import (
     StreamOptions,
     SummaryEvent,
 )
+from seamcut.client.errors import rpc_error
 from seamcut.client.replay import (
     Delivered,
     Desync,
@@ -44,7 +45,7 @@ from seamcut.client.replay import (
     ready_mismatch,
     restart_point,
 )
-from seamcut.client.resume import resume_stream
+from seamcut.client.resume import resume_stream, retry_delay
 from seamcut.client.split import _drained_early
 
 from tests.corpus import default_corpus
@@ -310,6 +311,18 @@ def test_resume_is_on_by_default_with_several_replicas() -> None:
     assert not AsyncClient("127.0.0.1:1").resume
     assert not AsyncClient(["127.0.0.1:1", "127.0.0.1:2"], resume=False).resume
     assert AsyncClient("127.0.0.1:1", resume=True).resume  # one name behind a balancer
+
+
+@pytest.mark.unit
+def test_a_stream_refused_before_ready_by_a_server_going_away_is_retried() -> None:
+    def refused(code: grpc.StatusCode) -> SeamcutRpcError:
+        return rpc_error(code, "refused", (), answered=True)
+
+    for code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                 grpc.StatusCode.CANCELLED):  # the last: reset by a server stopping
+        assert retry_delay(refused(code), 0, 2) == 0.05
+    assert retry_delay(refused(grpc.StatusCode.CANCELLED), 2, 2) is None  # retries spent
+    assert retry_delay(refused(grpc.StatusCode.INVALID_ARGUMENT), 0, 2) is None
 
 
 @pytest.mark.unit
