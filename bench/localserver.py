@@ -47,6 +47,7 @@ class LocalServer:
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **env} if env else None)
         self.pid = self.proc.pid
+        self.keep_log = False  # keep the log after a clean exit too (e.g. a failed test)
         self.target = self._wait_listening(listeners)
 
     def _wait_listening(self, listeners: int) -> str:
@@ -63,7 +64,8 @@ class LocalServer:
 
     def stop(self) -> int | None:
         """SIGTERM, wait for the drain (30 s), kill if needed; the exit code. The log is
-        removed after a clean exit and kept (its path is in errors) otherwise."""
+        removed after a clean exit (unless ``keep_log``) and kept (its path is in
+        errors) otherwise."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -73,7 +75,7 @@ class LocalServer:
                 self.proc.wait(10)
         if not self._log.closed:
             self._log.close()
-            if self.proc.returncode == 0:
+            if self.proc.returncode == 0 and not self.keep_log:
                 self.log_path.unlink(missing_ok=True)
         return self.proc.returncode
 
