@@ -12,9 +12,11 @@ client.stream_cuts(...)``); ``client.stream(options)`` gives a stream to ``send`
 ``flush`` and read by hand. Every exception is a :class:`ClientError` (see ``errors``).
 Modules: ``errors``, ``stream`` (options, events, protobuf conversion),
 ``capabilities``, ``aio``, ``sync``, ``audio`` (file I/O, wire encoding, lossless
-segment writing), ``security`` (TLS, mTLS and token options), ``split`` and ``table``
-(the command). May import grpc, numpy, soundfile and ``seamcut.v1``; never
-``seamcut.server`` except lazily in ``split --offline``.
+segment writing), ``security`` (TLS, mTLS and token options), ``resume`` and
+``replay`` (streams that survive losing their replica: the loop, and its pure state),
+``targets`` (replica lists), ``split`` and ``table`` (the command). May import grpc,
+numpy, soundfile and ``seamcut.v1``; never ``seamcut.server`` except lazily in
+``split --offline``.
 """
 
 from seamcut.client.aio import AsyncClient, AsyncStream

@@ -89,8 +89,8 @@ class AsyncClient:
     for one address). ``resume`` (default: on with several replicas or a ``dns:///``
     name, off for one address): a stream whose replica is lost after Ready (killed,
     connection lost, draining) goes on on another one from the SDK's replay buffer,
-    and each cut arrives once, at the sample an uninterrupted run gives it (the
-    ``resume`` module has the guarantee and its limits). ``max_replay_s`` (default
+    and each cut arrives once; on speech at the sample an uninterrupted run gives it
+    (the ``resume`` module has the guarantee and its limits). ``max_replay_s`` (default
     120): seconds of the audio sent that each resumable stream keeps in memory for a
     resume (f32le 48 kHz stereo: 384 kB a second, 46 MB at 120 s); a resume needs a
     cut within its last ``max_replay_s`` − 10 s; 0 keeps none and turns resume off.

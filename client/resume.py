@@ -92,7 +92,7 @@ def retry_delay(exc: SeamcutRpcError, retried: int, allowed: int) -> float | Non
     next replica, or None to give up. Only refusals another replica (or this one, a
     moment later) may not give are retried: full, draining, not reachable, or
     cancelled by a server shutting down as the call arrived (its transport resets the
-    stream: CANCELLED, seen once in five drains in tests/test_resume_processes.py; a
+    stream: CANCELLED, seen in one of six runs of the process drain test; a
     cancel of this client's own raises asyncio.CancelledError or its ready_timeout's
     error instead); a bad config stays bad. The server's ``retry-after-ms`` first."""
     if retried >= allowed or exc.code not in (
