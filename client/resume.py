@@ -15,7 +15,9 @@ dropped; cut indexes continue the count. A SONG stream that separates the vocal
 resumes from its first sample (its separation windows are laid from there; see
 :func:`~seamcut.client.replay.restart_grid`). A replica that answers with another
 server version, block length or effective config would analyse differently: the
-stream is not resumed there.
+stream is not resumed there. A drained stream is moved only once its next stream is
+open with a Ready that passes that check; otherwise it finishes on the draining
+replica (every cut of the audio it was sent still comes), as it would without resume.
 
 The guarantee (docs/DESIGN.md, "Replicas and resume"): the re-found last cut is
 always checked; on speech each cut arrives once, at the sample, kind and index an
@@ -37,7 +39,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from typing import TYPE_CHECKING, Literal
 
 import grpc
@@ -84,7 +93,17 @@ OnDrain = Literal["move", "finish", "stay"]
 
 
 class _Moved(Exception):
-    """The server announced a drain: move the stream before its grace runs out."""
+    """The server announced a drain: move the stream before its grace runs out, to
+    ``target``, already open at ``restart`` with a Ready that matches the first."""
+
+    def __init__(self, target: AsyncStream, restart: int) -> None:
+        super().__init__("the server is draining")
+        self.target, self.restart = target, restart
+
+
+# Opens the stream a drained one would move to, or None where it cannot go on (and
+# should finish where it is).
+Probe = Callable[[], Awaitable["AsyncStream | None"]]
 
 
 def retry_delay(exc: SeamcutRpcError, retried: int, allowed: int) -> float | None:
@@ -154,11 +173,50 @@ async def resume_stream(
                 f"sent: a resume needs a cut within the last {max_replay_s - warmup_s:g} s "
                 "(max_replay_s)")
 
+    async def probe() -> AsyncStream | None:
+        """The stream a drained one moves to: open at the restart point on the next
+        replica, its Ready checked, before the drained one is let go. None where that
+        cannot be (no restart point in the buffer, refused, another server version or
+        config): the drained stream then finishes where it is, which keeps every cut of
+        the audio it was sent, where moving would end it with an error."""
+        start = restart_point(warmups[tries])
+        why = cannot_resume_from(start)
+        asked = 0
+        while not why:
+            target = client.stream(dataclasses.replace(config, start_sample=start),
+                                   ready_timeout=ready_timeout)
+            await target.__aenter__()
+            wait = None
+            try:
+                why = ready_mismatch(first, await target.wait_ready()) if first else ""
+            except SeamcutRpcError as exc:  # the draining replica itself, say: the next
+                wait = retry_delay(exc, asked, client.refused_retries)
+                why = f"the next replica refused it ({exc.code.name}: {exc.details})"
+            except BaseException:  # cancelled while waiting: the stream is not handed on
+                await target.__aexit__(None, None, None)
+                raise
+            if not why:
+                return target
+            await target.__aexit__(None, None, None)
+            if wait is None:
+                break
+            asked, why = asked + 1, ""
+            await asyncio.sleep(wait)
+        _log.warning("a draining replica's stream finishes there, not moved: %s", why)
+        return None
+
+    adopted: tuple[AsyncStream, int] | None = None
     try:
         while True:
             delay = 0.0
-            opts = dataclasses.replace(config, start_sample=restart)
-            async with client.stream(opts, ready_timeout=ready_timeout) as s:
+            async with contextlib.AsyncExitStack() as held:
+                if adopted is not None:
+                    (s, restart), adopted = adopted, None
+                    held.push_async_exit(s)
+                else:
+                    opts = dataclasses.replace(config, start_sample=restart)
+                    s = await held.enter_async_context(
+                        client.stream(opts, ready_timeout=ready_timeout))
                 try:
                     ready = await s.wait_ready()
                 except SeamcutRpcError as exc:
@@ -190,8 +248,8 @@ async def resume_stream(
                     try:
                         # aclosing: a caller leaving early must stop this stream's
                         # sender now, not when the generator is garbage-collected.
-                        async with contextlib.aclosing(
-                                _one_stream(s, buf, restart, source, on_drain)) as events:
+                        async with contextlib.aclosing(_one_stream(
+                                s, buf, restart, source, on_drain, probe)) as events:
                             async for ev in events:
                                 out = seen.admit(ev)
                                 if out is None:
@@ -213,22 +271,27 @@ async def resume_stream(
                             raise _not_resumed(lost, why) from exc
                         reason = str(exc)
                     except (SeamcutRpcError, _Moved) as exc:
+                        if isinstance(exc, _Moved):  # opened and checked by probe()
+                            adopted = (exc.target, exc.restart)  # closed below if unused
                         if source.error is not None:
                             raise source.error from None
-                        rpc = exc if isinstance(exc, SeamcutRpcError) else None
-                        if rpc is not None and not resumable(rpc):
-                            raise
-                        lost = rpc
-                        reason = rpc.details if rpc is not None else "the server is draining"
-                        restart = restart_point(warmups[tries])
-                        why = cannot_resume_from(restart)
-                        if why:
-                            raise _not_resumed(lost, why) from exc
+                        if isinstance(exc, _Moved):
+                            lost, reason = None, "the server is draining"
+                        else:
+                            if not resumable(exc):
+                                raise
+                            lost, reason = exc, exc.details
+                            restart = restart_point(warmups[tries])
+                            why = cannot_resume_from(restart)
+                            if why:
+                                raise _not_resumed(lost, why) from exc
                     resumes += 1
                     in_a_row += 1
             if delay:
                 await asyncio.sleep(delay)
     finally:
+        if adopted is not None:
+            await adopted[0].__aexit__(None, None, None)
         await source.aclose()
 
 
@@ -302,8 +365,10 @@ class _Source:
 
 
 async def _one_stream(s: AsyncStream, buf: ReplayBuffer, restart: int, source: _Source,
-                      on_drain: OnDrain) -> AsyncGenerator[Event, None]:
-    """One replica's stream: replay from ``restart``, then go on with the source."""
+                      on_drain: OnDrain, probe: Probe) -> AsyncGenerator[Event, None]:
+    """One replica's stream: replay from ``restart``, then go on with the source. On a
+    draining notice (``move``) the stream moves to what ``probe`` opens, or finishes
+    here when it opens nothing."""
     opts = s.options
     piece = max(1, int(PIECE_S * opts.sample_rate_hz)) * opts.frame_bytes
 
@@ -335,10 +400,11 @@ async def _one_stream(s: AsyncStream, buf: ReplayBuffer, restart: int, source: _
         async for ev in s:
             yield ev
             if (isinstance(ev, NoticeEvent) and ev.code == DRAINING_NOTICE
-                    and not source.finished):
-                if on_drain == "move":
-                    raise _Moved()
-                if on_drain == "finish" and not sender.done():
+                    and not source.finished and on_drain != "stay"):
+                target = await probe() if on_drain == "move" else None
+                if target is not None:
+                    raise _Moved(target, target.options.start_sample)
+                if not sender.done():
                     sender.cancel()
                     await asyncio.wait({sender})
                     source.stop()

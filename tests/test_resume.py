@@ -401,6 +401,39 @@ def test_finish_on_drain_with_resume_finishes_where_it_is() -> None:
 
 
 @pytest.mark.integration
+def test_a_drained_stream_finishes_where_it_is_when_the_next_replica_differs() -> None:
+    """A drain with resume on (a drained stream moves), where the only other replica has
+    other policy defaults (a rolling deploy of a new config): the SDK opens the next
+    stream, sees its Ready differ, and the stream finishes on the draining replica with
+    no error and no move, the cuts of what it was sent as an uninterrupted run's."""
+    prog = program("speech")
+    events: list[Event] = []
+    with serving() as a, serving(policy={"min_pause_ms": 250}) as b, \
+            Client([a.target, b.target]) as client:
+        drained = None
+        for ev in client.stream_cuts(prog.options, paced(prog, [9600])):
+            events.append(ev)
+            if drained is None and isinstance(ev, ProgressEvent) \
+                    and ev.samples_final >= len(prog.audio) // 3:
+                srv = holder([a, b])
+                drained = asyncio.run_coroutine_threadsafe(srv.running.stop(10), srv.loop)
+        assert drained is not None
+        drained.result(15)
+        other = b if srv is a else a
+        assert other.running.servicer.counters.sessions_total == 1  # the probe: it looked
+    assert not [e for e in events if isinstance(e, ResumedEvent)]
+    summary = events[-1]
+    assert isinstance(summary, SummaryEvent) and summary.end_reason == "completed"
+    cuts = cut_tuples(events)
+    assert cuts[-1][1] == "end" and summary.samples_received < len(prog.audio)
+    with serving(policy={"min_pause_ms": 250} if srv is b else {}) as alone, \
+            Client(alone.target) as client:
+        reference = cut_tuples(list(client.stream_cuts(prog.options, [prog.audio])))
+    mark = len(prog.audio) // 3
+    assert [c for c in cuts if c[0] <= mark] == [c for c in reference if c[0] <= mark]
+
+
+@pytest.mark.integration
 def test_a_song_stream_past_its_replay_bound_says_why_it_is_not_resumed() -> None:
     """A SONG stream with separation restarts only at its first sample: once the buffer
     (5 s here) no longer holds it, it is freed, and a lost replica ends the stream
