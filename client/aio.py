@@ -227,9 +227,11 @@ class AsyncClient:
         replica after Ready (UNAVAILABLE, or a draining notice while audio is still
         coming) is opened again on another one and the audio from a point before its
         last delivered cut is sent again; a ResumedEvent marks the move, each cut
-        arrives once at the uninterrupted run's sample, and no event is repeated
-        (``resume`` module). A drain announced while audio is still coming then moves
-        the stream to another replica (None, the default); ``finish_on_drain=True``
+        arrives once (on speech at the uninterrupted run's sample), and no event is
+        repeated (``resume`` module has the guarantee and its limits). A drain announced
+        while audio is still coming then moves the stream to another replica (None, the
+        default) once that replica's Ready shows it analyses alike, and otherwise
+        finishes the stream where it is; ``finish_on_drain=True``
         finishes it there instead (as without resume), and ``False`` keeps sending
         until the server ends the stream, then resumes. A drain announced after the
         last audio was sent lets the stream finish where it is.
