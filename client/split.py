@@ -29,6 +29,7 @@ from seamcut.client import explain, security
 from seamcut.client.aio import DEFAULT_TARGET, AsyncClient
 from seamcut.client.audio import AudioInfo, read_for_wire, write_segments
 from seamcut.client.errors import AudioError, ClientError, SeamcutRpcError, rpc_error
+from seamcut.client.resume import MAX_REPLAY_S
 from seamcut.client.sending import (
     FILE_CHUNK_MS,
     REALTIME_CHUNK_MS,
@@ -326,6 +327,14 @@ def chunk_ms_of(args: argparse.Namespace) -> int:
     return REALTIME_CHUNK_MS if args.realtime else FILE_CHUNK_MS
 
 
+def client_for(replicas: list[str], info: AudioInfo, args: argparse.Namespace) -> AsyncClient:
+    """The client for a split of ``info``: with replicas, it keeps the whole file for a
+    resume (the file is in memory already), so a SONG file of any length, which resumes
+    only from its first sample, stays resumable."""
+    return AsyncClient(replicas, max_replay_s=max(MAX_REPLAY_S, math.ceil(info.seconds) + 1),
+                       **security.client_kwargs(args))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``seamcut split`` with parsed ``args``; return the exit code (see ``explain``)."""
     replicas = [with_default_port(t) for t in args.server.split(",") if t.strip()]
@@ -340,8 +349,7 @@ def run(args: argparse.Namespace) -> int:
         opts = options_from_args(args, info, 1 if stem is not None else 0)
         # Built here, not in the event loop: bad TLS files and flags are usage errors.
         # One address or several: channel_target treats a list of one as that address.
-        client = None if args.offline else AsyncClient(replicas,
-                                                       **security.client_kwargs(args))
+        client = None if args.offline else client_for(replicas, info, args)
         if args.segments_dir is not None:
             Path(args.segments_dir).mkdir(parents=True, exist_ok=True)
         if args.json_out not in (None, "-") and not Path(args.json_out).parent.is_dir():

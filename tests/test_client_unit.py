@@ -355,6 +355,21 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 @pytest.mark.unit
+def test_split_keeps_the_whole_file_for_a_resume() -> None:
+    """A SONG stream with separation resumes only from its first sample: split, which
+    holds the file anyway, keeps all of it for a resume (at least the SDK's default)."""
+    def info(seconds: int) -> split_cli.AudioInfo:
+        return split_cli.AudioInfo(path=Path("s.wav"), format="WAV", subtype="PCM_16",
+                                   sample_rate_hz=44_100, channels=2, frames=seconds * 44_100)
+
+    args = parse("s.wav", "--server", "127.0.0.1:1,127.0.0.1:2")
+    long = split_cli.client_for(["127.0.0.1:1", "127.0.0.1:2"], info(300), args)
+    short = split_cli.client_for(["127.0.0.1:1", "127.0.0.1:2"], info(20), args)
+    assert long.resume and long.max_replay_s >= 300
+    assert short.max_replay_s == split_cli.MAX_REPLAY_S
+
+
+@pytest.mark.unit
 def test_cli_defaults_and_flags() -> None:
     args = parse("a.wav")
     assert (args.file, args.server, args.chunk_ms, args.realtime, args.mode, args.json_out,
