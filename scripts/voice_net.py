@@ -6,8 +6,8 @@ its vocal estimate; Silero hears the leak as voice and splits a pause in two
 (docs/QUALITY.md, "Hard conditions"). This network looks at what the detector's three
 per-hop signals cannot: the log-mel spectra of the mix and of the vocal estimate over
 the last 320 ms, with both Silero probabilities, and says per 10 ms hop whether a dry
-voice sounds. The detector caps the vocal estimate's own claim by it; the mix's vote
-and the level caps stay as they are.
+voice sounds. The study's variants use it as the vocal estimate's own claim or cap that
+claim by it; the mix's vote and the level caps stay as they are.
 
 Trained by :func:`train` on songs the project generates (voices, languages,
 instruments and seeds that no quality corpus uses; ``tests/song_validation.py``),
@@ -50,9 +50,9 @@ _HANN = np.hanning(WIN)
 
 
 def log_mel(x: np.ndarray, hops: int) -> np.ndarray:
-    """[hops, MELS]: hop i's window is ``x[i*HOP + HOP - WIN + (WIN - HOP) : ...]``, i.e.
-    ``x`` starts with ``WIN - HOP`` samples of context before hop 0; short input reads
-    zeros past its end."""
+    """[hops, MELS]: hop i's window is ``x[i*HOP : i*HOP + WIN]``; ``x`` starts with
+    ``WIN - HOP`` samples before hop 0, so each window ends at its hop's end. Short
+    input reads zeros past its end."""
     need = (WIN - HOP) + hops * HOP
     if x.shape[0] < need:
         x = np.concatenate([x, np.zeros(need - x.shape[0], x.dtype)])
