@@ -287,10 +287,11 @@ def learned_detector(train: list[Recorded]) -> Callable[[tuple[float, float] | N
 
 def main() -> None:
     t0 = time.perf_counter()
+    from scripts import voice_net
     from tests.song_validation import WIDE_CHORDS, generated_specs, song_cache
 
     groups = default_groups()
-    train = song_cache(generated_specs("train", 160, 7, 5000, WIDE_CHORDS))
+    train = song_cache(generated_specs(*voice_net.TRAIN, WIDE_CHORDS))
     groups["train"] = (POLICY, [Clip(c.name, c.mix, c.vocal, c.sample_rate_hz, c.speech,
                                      c.pauses, Mode.SONG) for c in train])
     recorded = record(groups)

@@ -67,10 +67,6 @@ class Weights:
     sd: np.ndarray
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]  # (W [in, out], b [out]) per layer
 
-    @property
-    def inputs(self) -> int:
-        return int(self.mu.shape[0])
-
 
 def inputs(spec: np.ndarray, probs: np.ndarray, mix: np.ndarray) -> np.ndarray:
     """Network inputs [hops, ...] from the log-mel history ``spec`` [REACH + hops, 2 *
@@ -113,25 +109,11 @@ def offline(estimate: np.ndarray, mix: np.ndarray, probs: np.ndarray,
 
 
 # ---------------------------------------------------------------- training
-TRAIN = ("train", 160, 7, 5000)  # generated_specs(prefix, count, seed, first_seed)
+# The training songs: tests.song_validation.generated_specs(*TRAIN, WIDE_CHORDS).
+TRAIN = ("train", 160, 7, 5000)  # prefix, count, generator seed, first clip seed
 HIDDEN = (64, 32)
 EPOCHS = 8
 SEED = 0
-
-
-def training_set() -> list[Any]:
-    from seamcut.server.config import Mode
-
-    from scripts.eval_hard import Clip
-    from tests.song_validation import WIDE_CHORDS, generated_specs, song_cache
-
-    songs = song_cache(generated_specs(*TRAIN, WIDE_CHORDS))
-    clips = [Clip(c.name, c.mix, c.vocal, c.sample_rate_hz, c.speech, c.pauses, Mode.SONG)
-             for c in songs]
-    from scripts.eval_hard import POLICY
-    from scripts.fusion_study import record
-
-    return list(record({"train": (POLICY, clips)})["train"].values())
 
 
 def features(rec: Any) -> np.ndarray:
