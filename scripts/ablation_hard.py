@@ -13,23 +13,19 @@ Usage (from the repo root):
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, Mode, load_config
-from seamcut.server.dsp import detector
-from seamcut.server.engine.client import InprocEngine
-from seamcut.server.events import CutKind
-from seamcut.server.session import chain
+from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, Mode
 
-from scripts.eval_hard import POLICY, Clip, clips, score, seamcut_cuts
+from scripts import fusion_study
+from scripts.eval_hard import POLICY, Clip, clips, score
+from scripts.fusion_study import Recorded
 
 # name: (SPEECH: valley, silent dB; SONG vocal claim: valley, silent dB; window ms; attack)
 VARIANTS: dict[str, tuple[float, float, float, float, int, float]] = {
@@ -47,35 +43,17 @@ VARIANTS: dict[str, tuple[float, float, float, float, int, float]] = {
 }
 
 
-def record() -> dict[str, tuple[Clip, list[Any]]]:
+def record() -> dict[str, dict[str, Recorded]]:
     """Each clip's detector inputs, in the order the session fed them."""
     from tests.corpus import default_corpus
     from tests.song_corpus import default_song_corpus
 
-    seen: list[tuple[detector.DetectorParams, detector.BlockInput]] = []
-    real = chain.detect_step
-
-    def spy(state: Any, params: Any, block: Any) -> Any:
-        seen.append((params, block))
-        return real(state, params, block)
-
-    chain.detect_step = spy  # type: ignore[assignment]
-    out: dict[str, tuple[Clip, list[Any]]] = {}
     songs = [Clip(c.name, c.mix, c.vocal, c.sample_rate_hz, c.speech, c.pauses, Mode.SONG)
              for c in default_song_corpus()]
     speech = [Clip(c.name, c.audio, None, c.sample_rate_hz, c.speech, c.pauses, Mode.SPEECH)
               for c in default_corpus()]
-    for env, group, todo in ((POLICY, "hard", clips()), ({}, "songs", songs),
-                             ({}, "speech", speech)):
-        cfg = load_config(env=env)
-        engine = InprocEngine(cfg)
-        for clip in todo:
-            seen.clear()
-            seamcut_cuts(cfg, engine, clip, False)
-            out[f"{group}:{clip.name}"] = (clip, list(seen))
-        asyncio.run(engine.close())
-    chain.detect_step = real  # type: ignore[assignment]
-    return out
+    return fusion_study.record({"hard": (POLICY, clips()), "songs": ({}, songs),
+                                "speech": ({}, speech)})
 
 
 def replay(inputs: list[Any], v: tuple[float, float, float, float, int, float]) -> list[int]:
@@ -85,22 +63,7 @@ def replay(inputs: list[Any], v: tuple[float, float, float, float, int, float]) 
     window = max(1, round(v[4] * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES))
     p = dataclasses.replace(params, valley_db=valley, silent_db=silent,
                             valley_window=window, level_attack=v[5])
-    return detector_cuts(p, [block for _, block in inputs])
-
-
-def detector_cuts(params: detector.DetectorParams,
-                  blocks: Iterable[detector.BlockInput]) -> list[int]:
-    """The cuts (but the END cut) of the detector fold over ``blocks`` under ``params``."""
-    state, cuts = detector.DetectorState(), []
-    for block in blocks:
-        state, events = detector.detect_step(state, params, block)
-        if block.is_last:
-            state, tail = detector.detect_finish(
-                state, params, block.client_start + int(block.client.shape[0]))
-            events += tail
-        cuts += [e.sample for e in events
-                 if isinstance(e, detector.CutDecision) and e.kind is not CutKind.END]
-    return cuts
+    return fusion_study.detector_cuts(p, [block for _, block in inputs])
 
 
 def main() -> None:
@@ -110,12 +73,13 @@ def main() -> None:
           "cut | speech: in words | speech: pauses cut |")
     print("|---|---|---|---|---|---|---|")
     for name, v in VARIANTS.items():
-        tot: dict[str, list[int]] = {}
-        for key, (clip, inputs) in recorded.items():
-            w, h, n = score(clip, replay(inputs, v))
-            t = tot.setdefault(key.split(":")[0], [0, 0, 0])
-            t[0], t[1], t[2] = t[0] + w, t[1] + h, t[2] + n
-        cells = [f"{t[0]} | {t[1]} of {t[2]}" for t in tot.values()]
+        cells = []
+        for group in recorded.values():
+            w = h = n = 0
+            for rec in group.values():
+                a, b, c = score(rec.clip, replay(rec.inputs, v))
+                w, h, n = w + a, h + b, n + c
+            cells.append(f"{w} | {h} of {n}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"\n({time.perf_counter() - t0:.0f} s)")
 

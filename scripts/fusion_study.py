@@ -34,10 +34,11 @@ Usage (from the repo root; ~8 min, most of it the engine):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,9 @@ from seamcut.server.config import HOP_SAMPLES, Mode, load_config
 from seamcut.server.dsp import detector
 from seamcut.server.engine import core
 from seamcut.server.engine.client import InprocEngine
+from seamcut.server.events import CutKind
 from seamcut.server.session import chain
 
-from scripts.ablation_hard import detector_cuts
 from scripts.eval_hard import POLICY, Clip, clips, score, seamcut_cuts
 
 
@@ -79,42 +80,77 @@ def default_groups() -> dict[str, tuple[dict[str, str], list[Clip]]]:
             "validation": (POLICY, [song(c) for c in validation_songs()])}
 
 
-def record(groups: dict[str, tuple[dict[str, str], list[Clip]]]
-           ) -> dict[str, dict[str, Recorded]]:
+@dataclasses.dataclass
+class Spy:
+    """What the engine and the detector saw since the last :meth:`clear`."""
 
-    seen: list[tuple[detector.DetectorParams, detector.BlockInput]] = []
-    audio: list[np.ndarray] = []
-    mixes: list[np.ndarray] = []
+    inputs: list[tuple[detector.DetectorParams, detector.BlockInput]] = dataclasses.field(
+        default_factory=list)
+    estimate: list[np.ndarray] = dataclasses.field(default_factory=list)  # S3's, per request
+    mix: list[np.ndarray] = dataclasses.field(default_factory=list)  # S2's, per request
+
+    def clear(self) -> None:
+        self.inputs.clear()
+        self.estimate.clear()
+        self.mix.clear()
+
+
+@contextlib.contextmanager
+def spying() -> Iterator[Spy]:
+    """Record every detector step (``chain.detect_step``) and the 16 kHz audio of every
+    S3 request (``EngineCore.features``) while the block runs, in process."""
+    spy = Spy()
     real_step, real_features = chain.detect_step, core.EngineCore.features
 
     def spy_step(state: Any, params: Any, block: Any) -> Any:
-        seen.append((params, block))
+        spy.inputs.append((params, block))
         return real_step(state, params, block)
 
     def spy_features(self: Any, req: Any, res: Any) -> Any:
-        audio.append(np.array(req.audio[HOP_SAMPLES:]))
-        mixes.append(np.array(req.mix))
+        spy.estimate.append(np.array(req.audio[HOP_SAMPLES:]))
+        spy.mix.append(np.array(req.mix))
         return real_features(self, req, res)
 
     chain.detect_step = spy_step  # type: ignore[assignment]
     core.EngineCore.features = spy_features  # type: ignore[method-assign]
-    out: dict[str, dict[str, Recorded]] = {}
     try:
+        yield spy
+    finally:
+        chain.detect_step = real_step  # type: ignore[assignment]
+        core.EngineCore.features = real_features  # type: ignore[method-assign]
+
+
+def record(groups: dict[str, tuple[dict[str, str], list[Clip]]]
+           ) -> dict[str, dict[str, Recorded]]:
+    """Each group's clips through the in-process engine (its env), recorded."""
+    out: dict[str, dict[str, Recorded]] = {}
+    with spying() as spy:
         for group, (env, todo) in groups.items():
             cfg = load_config(env=env)
             engine = InprocEngine(cfg)
             for clip in todo:
-                seen.clear()
-                audio.clear()
-                mixes.clear()
+                spy.clear()
                 seamcut_cuts(cfg, engine, clip, False)
                 out.setdefault(group, {})[clip.name] = Recorded(
-                    clip, list(seen), np.concatenate(audio), np.concatenate(mixes))
+                    clip, list(spy.inputs), np.concatenate(spy.estimate),
+                    np.concatenate(spy.mix))
             asyncio.run(engine.close())
-    finally:
-        chain.detect_step = real_step  # type: ignore[assignment]
-        core.EngineCore.features = real_features  # type: ignore[method-assign]
     return out
+
+
+def detector_cuts(params: detector.DetectorParams,
+                  blocks: Iterable[detector.BlockInput]) -> list[int]:
+    """The cuts (but the END cut) of the detector fold over ``blocks`` under ``params``."""
+    state, cuts = detector.DetectorState(), []
+    for block in blocks:
+        state, events = detector.detect_step(state, params, block)
+        if block.is_last:
+            state, tail = detector.detect_finish(
+                state, params, block.client_start + int(block.client.shape[0]))
+            events += tail
+        cuts += [e.sample for e in events
+                 if isinstance(e, detector.CutDecision) and e.kind is not CutKind.END]
+    return cuts
 
 
 # ---------------------------------------------------------------- replay

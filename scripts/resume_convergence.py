@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -30,12 +29,11 @@ from seamcut.server.config import (
     load_config,
     stream_spec,
 )
-from seamcut.server.engine import core
 from seamcut.server.engine.client import InprocEngine
 from seamcut.server.events import Cut
 from seamcut.server.offline import analyze
-from seamcut.server.session import chain
 
+from scripts.fusion_study import Spy, spying
 from tests.hard_corpus import hard_songs
 from tests.helpers import encode, slice_bytes
 from tests.song_corpus import default_song_corpus
@@ -49,24 +47,9 @@ def main() -> None:
     engine = InprocEngine(cfg)
     songs = [c for c in (*default_song_corpus(), *hard_songs()) if c.sample_rate_hz == RATE]
     mix = np.concatenate([c.mix for c in songs[:5]])
-    seen: list[Any] = []
-    heard: list[np.ndarray] = []
-    real_step, real_features = chain.detect_step, core.EngineCore.features
 
-    def spy_step(state: Any, params: Any, block: Any) -> Any:
-        seen.append(block)
-        return real_step(state, params, block)
-
-    def spy_features(self: Any, req: Any, res: Any) -> Any:
-        heard.append(np.array(req.mix))
-        return real_features(self, req, res)
-
-    chain.detect_step = spy_step  # type: ignore[assignment]
-    core.EngineCore.features = spy_features  # type: ignore[method-assign]
-
-    def run(start: int) -> tuple[list[int], dict[str, np.ndarray], np.ndarray]:
-        seen.clear()
-        heard.clear()
+    def run(spy: Spy, start: int) -> tuple[list[int], dict[str, np.ndarray], np.ndarray]:
+        spy.clear()
         spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE, sample_rate_hz=RATE,
                                                    channels=2),
                            mode=Mode.SONG, policy_overrides={}, event_overrides={},
@@ -74,18 +57,17 @@ def main() -> None:
         data = encode(mix[start:], Encoding.F32LE)
         cuts = [e.sample for e in analyze(cfg, spec, slice_bytes(data, 8, [RATE // 5]), engine)
                 if isinstance(e, Cut)]
-        per_hop = {name: np.concatenate([getattr(b, name) for b in seen])
+        per_hop = {name: np.concatenate([getattr(b, name) for _, b in spy.inputs])
                    for name in ("probs", "probs_mix", "energy_db")}
-        return cuts, per_hop, np.concatenate(heard)
+        return cuts, per_hop, np.concatenate(spy.mix)
 
+    w = blocks * cfg.engine.block_samples * RATE // ANALYSIS_RATE_HZ
+    w16 = w * ANALYSIS_RATE_HZ // RATE
     try:
-        w = blocks * cfg.engine.block_samples * RATE // ANALYSIS_RATE_HZ
-        w16 = w * ANALYSIS_RATE_HZ // RATE
-        full_cuts, full, full_mix = run(0)
-        cuts, part, part_mix = run(w)
+        with spying() as spy:
+            full_cuts, full, full_mix = run(spy, 0)
+            cuts, part, part_mix = run(spy, w)
     finally:
-        chain.detect_step = real_step  # type: ignore[assignment]
-        core.EngineCore.features = real_features  # type: ignore[method-assign]
         asyncio.run(engine.close())
     h0 = w16 // HOP_SAMPLES
     print(f"{mix.shape[0] / RATE:.1f} s of song, restarted at W = {w} ({w / RATE:.2f} s)")
