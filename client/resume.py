@@ -94,11 +94,12 @@ OnDrain = Literal["move", "finish", "stay"]
 
 class _Moved(Exception):
     """The server announced a drain: move the stream before its grace runs out, to
-    ``target``, already open at ``restart`` with a Ready that matches the first."""
+    ``target``, already open (at its ``start_sample``) with a Ready that matches the
+    first."""
 
-    def __init__(self, target: AsyncStream, restart: int) -> None:
+    def __init__(self, target: AsyncStream) -> None:
         super().__init__("the server is draining")
-        self.target, self.restart = target, restart
+        self.target = target
 
 
 # Opens the stream a drained one would move to, or None where it cannot go on (and
@@ -205,13 +206,14 @@ async def resume_stream(
         _log.warning("a draining replica's stream finishes there, not moved: %s", why)
         return None
 
-    adopted: tuple[AsyncStream, int] | None = None
+    adopted: AsyncStream | None = None
     try:
         while True:
             delay = 0.0
             async with contextlib.AsyncExitStack() as held:
                 if adopted is not None:
-                    (s, restart), adopted = adopted, None
+                    s, adopted = adopted, None
+                    restart = s.options.start_sample
                     held.push_async_exit(s)
                 else:
                     opts = dataclasses.replace(config, start_sample=restart)
@@ -272,7 +274,7 @@ async def resume_stream(
                         reason = str(exc)
                     except (SeamcutRpcError, _Moved) as exc:
                         if isinstance(exc, _Moved):  # opened and checked by probe()
-                            adopted = (exc.target, exc.restart)  # closed below if unused
+                            adopted = exc.target  # closed below if unused
                         if source.error is not None:
                             raise source.error from None
                         if isinstance(exc, _Moved):
@@ -291,7 +293,7 @@ async def resume_stream(
                 await asyncio.sleep(delay)
     finally:
         if adopted is not None:
-            await adopted[0].__aexit__(None, None, None)
+            await adopted.__aexit__(None, None, None)
         await source.aclose()
 
 
@@ -403,7 +405,7 @@ async def _one_stream(s: AsyncStream, buf: ReplayBuffer, restart: int, source: _
                     and not source.finished and on_drain != "stay"):
                 target = await probe() if on_drain == "move" else None
                 if target is not None:
-                    raise _Moved(target, target.options.start_sample)
+                    raise _Moved(target)
                 if not sender.done():
                     sender.cancel()
                     await asyncio.wait({sender})
