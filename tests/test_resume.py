@@ -14,7 +14,7 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import grpc
 import numpy as np
@@ -44,6 +44,7 @@ from seamcut.client.split import _drained_early
 
 from tests.corpus import default_corpus
 from tests.helpers import (
+    Cut,
     Program,
     ServerThread,
     check_watermarks,
@@ -375,29 +376,46 @@ def test_the_error_of_a_resume_that_fails_keeps_the_lost_streams_session_id() ->
     assert err.session_id == ready.session_id
 
 
-@pytest.mark.integration
-def test_finish_on_drain_with_resume_finishes_where_it_is() -> None:
-    """``finish_on_drain=True`` with resume on: the draining notice half-closes the
-    stream on its replica (the cuts of what was sent still come), no move."""
-    prog = program("speech")
+def drained_at_a_third(servers: list[ServerThread], prog: Program,
+                       finish_on_drain: bool | None) -> tuple[list[Event], ServerThread]:
+    """The events of a stream of ``prog`` whose replica (of ``servers``) is drained, with
+    10 s of grace, once a third of the audio is final; and that replica."""
     events: list[Event] = []
-    with serving() as a, serving() as b, Client([a.target, b.target]) as client:
-        drained = None
-        for ev in client.stream_cuts(prog.options, paced(prog, [9600]), finish_on_drain=True):
+    drained = None
+    with Client([s.target for s in servers]) as client:
+        for ev in client.stream_cuts(prog.options, paced(prog, [9600]),
+                                     finish_on_drain=finish_on_drain):
             events.append(ev)
             if drained is None and isinstance(ev, ProgressEvent) \
                     and ev.samples_final >= len(prog.audio) // 3:
-                (srv,) = [s for s in (a, b) if s.running.resources().sessions_open]
+                srv = holder(servers)
                 drained = asyncio.run_coroutine_threadsafe(srv.running.stop(10), srv.loop)
-        assert drained is not None
-        drained.result(15)
+    assert drained is not None
+    drained.result(15)
+    return events, srv
+
+
+def check_finished_where_it_was(events: list[Event], prog: Program,
+                                reference: Sequence[Cut]) -> None:
+    """No move; the stream completed with an END cut before the end of the audio, and
+    its cuts of the audio final before the drain are ``reference``'s."""
     assert not [e for e in events if isinstance(e, ResumedEvent)]
     summary = events[-1]
     assert isinstance(summary, SummaryEvent) and summary.end_reason == "completed"
     cuts = cut_tuples(events)
     assert cuts[-1][1] == "end" and summary.samples_received < len(prog.audio)
     mark = len(prog.audio) // 3
-    assert [c for c in cuts if c[0] <= mark] == [c for c in solo("speech") if c[0] <= mark]
+    assert [c for c in cuts if c[0] <= mark] == [c for c in reference if c[0] <= mark]
+
+
+@pytest.mark.integration
+def test_finish_on_drain_with_resume_finishes_where_it_is() -> None:
+    """``finish_on_drain=True`` with resume on: the draining notice half-closes the
+    stream on its replica (the cuts of what was sent still come), no move."""
+    prog = program("speech")
+    with serving() as a, serving() as b:
+        events, _ = drained_at_a_third([a, b], prog, finish_on_drain=True)
+    check_finished_where_it_was(events, prog, solo("speech"))
 
 
 @pytest.mark.integration
@@ -407,30 +425,15 @@ def test_a_drained_stream_finishes_where_it_is_when_the_next_replica_differs() -
     stream, sees its Ready differ, and the stream finishes on the draining replica with
     no error and no move, the cuts of what it was sent as an uninterrupted run's."""
     prog = program("speech")
-    events: list[Event] = []
-    with serving() as a, serving(policy={"min_pause_ms": 250}) as b, \
-            Client([a.target, b.target]) as client:
-        drained = None
-        for ev in client.stream_cuts(prog.options, paced(prog, [9600])):
-            events.append(ev)
-            if drained is None and isinstance(ev, ProgressEvent) \
-                    and ev.samples_final >= len(prog.audio) // 3:
-                srv = holder([a, b])
-                drained = asyncio.run_coroutine_threadsafe(srv.running.stop(10), srv.loop)
-        assert drained is not None
-        drained.result(15)
+    other_policy = {"min_pause_ms": 250}
+    with serving() as a, serving(policy=other_policy) as b:
+        events, srv = drained_at_a_third([a, b], prog, finish_on_drain=None)
         other = b if srv is a else a
         assert other.running.servicer.counters.sessions_total == 1  # the probe: it looked
-    assert not [e for e in events if isinstance(e, ResumedEvent)]
-    summary = events[-1]
-    assert isinstance(summary, SummaryEvent) and summary.end_reason == "completed"
-    cuts = cut_tuples(events)
-    assert cuts[-1][1] == "end" and summary.samples_received < len(prog.audio)
-    with serving(policy={"min_pause_ms": 250} if srv is b else {}) as alone, \
+    with serving(policy=other_policy if srv is b else {}) as alone, \
             Client(alone.target) as client:
         reference = cut_tuples(list(client.stream_cuts(prog.options, [prog.audio])))
-    mark = len(prog.audio) // 3
-    assert [c for c in cuts if c[0] <= mark] == [c for c in reference if c[0] <= mark]
+    check_finished_where_it_was(events, prog, reference)
 
 
 @pytest.mark.integration
