@@ -33,6 +33,8 @@ GRID_SAMPLES = 2_560  # lcm(hop, VAD frame): blocks are multiples of 160 ms
 # position the server computes from it far from int64 overflow.
 MAX_START_SAMPLE = 1 << 48
 MAX_NAME_CHARS = 64  # a separator backend's name
+MAX_RESUME_TOKEN_BYTES = 65_536  # StreamConfig.resume_token (a token is a few KB)
+MIN_CHECKPOINT_MS, MAX_CHECKPOINT_MS = 100, 600_000  # EventOptions.checkpoint_interval_ms
 
 
 def _check(cond: bool, where: str, what: str) -> None:
@@ -405,9 +407,16 @@ class EventOptions:
     # A flood of small messages then costs one outbound message per interval instead
     # of one per inbound message; an acknowledgement waits at most this long.
     progress_interval_ms: int = 10
+    # A Checkpoint (resume token) after at most this many ms of audio analysed since
+    # the last one; 0 = none. Counted in audio, not wall time, so that the same audio
+    # gets the same checkpoints however fast it comes.
+    checkpoint_interval_ms: int = 0
 
     def __post_init__(self) -> None:
         _in_range(self.progress_interval_ms, 0, 1000, "events.progress_interval_ms")
+        if self.checkpoint_interval_ms:
+            _in_range(self.checkpoint_interval_ms, MIN_CHECKPOINT_MS, MAX_CHECKPOINT_MS,
+                      "events.checkpoint_interval_ms")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -536,6 +545,7 @@ class StreamSpec:
     separator: str = "none"  # S1 backend for this stream ("none" = no separation)
     vocal_stem_channels: tuple[int, ...] = ()  # client channels that carry the vocal
     window_hop_ms: int = 0  # separation hop (0 = the backend's default)
+    resume_token: bytes = b""  # a Checkpoint's token: analysis resumes where it was made
 
 
 def stream_spec(
@@ -550,6 +560,7 @@ def stream_spec(
     separator: str = "",
     vocal_stem_channels: tuple[int, ...] = (),
     window_hop_ms: int = 0,
+    resume_token: bytes = b"",
 ) -> StreamSpec:
     """Apply a stream's overrides to the server defaults (the one place this happens).
 
@@ -559,6 +570,9 @@ def stream_spec(
            f"must be <= 128 bytes, got {len(request_id.encode())}")
     _check(0 <= start_sample <= MAX_START_SAMPLE, "config.start_sample",
            f"must be in [0, 2^48 = {MAX_START_SAMPLE}], got {start_sample}")
+    _check(len(resume_token) <= MAX_RESUME_TOKEN_BYTES, "config.resume_token",
+           f"must be at most {MAX_RESUME_TOKEN_BYTES} bytes, got {len(resume_token)} "
+           "(pass Checkpoint.token as it came)")
     _check(len(separator) <= MAX_NAME_CHARS, "config.separation.backend",
            f"must be at most {MAX_NAME_CHARS} characters, got {len(separator)}")
     _check(len(vocal_stem_channels) <= MAX_CHANNELS, "config.separation.vocal_stem_channels",
@@ -594,6 +608,7 @@ def stream_spec(
         separator=backend,
         vocal_stem_channels=tuple(vocal_stem_channels),
         window_hop_ms=window_hop_ms,
+        resume_token=bytes(resume_token),
     )
 
 

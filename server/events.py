@@ -121,4 +121,15 @@ class Summary:
     longest_short_pause_sample: int = 0
 
 
-Event = Ready | Cut | VadSegment | ChunkTrace | Progress | Flushed | Notice | Summary
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Checkpoint:
+    """A point the stream can be resumed from exactly (StreamConfig.resume_token)."""
+
+    sample: int  # analysis goes on from here (absolute)
+    resume_from: int  # the first frame a resumed stream sends (absolute, <= sample)
+    cuts: int  # cuts emitted before it
+    token: bytes
+
+
+Event = (Ready | Cut | VadSegment | ChunkTrace | Progress | Flushed | Notice | Summary
+         | Checkpoint)

@@ -113,6 +113,7 @@ def _config(doc: Documented, value: Any) -> pb.StreamConfig:
 
 
 SIGNED = {"start_sample"}  # int64; every other ranged field is unsigned or a length
+BYTES = {"resume_token"}  # a bytes field: its Length counts bytes
 
 
 def _names(doc: Documented) -> dict[str, int]:
@@ -123,7 +124,7 @@ def _names(doc: Documented) -> dict[str, int]:
 
 def _value(doc: Documented, n: float) -> Any:
     if doc.kind == "Length":
-        return "x" * int(n)
+        return b"x" * int(n) if doc.field in BYTES else "x" * int(n)
     return n
 
 

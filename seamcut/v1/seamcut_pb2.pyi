@@ -90,19 +90,21 @@ class SeparationOptions(_message.Message):
     def __init__(self, backend: _Optional[str] = ..., vocal_stem_channels: _Optional[_Iterable[int]] = ..., window_hop_ms: _Optional[int] = ...) -> None: ...
 
 class EventOptions(_message.Message):
-    __slots__ = ("vad_segments", "chunk_traces", "progress", "progress_interval_ms")
+    __slots__ = ("vad_segments", "chunk_traces", "progress", "progress_interval_ms", "checkpoint_interval_ms")
     VAD_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_TRACES_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     vad_segments: bool
     chunk_traces: bool
     progress: bool
     progress_interval_ms: int
-    def __init__(self, vad_segments: _Optional[bool] = ..., chunk_traces: _Optional[bool] = ..., progress: _Optional[bool] = ..., progress_interval_ms: _Optional[int] = ...) -> None: ...
+    checkpoint_interval_ms: int
+    def __init__(self, vad_segments: _Optional[bool] = ..., chunk_traces: _Optional[bool] = ..., progress: _Optional[bool] = ..., progress_interval_ms: _Optional[int] = ..., checkpoint_interval_ms: _Optional[int] = ...) -> None: ...
 
 class StreamConfig(_message.Message):
-    __slots__ = ("format", "mode", "policy", "separation", "events", "request_id", "start_sample")
+    __slots__ = ("format", "mode", "policy", "separation", "events", "request_id", "start_sample", "resume_token")
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +112,7 @@ class StreamConfig(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     START_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
     format: AudioFormat
     mode: Mode
     policy: CutPolicy
@@ -117,7 +120,8 @@ class StreamConfig(_message.Message):
     events: EventOptions
     request_id: str
     start_sample: int
-    def __init__(self, format: _Optional[_Union[AudioFormat, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., policy: _Optional[_Union[CutPolicy, _Mapping]] = ..., separation: _Optional[_Union[SeparationOptions, _Mapping]] = ..., events: _Optional[_Union[EventOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., start_sample: _Optional[int] = ...) -> None: ...
+    resume_token: bytes
+    def __init__(self, format: _Optional[_Union[AudioFormat, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., policy: _Optional[_Union[CutPolicy, _Mapping]] = ..., separation: _Optional[_Union[SeparationOptions, _Mapping]] = ..., events: _Optional[_Union[EventOptions, _Mapping]] = ..., request_id: _Optional[str] = ..., start_sample: _Optional[int] = ..., resume_token: _Optional[bytes] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("seq", "data", "client_send_time_ns")
@@ -142,7 +146,7 @@ class Flush(_message.Message):
     def __init__(self, flush_id: _Optional[int] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ("ready", "cut", "vad_segment", "trace", "progress", "flushed", "summary", "notice")
+    __slots__ = ("ready", "cut", "vad_segment", "trace", "progress", "flushed", "summary", "notice", "checkpoint")
     READY_FIELD_NUMBER: _ClassVar[int]
     CUT_FIELD_NUMBER: _ClassVar[int]
     VAD_SEGMENT_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +155,7 @@ class ServerMessage(_message.Message):
     FLUSHED_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     NOTICE_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     ready: Ready
     cut: CutPoint
     vad_segment: VadSegment
@@ -159,7 +164,8 @@ class ServerMessage(_message.Message):
     flushed: Flushed
     summary: Summary
     notice: Notice
-    def __init__(self, ready: _Optional[_Union[Ready, _Mapping]] = ..., cut: _Optional[_Union[CutPoint, _Mapping]] = ..., vad_segment: _Optional[_Union[VadSegment, _Mapping]] = ..., trace: _Optional[_Union[ChunkTrace, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., flushed: _Optional[_Union[Flushed, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ...) -> None: ...
+    checkpoint: Checkpoint
+    def __init__(self, ready: _Optional[_Union[Ready, _Mapping]] = ..., cut: _Optional[_Union[CutPoint, _Mapping]] = ..., vad_segment: _Optional[_Union[VadSegment, _Mapping]] = ..., trace: _Optional[_Union[ChunkTrace, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., flushed: _Optional[_Union[Flushed, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ...) -> None: ...
 
 class Ready(_message.Message):
     __slots__ = ("session_id", "config", "lookahead_ms", "lookahead_samples", "block_ms", "device", "server_version", "trace_id")
@@ -262,6 +268,18 @@ class Progress(_message.Message):
     samples_final: int
     last_seq: int
     def __init__(self, samples_received: _Optional[int] = ..., samples_processed: _Optional[int] = ..., samples_final: _Optional[int] = ..., last_seq: _Optional[int] = ...) -> None: ...
+
+class Checkpoint(_message.Message):
+    __slots__ = ("sample", "resume_from", "cuts", "token")
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FROM_FIELD_NUMBER: _ClassVar[int]
+    CUTS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sample: int
+    resume_from: int
+    cuts: int
+    token: bytes
+    def __init__(self, sample: _Optional[int] = ..., resume_from: _Optional[int] = ..., cuts: _Optional[int] = ..., token: _Optional[bytes] = ...) -> None: ...
 
 class Flushed(_message.Message):
     __slots__ = ("flush_id", "progress")

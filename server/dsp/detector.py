@@ -139,7 +139,7 @@ class DetectorParams:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class _Candidate:
+class Candidate:
     hop: int
     score: float
     pause_start: int  # hops
@@ -176,7 +176,7 @@ class DetectorState:
     segment_hops: int = 0
     last_cut: int = 0  # hop of the last emitted cut (stream start counts as a cut)
     last_cut_client: int = 0
-    pending: _Candidate | None = None
+    pending: Candidate | None = None
     hist_start: int = 0  # hop index of hist_e[0]
     hist_e: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
     hist_p: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
@@ -242,7 +242,7 @@ class _Run:
         return snap_to_zero_crossing(self.ring, self.ring_start, target, self.p.snap_radius)
 
     # ---- cut emission and policy
-    def _emit(self, c: _Candidate, kind: CutKind) -> None:
+    def _emit(self, c: Candidate, kind: CutKind) -> None:
         sample = max(self._snap(c.hop), self.last_cut_client + 1)
         end = self.ring_start + self.ring.shape[0]
         if sample >= end:
@@ -263,11 +263,11 @@ class _Run:
         self.last_cut = c.hop
         self.last_cut_client = sample
 
-    def _accept(self, c: _Candidate) -> None:
+    def _accept(self, c: Candidate) -> None:
         if c.hop - self.last_cut >= self.p.min_segment:
             self._emit(c, CutKind.PAUSE)
 
-    def _offer(self, c: _Candidate) -> None:
+    def _offer(self, c: Candidate) -> None:
         if self.p.min_gap == 0:
             self._accept(c)
         elif self.pending is None:
@@ -285,7 +285,7 @@ class _Run:
         hop = self._quietest(lo, hi)
         length_factor = min(1.0, (end - a) / 100.0)  # saturates at 1 s
         prob = float(self._p(hop, hop)[0])
-        self._offer(_Candidate(hop=hop, score=(1.0 - prob) * length_factor, pause_start=a,
+        self._offer(Candidate(hop=hop, score=(1.0 - prob) * length_factor, pause_start=a,
                                pause_end=end))
 
     def _earliest_future(self, h: int) -> int:
@@ -312,7 +312,7 @@ class _Run:
         cost = self._e(lo, h) + FORCED_PROB_WEIGHT_DB * self._p(lo, h)
         hop = lo + int(np.argmin(cost))
         prob = float(self._p(hop, hop)[0])
-        self._emit(_Candidate(hop=hop, score=0.5 * (1.0 - prob), pause_start=hop, pause_end=hop),
+        self._emit(Candidate(hop=hop, score=0.5 * (1.0 - prob), pause_start=hop, pause_end=hop),
                    CutKind.FORCED)
 
     def _close_segment(self, end_hop: int) -> None:
@@ -454,7 +454,9 @@ def detect_step(
     h_last = block.start_hop + n - 1
     run.next_hop = block.start_hop + n
     # Keep just the history later decisions can look at.
-    keep_from = min(h_last + 1 - params.search - 2, run.silence_start if run.silence_start >= 0
+    # A decided pause's start is not looked at again: a long silence does not grow it.
+    open_pause = run.silence_start >= 0 and not run.pause_decided
+    keep_from = min(h_last + 1 - params.search - 2, run.silence_start if open_pause
                     else h_last, run.pending.hop if run.pending else h_last)
     keep_from = max(keep_from, run.hist_start)
     run.hist_e = run.hist_e[keep_from - run.hist_start :]

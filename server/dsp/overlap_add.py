@@ -23,6 +23,12 @@ def window_start(k: int, size: int, hop: int) -> int:
     return k * hop - (size - hop)
 
 
+def first_window(start: int, hop: int) -> int:
+    """The first window over sample ``start`` (>= 0): the first one a stream whose
+    audio begins there needs."""
+    return start // hop
+
+
 def windows_ready(available: int, size: int, hop: int) -> int:
     """How many windows can be cut from ``available`` samples (from window 0)."""
     # window k needs samples up to window_start(k) + size = k*hop + hop
@@ -32,16 +38,18 @@ def windows_ready(available: int, size: int, hop: int) -> int:
 class OverlapAdd:
     """Streaming accumulator of weighted window outputs [channels, size] -> final samples."""
 
-    def __init__(self, channels: int, size: int, hop: int) -> None:
+    def __init__(self, channels: int, size: int, hop: int, *, start: int = 0) -> None:
+        """``start``: the first sample to emit; the first window added is the first
+        one over it (:func:`first_window`)."""
         if not 0 < hop <= size:
             raise ValueError(f"hop must be in (0, size], got hop={hop} size={size}")
         self.channels, self.size, self.hop = channels, size, hop
         self.weight = ola_weight(size)
         self._acc = np.zeros((channels, 0), np.float64)
         self._wsum = np.zeros(0, np.float64)
-        self._origin = -(size - hop)  # absolute index of _acc[:, 0]
-        self.emitted = 0  # absolute index of the next sample to emit
-        self.windows = 0
+        self.windows = first_window(start, hop)  # the next window's number
+        self._origin = window_start(self.windows, size, hop)  # absolute index of _acc[:, 0]
+        self.emitted = start  # absolute index of the next sample to emit
         self.total: int | None = None  # stream length once known: nothing past it is emitted
 
     def set_total(self, total: int) -> None:

@@ -35,17 +35,22 @@ class Reblocker:
     """
 
     def __init__(self, client_rate_hz: int, block_samples: int,
-                 source_rate_hz: int | None = None) -> None:
+                 source_rate_hz: int | None = None, *, first_block: int = 0) -> None:
+        """``first_block``: the grid block the first sample pushed starts (a resumed
+        stream's pre-roll starts on the grid of the stream it resumes); its start must
+        be a whole client frame."""
         self.rate = client_rate_hz
         self.block = block_samples
         self.resampler = StreamResampler(source_rate_hz or client_rate_hz, ANALYSIS_RATE_HZ)
         self._buf16 = _EMPTY
-        self._start16 = 0
+        self._start16 = first_block * block_samples
+        if self._start16 * client_rate_hz % ANALYSIS_RATE_HZ:
+            raise ValueError(f"block {first_block} does not start on a client frame")
         self._halo = np.zeros(HOP_SAMPLES, np.float32)
         self._client = _EMPTY
-        self._client_start = 0
-        self.received = 0  # client frames pushed
-        self.index = 0
+        self._client_start = self._start16 * client_rate_hz // ANALYSIS_RATE_HZ
+        self.received = self._client_start  # client frames pushed (from the grid's origin)
+        self.index = first_block
         self._client_complete = False
 
     @property

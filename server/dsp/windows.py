@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from seamcut.server.dsp.overlap_add import window_start
+from seamcut.server.dsp.overlap_add import first_window, window_start
 from seamcut.server.dsp.resample import StreamResampler
 
 
@@ -15,13 +15,17 @@ class WindowFeeder:
     number of overlapping windows. The grid depends only on the sample count.
     """
 
-    def __init__(self, client_rate_hz: int, model_rate_hz: int, size: int, hop: int) -> None:
+    def __init__(self, client_rate_hz: int, model_rate_hz: int, size: int, hop: int, *,
+                 start: int = 0) -> None:
+        """``start``: the model sample the first sample pushed is (a resumed stream's
+        pre-roll, on the grid of the stream it resumes); the windows over it read zeros
+        before it, as the first ones do before sample 0."""
         self.size, self.hop = size, hop
         self.resampler = StreamResampler(client_rate_hz, model_rate_hz, channels=2)
-        self._buf = np.zeros((2, size - hop), np.float32)  # zeros before sample 0
-        self._origin = -(size - hop)  # model index of _buf[:, 0]
-        self.available = 0  # model samples received
-        self.next_window = 0
+        self.next_window = first_window(start, hop)
+        self._origin = window_start(self.next_window, size, hop)  # model index of _buf[:, 0]
+        self._buf = np.zeros((2, start - self._origin), np.float32)  # zeros before start
+        self.available = start  # model samples received (counted from sample 0)
 
     def push(self, stereo: np.ndarray) -> np.ndarray:
         """Add client-rate stereo [n, 2]; return the windows now complete [m, 2, size]."""

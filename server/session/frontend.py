@@ -53,13 +53,15 @@ Unit = GridBlock | SongUnit
 class DirectFrontend:
     """Detection on the mix (SPEECH) or on client-supplied vocal stem channels (SONG)."""
 
-    def __init__(self, spec: StreamSpec, cfg: AppConfig) -> None:
+    def __init__(self, spec: StreamSpec, cfg: AppConfig, *, first_block: int = 0) -> None:
+        """``first_block``: the grid block the stream's first frame starts (not 0 for a
+        resumed stream's pre-roll: the grid is the stream's it resumes)."""
         rate = spec.format.sample_rate_hz
-        self.reblock = Reblocker(rate, cfg.engine.block_samples)
+        self.reblock = Reblocker(rate, cfg.engine.block_samples, first_block=first_block)
         stems = list(spec.vocal_stem_channels)
         self._stems = stems
         self._mix = [c for c in range(spec.format.channels) if c not in stems]
-        self.received = 0
+        self.received = self.reblock.received  # client frames, counted from the grid's origin
 
     def push(self, frames: np.ndarray) -> list[Unit]:
         self.received += int(frames.shape[0])
@@ -78,8 +80,16 @@ class DirectFrontend:
 class SongFrontend:
     """Separation windows at the model rate; the mix mono rides along for snapping."""
 
-    def __init__(self, spec: StreamSpec, cfg: AppConfig, sep: SeparatorInfo) -> None:
+    def __init__(self, spec: StreamSpec, cfg: AppConfig, sep: SeparatorInfo, *,
+                 first_block: int = 0) -> None:
+        """``first_block`` as for :class:`DirectFrontend`; the separation windows are
+        laid on the grid of the stream's origin too, so a resumed stream's windows are
+        the ones its first stream separated."""
         rate = spec.format.sample_rate_hz
+        start16 = first_block * cfg.engine.block_samples
+        if start16 * sep.rate_hz % ANALYSIS_RATE_HZ:
+            raise ValueError(f"block {first_block} does not start on a {sep.name} sample")
+        start_model = start16 * sep.rate_hz // ANALYSIS_RATE_HZ
         size = sep.window_samples
         if spec.window_hop_ms:
             hop = spec.window_hop_ms * sep.rate_hz // 1000
@@ -91,23 +101,24 @@ class SongFrontend:
                 f"config.separation.window_hop_ms: must be {lo} ..= {hi} ms for backend "
                 f"{sep.name} (window {hi} ms)"
             )
-        self.feeder = WindowFeeder(rate, sep.rate_hz, size, hop)
+        self.feeder = WindowFeeder(rate, sep.rate_hz, size, hop, start=start_model)
         self.backend = sep.name
-        self.windows_sent = 0  # windows handed to the engine so far (the next one's index)
+        self.windows_sent = self.feeder.next_window  # the next window's index
         # Every separation result so far came through the CUDA pipeline (overlap-add
         # mixes a block's vocal from neighbouring windows, so one that did not taints
         # the blocks after it: the traces then claim nothing).
         self._s1_cuda = True
         self._jobs: dict[int, _SongJob] = {}  # by request id, in submission order
-        self.ola = OverlapAdd(2, size, hop)
-        self.reblock = Reblocker(rate, cfg.engine.block_samples, source_rate_hz=sep.rate_hz)
+        self.ola = OverlapAdd(2, size, hop, start=start_model)
+        self.reblock = Reblocker(rate, cfg.engine.block_samples, source_rate_hz=sep.rate_hz,
+                                 first_block=first_block)
         self._mix16_buf = _EMPTY  # the mix at 16 kHz not yet given to a block
-        self._mix16_start = 0  # analysis index of _mix16_buf[0]
+        self._mix16_start = start16  # analysis index of _mix16_buf[0]
         self._sep = sep
         self._mix16 = StreamResampler(rate, ANALYSIS_RATE_HZ)
         self._pending: list[np.ndarray] = []
         self._pending16: list[np.ndarray] = []
-        self.received = 0
+        self.received = self.reblock.received  # client frames, counted from the grid's origin
 
     def push(self, frames: np.ndarray) -> list[Unit]:
         self.received += int(frames.shape[0])

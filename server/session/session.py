@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -10,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, AppConfig, Mode, StreamSpec
 from seamcut.server.dsp.detector import CutDecision, DetectorParams, DetectorState, SpeechSegment
 from seamcut.server.dsp.pcm import decode
@@ -26,6 +28,7 @@ from seamcut.server.errors import (
     log_value,
 )
 from seamcut.server.events import (
+    Checkpoint,
     ChunkTrace,
     CutKind,
     Event,
@@ -36,7 +39,7 @@ from seamcut.server.events import (
     Summary,
     VadSegment,
 )
-from seamcut.server.session import report
+from seamcut.server.session import checkpoint, report
 from seamcut.server.session.chain import Analysed, AnalysisChain, Pending, detect_block
 from seamcut.server.session.frontend import (
     DirectFrontend,
@@ -139,7 +142,7 @@ class Session:
                                             song=spec.mode is Mode.SONG)
         self._detector = DetectorState()
         info = engine.info
-        self._front: Frontend
+        sep = None
         if spec.separator != "none":
             sep = info.separator(spec.separator)
             if sep is None:
@@ -147,10 +150,23 @@ class Session:
                 raise ConfigError(
                     f"config.separation.backend: {echo(spec.separator)} is not loaded on this "
                     f"server (loaded: {loaded}; see GetCapabilities.separators)")
-            self._front = SongFrontend(spec, cfg, sep)
-        else:
-            self._front = DirectFrontend(spec, cfg)
-        self._song = isinstance(self._front, SongFrontend)
+        self._song = sep is not None
+        self._sep = sep
+        self._digest = checkpoint.config_digest(cfg, spec, sep)
+        self._step = checkpoint.grid_step(cfg, fmt.sample_rate_hz, sep)
+        # Positions are counted from the grid's origin: the stream's start, or for a
+        # resumed stream the start of the stream it resumes (self._origin + local).
+        self._origin = spec.start_sample
+        self._resume: checkpoint.ResumePoint | None = None
+        first_block = 0
+        if spec.resume_token:
+            self._resume = self._resumed(spec)
+            self._origin = self._resume.origin
+            first_block = ((spec.start_sample - self._origin) * ANALYSIS_RATE_HZ
+                           // fmt.sample_rate_hz // cfg.engine.block_samples)
+        self._front: Frontend = (SongFrontend(spec, cfg, sep, first_block=first_block)
+                                 if sep is not None
+                                 else DirectFrontend(spec, cfg, first_block=first_block))
         # Memory by cost: the stream's units in flight are bounded by the bytes of
         # received audio they stand for, so a high-rate many-channel stream cannot
         # hold more than server.stream_buffer_mib, whatever its rate.
@@ -160,6 +176,12 @@ class Session:
         self.buffer_bytes = self.max_inflight * unit  # what admission reserves for it
         self._chain = AnalysisChain(self.id, song=self._song,
                                     max_blocks=cfg.engine.max_batch_blocks_per_stream)
+        self._analysed_all = False  # the stream's last block is analysed
+        self._preroll: list[np.ndarray] = []  # client audio of the pre-roll, from its start
+        self._next_block = first_block  # the next block to analyse
+        self._checkpoint_at = 0  # local frame of the last checkpoint (or of the start)
+        self._checkpoint_every = (spec.events.checkpoint_interval_ms * fmt.sample_rate_hz
+                                  // 1000)
         # Only separation can run on a GPU; VAD and detection run on the CPU.
         self._device = info.device if self._song else "cpu"
         engine.register(self.id, self._on_result, self._on_notice)
@@ -169,8 +191,8 @@ class Session:
         self._inflight = 0
         self._chunks: deque[_Chunk] = deque()
         self._next_seq = 0
-        self._processed = 0
-        self._final = 0
+        self._processed = self._front.received
+        self._final = self._front.received
         self._fallback_told = False
         self._submitted = 0  # units of work handed to the engine
         self._released = 0  # ... and finished
@@ -184,6 +206,27 @@ class Session:
         self._max_chunk_frames = cfg.server.max_chunk_ms * fmt.sample_rate_hz // 1000
         direct = fmt.sample_rate_hz == ANALYSIS_RATE_HZ and not self._song
         self._inline_frames = INLINE_DECODE_WORK // (fmt.channels * (1 if direct else 5))
+        if self._resume is not None:
+            r = self._resume
+            self._chain.vad_state, self._chain.mix_state = r.vad_state, r.mix_state
+            self._detector = r.detector
+            self._processed = self._final = self._checkpoint_at = r.sample
+            self.stats.cuts = r.cuts
+
+    def _resumed(self, spec: StreamSpec) -> checkpoint.ResumePoint:
+        """The checkpoint a resumed stream goes on from (ConfigError if it cannot)."""
+        fmt = self.spec.format
+        r = checkpoint.decode(spec.resume_token, self._digest, song=self._song,
+                              block_samples=self.cfg.engine.block_samples,
+                              rate_hz=fmt.sample_rate_hz)
+        local = spec.start_sample - r.origin
+        if not 0 <= local <= r.resume_from or local % self._step:
+            raise ConfigError(
+                f"config.start_sample: {spec.start_sample} with this resume token; it must "
+                f"be the Checkpoint's resume_from ({r.origin + r.resume_from}), or earlier "
+                f"by a multiple of {self._step} frames and not before "
+                f"{r.origin} (the first stream's start)")
+        return r
 
     # ---------------------------------------------------------------- protocol
     def ready(self) -> Ready:
@@ -281,8 +324,9 @@ class Session:
         last = self._chunks[-1] if self._chunks else _Chunk(0, 0, 0, time.time_ns())
         now = time.perf_counter()
         if isinstance(unit, GridBlock):
-            self._chain.add(Pending(unit, 1, self._seq_at(unit.client_start), last.seq,
-                                    last.send_ns, last.recv_ns, now))
+            self._chain.add(self._preroll_or(Pending(
+                unit, 1, self._seq_at(unit.client_start), last.seq, last.send_ns,
+                last.recv_ns, now)))
             self._pump()
             return
         first = self._chunks[0].seq if self._chunks else 0
@@ -312,8 +356,54 @@ class Session:
         """Separated units, in submission order, become blocks for analysis."""
         assert isinstance(self._front, SongFrontend)
         for p in self._front.assembled():
-            self._chain.add(p)
+            self._chain.add(self._preroll_or(p))
         self._pump()
+
+    def _preroll_or(self, p: Pending) -> Pending:
+        """``p``, or for a block of a resumed stream's pre-roll (before its checkpoint) a
+        marker in its place: the pre-roll settles the front end and refills the
+        detector's ring, and is not analysed (no cut, trace or segment comes of it)."""
+        r, b = self._resume, p.block
+        if r is None or b is None:
+            return p
+        if b.index >= r.block:
+            if self._preroll:  # the first block after the pre-roll: the ring is whole
+                ring = np.concatenate(self._preroll)
+                start = b.client_start - ring.shape[0]
+                self._detector = dataclasses.replace(
+                    self._detector, ring=ring[self._detector.ring_start - start:])
+                self._preroll = []
+            self._resume = None
+            return p
+        if b.is_last:
+            end = b.client_start + b.client.shape[0] + self._origin
+            self._end_with(InvalidAudio(
+                f"audio: the stream ended at frame {end}, before its resume token's "
+                f"checkpoint at {r.sample + self._origin}: send the audio from "
+                "Checkpoint.resume_from to the end"))
+        if b.client_start + b.client.shape[0] > r.detector.ring_start:
+            self._preroll.append(b.client)
+        return dataclasses.replace(p, block=None, mix16=None)
+
+    def _checkpoint(self) -> None:
+        """Queue a Checkpoint when one is due (``events.checkpoint_interval_ms`` of audio
+        analysed since the last one)."""
+        every = self._checkpoint_every
+        if (not every or self._closed or self.error is not None or self._resume is not None
+                or self._processed - self._checkpoint_at < every or self._analysed_all):
+            return
+        fmt, det = self.spec.format, self._detector
+        w = self._processed
+        need = w - checkpoint.preroll_frames(self.cfg, fmt.sample_rate_hz, self._sep)
+        start = max(0, min(need, det.ring_start)) // self._step * self._step
+        point = checkpoint.ResumePoint(
+            origin=self._origin, block=self._next_block, sample=w, resume_from=start,
+            cuts=self.stats.cuts, vad_state=self._chain.vad_state,
+            mix_state=self._chain.mix_state, detector=checkpoint.without_ring(det))
+        self._checkpoint_at = w
+        self._put(Checkpoint(sample=w + self._origin, resume_from=start + self._origin,
+                             cuts=self.stats.cuts,
+                             token=checkpoint.encode(point, self._digest)))
 
     def consumed(self) -> None:
         """The writer took an event off the queue."""
@@ -346,7 +436,7 @@ class Session:
 
     def _handle(self, r: Result) -> None:
         if r.error is not ErrorCode.OK:
-            resume = self._final + self.spec.start_sample
+            resume = self._final + self._origin
             self._end_with(report.error_of(r, self.id, resume))
             return
         if r.fallback and not self._fallback_told:
@@ -364,6 +454,9 @@ class Session:
         done, sent_ns = self._chain.complete(r)
         self._pump()  # gathered blocks go out before the detector runs on these
         self._analysed(done, r, report.ipc_ms(r, sent_ns))
+        # Here the chain's VAD states and the detector are both at the end of this
+        # request's last block: the one point where a checkpoint is whole.
+        self._checkpoint()
 
     def _end_with(self, error: SeamcutError) -> None:
         """The stream fails: the writer sends ``error``'s status after what is queued."""
@@ -386,6 +479,7 @@ class Session:
                 _, fid = self._flushes.popleft()
                 self._put(Flushed(flush_id=fid, progress=self._progress_event()))
             if p.block is not None and p.block.is_last:
+                self._analysed_all = True
                 self._flush_progress()
                 self._put(self._summary())
                 self.events.put_nowait(None)
@@ -396,7 +490,7 @@ class Session:
         t0 = time.perf_counter()
         self._detector, events = detect_block(self._detector, self._params, a)
         detect_ms = (time.perf_counter() - t0) * 1000
-        off = self.spec.start_sample
+        off = self._origin
         observer = self._observer
         for ev in events:
             if isinstance(ev, CutDecision):
@@ -412,6 +506,7 @@ class Session:
                                      mean_probability=ev.mean_probability))
         self._processed = b.client_start + int(b.client.shape[0])
         self._final = self._detector.final_client
+        self._next_block = b.index + 1
         times = report.block_times(p, r, detect_ms=detect_ms, ipc=ipc)
         self.stats.record(times)
         if self.spec.events.chunk_traces or observer is not None:
@@ -424,7 +519,7 @@ class Session:
         self._progress()
 
     def _progress_event(self) -> Progress:
-        off = self.spec.start_sample
+        off = self._origin
         return Progress(
             samples_received=self._front.received + off,
             samples_processed=self._processed + off,
@@ -477,4 +572,4 @@ class Session:
         start = self._params.to_client(d.short_pause_start)
         end = self._params.to_client(d.short_pause_start + d.short_pause_hops)
         ms = round((end - start) * 1000 / self.spec.format.sample_rate_hz)
-        return ms, start + self.spec.start_sample
+        return ms, start + self._origin

@@ -56,6 +56,7 @@ def spec_from_proto(cfg: C.AppConfig, msg: pb.StreamConfig) -> C.StreamSpec:
         separator=sep.backend,
         vocal_stem_channels=tuple(sep.vocal_stem_channels),
         window_hop_ms=sep.window_hop_ms,
+        resume_token=msg.resume_token,
     )
 
 
@@ -160,6 +161,9 @@ def event_to_proto(ev: E.Event, spec: C.StreamSpec) -> pb.ServerMessage:
                 flush_id=ev.flush_id, progress=_progress(ev.progress)))
         case E.Notice():
             return pb.ServerMessage(notice=pb.Notice(code=ev.code, message=ev.message))
+        case E.Checkpoint():
+            return pb.ServerMessage(checkpoint=pb.Checkpoint(
+                sample=ev.sample, resume_from=ev.resume_from, cuts=ev.cuts, token=ev.token))
         case E.Summary():
             return pb.ServerMessage(summary=pb.Summary(
                 end_reason=pb.COMPLETED, samples_received=ev.samples_received,
