@@ -42,6 +42,7 @@ from seamcut.client.errors import (
     UsageError,
 )
 from seamcut.client.stream import (
+    CheckpointEvent,
     CutEvent,
     Event,
     FlushedEvent,
@@ -65,6 +66,7 @@ __all__ = [
     "AudioInfo",
     "Cancelled",
     "Capabilities",
+    "CheckpointEvent",
     "Client",
     "ClientError",
     "ConnectionFailed",

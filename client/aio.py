@@ -88,12 +88,14 @@ class AsyncClient:
     ``retry-after-ms``, up to ``refused_retries`` times (default 2 with replicas, 0
     for one address). ``resume`` (default: on with several replicas or a ``dns:///``
     name, off for one address): a stream whose replica is lost after Ready (killed,
-    connection lost, draining) goes on on another one from the SDK's replay buffer,
-    and each cut arrives once; on speech at the sample an uninterrupted run gives it
-    (the ``resume`` module has the guarantee and its limits). ``max_replay_s`` (default
-    120): seconds of the audio sent that each resumable stream keeps in memory for a
-    resume (f32le 48 kHz stereo: 384 kB a second, 46 MB at 120 s); a resume needs a
-    cut within its last ``max_replay_s`` − 10 s; 0 keeps none and turns resume off.
+    connection lost, draining) goes on on another one from the server's newest
+    checkpoint and the SDK's replay buffer, and each cut arrives once, at the sample an
+    uninterrupted run gives it (the ``resume`` module has the guarantee and its
+    limits). ``max_replay_s`` (default 120): seconds of the audio sent that each
+    resumable stream keeps in memory at most for a resume (f32le 48 kHz stereo: 384 kB
+    a second, 46 MB at 120 s); it holds what was sent since the newest checkpoint's
+    ``resume_from``, a few seconds behind the analysis; 0 keeps none and turns resume
+    off.
     ``tls_server_name``: the name
     the servers' certificates carry, when the target is a list of IP addresses.
     Use as ``async with AsyncClient(...) as client`` or call :meth:`close`.
@@ -225,10 +227,11 @@ class AsyncClient:
 
         With resume on (the default with several replicas), a stream that loses its
         replica after Ready (UNAVAILABLE, or a draining notice while audio is still
-        coming) is opened again on another one and the audio from a point before its
-        last delivered cut is sent again; a ResumedEvent marks the move, each cut
-        arrives once (on speech at the uninterrupted run's sample), and no event is
-        repeated (``resume`` module has the guarantee and its limits). A drain announced
+        coming) is opened again on another one from the server's newest checkpoint
+        (a resume token carrying the analysis state) and the audio from there is sent
+        again; a ResumedEvent marks the move, each cut arrives once, at the sample,
+        kind and index of an uninterrupted run, and no event is repeated (``resume``
+        module has the guarantee and its limits). A drain announced
         while audio is still coming then moves the stream to another replica (None, the
         default) once that replica's Ready shows it analyses alike, and otherwise
         finishes the stream where it is; ``finish_on_drain=True``

@@ -1,14 +1,14 @@
-"""The pure state behind a resume: the restart grid, the replay buffer, and the filter
-that keeps what the application has seen from repeating (``resume`` drives them).
+"""The pure state behind a resume: the replay buffer, and the filter that keeps what
+the application has seen from repeating (``resume`` drives them).
 
 No I/O and no clocks: each piece is a small state machine tested on its own
-(tests/test_resume.py). Imports only the SDK's ``stream`` module (the event types).
+(tests/test_replay.py). Imports only the SDK's ``stream`` module (the event types).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+from dataclasses import dataclass
 
 from seamcut.client.stream import (
     CutEvent,
@@ -22,39 +22,22 @@ from seamcut.client.stream import (
 )
 
 
-def grid_frames(block_ms: int, rate_hz: int) -> int:
-    """The smallest restart step in client frames that is a whole number of analysis
-    blocks (``block_ms`` at 16 kHz) and of client frames."""
-    num = block_ms * rate_hz  # k blocks are whole frames once k * num is a multiple of 1000
-    return num // math.gcd(num, 1000)
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """Where a resumed stream starts: ``start_sample`` and the token to send, and the
+    index of the first cut it will make (None: the first stream's, no token)."""
 
-
-def restart_grid(ready: ReadyEvent, rate_hz: int) -> int | None:
-    """The restart step for this stream, or None when only its first sample will do.
-
-    The analysis blocks are laid from the stream's first sample, so a resumed stream
-    analyses the same frames only from a point on their grid. A SONG stream that
-    separates the vocal resumes from its first sample: its separation windows are laid
-    from there too (the built-in separator's hop meets the block grid every 163.84 s),
-    and even on both grids (a 960 ms hop, 10 s warm-up) its cuts after a resume moved
-    by up to 40 ms (tests/test_resume.py; docs/DESIGN.md).
-    """
-    cfg = ready.config
-    if cfg is not None and cfg.mode == "song" and not cfg.vocal_stem_channels:
-        return None
-    return grid_frames(ready.block_ms, rate_hz)
-
-
-def restart_point(cut: int, origin: int, warmup: int, grid: int) -> int:
-    """Where a resume after ``cut`` starts: ``warmup`` frames earlier, down on the grid
-    laid from ``origin`` (frames, absolute), never before ``origin``."""
-    return origin + max(0, (cut - warmup - origin) // grid * grid)
+    start: int
+    token: bytes = b""
+    cuts: int | None = None
 
 
 def ready_mismatch(first: ReadyEvent, again: ReadyEvent) -> str:
     """How a resumed stream's server would analyse differently from the first one's:
     its version, its block length, or its effective config (``start_sample`` aside);
-    "" when they agree."""
+    "" when they agree. (The server refuses a resume token made by another version or
+    config too; this check also covers a restart from the first sample, and says what
+    differs.)"""
     def effective(ready: ReadyEvent) -> StreamOptions | None:
         cfg = ready.config
         return None if cfg is None else dataclasses.replace(cfg, start_sample=0)
@@ -78,49 +61,30 @@ def ready_mismatch(first: ReadyEvent, again: ReadyEvent) -> str:
 
 class ReplayBuffer:
     """The wire bytes sent from ``base`` (an absolute frame index) on: at most
-    ``max_frames`` of them, the oldest dropped first.
-
-    ``anchored``: only ``origin``, the stream's first frame, will do as a restart point
-    (a SONG stream that separates the vocal). Once such a buffer no longer reaches back
-    to it, no resume is possible any more, so it is freed and keeps nothing (``spent``).
-    """
+    ``max_frames`` of them, the oldest dropped first."""
 
     def __init__(self, base: int, frame_bytes: int, max_frames: int) -> None:
-        self.origin = base
         self.base = base
         self.frame_bytes = frame_bytes
         self.max_frames = max_frames
-        self.anchored = False
-        self.spent = False
         self._end = base
         self._data = bytearray()
 
     @property
     def end(self) -> int:
-        """The frame after the last one appended (counted when spent too)."""
+        """The frame after the last one appended."""
         return self._end
 
     def reaches(self, start: int) -> bool:
         """Whether :meth:`since` can replay from ``start``."""
-        return not self.spent and self.base <= start <= self._end
+        return self.base <= start <= self._end
 
     def append(self, wire: bytes) -> None:
         self._end += len(wire) // self.frame_bytes
-        if self.spent:
-            return
         self._data += wire
         over = len(self._data) // self.frame_bytes - self.max_frames
         if over > 0:
             self._drop(over)
-        if self.anchored and self.base > self.origin:
-            self.spent = True
-            self._data = bytearray()
-            self.base = self._end
-
-    def anchor(self) -> None:
-        """From now on only ``origin`` will do as a restart point."""
-        self.anchored = True
-        self.append(b"")  # spent at once if it no longer reaches back there
 
     def trim(self, keep_from: int) -> None:
         """Forget the audio before ``keep_from``, the earliest restart point a resume
@@ -134,68 +98,69 @@ class ReplayBuffer:
 
     def since(self, start: int) -> bytes:
         if not self.reaches(start):
-            raise ValueError(f"replay from {start}: the buffer holds {self.base}..{self._end}"
-                             + (" (spent)" if self.spent else ""))
+            raise ValueError(f"replay from {start}: the buffer holds {self.base}..{self._end}")
         return bytes(self._data[(start - self.base) * self.frame_bytes:])
 
 
 class Delivered:
     """What the application has seen, to drop it when a resumed stream repeats it.
 
-    After a resume the new stream must first find the last delivered cut again, at
-    the same sample and of the same kind (:meth:`expect_last_cut`): the cut policy's
-    state is the position of the last cut (min_segment, max_segment and the FORCED
-    chain count from it), so a stream that re-found it goes on exactly as the
-    uninterrupted one, and one that did not may place its next cuts elsewhere.
-    Measured: a FORCED chain through music with no pause never re-synchronises
-    (tests/test_resume.py); such a stream raises :class:`Desync` instead of
-    delivering a shifted cut.
-
-    Until it re-finds that cut the new stream's Progress and Flushed are held back
-    too: their ``samples_final`` promises that no cut comes before it, a promise a
-    stream that turns out off course cannot make. The delivered ``samples_final``
-    never goes back, and a cut before it (a resumed stream contradicting what the
-    first one promised) is a :class:`Desync` too.
+    A resumed stream goes on from a checkpoint (or from the first stream's start), so
+    it makes again the cuts the first one made after that point, with the same
+    indexes: each must be the delivered one of its index, at the same sample and of
+    the same kind, before anything new is delivered. Until it has repeated them all
+    its Progress and Flushed are held back too: their ``samples_final`` promises that
+    no cut comes before it, a promise a stream that turns out off course cannot
+    make. A repeat that differs, a cut that skips an index, or a new cut before a
+    delivered ``samples_final`` raises :class:`Desync` instead of delivering it.
     """
 
     def __init__(self) -> None:
-        self.last_cut: int | None = None
-        self.last_kind = ""
-        self.cuts = 0
         self.final = -1  # the highest samples_final delivered
-        self._resync = False
+        self.next_index: int | None = None  # the index of the next new cut
+        self._cuts: dict[int, tuple[int, str]] = {}  # delivered since the checkpoint
+        self._since = 0  # the checkpoint's first index: _cuts holds those from it
+        self._first: int | None = None  # the index of the first cut delivered
+        self._repeat_to = -1  # a resumed stream repeats the cuts before this index
+        self._expect = 0  # ... and this is the next one it must repeat
         self._vad_end = -1
         self._trace_end = -1
         self._processed = -1
 
-    def expect_last_cut(self) -> None:
-        """A resumed stream starts: hold its cuts until it re-finds the last one."""
-        self._resync = self.last_cut is not None
+    @property
+    def cuts(self) -> int:
+        """Cuts delivered."""
+        return 0 if self.next_index is None or self._first is None else (
+            self.next_index - self._first)
+
+    @property
+    def catching_up(self) -> bool:
+        return self.next_index is not None and self._repeat_to > -1
+
+    def checkpoint(self, cuts: int) -> None:
+        """A checkpoint after ``cuts`` cuts: a resume from it repeats only those after."""
+        self._since = cuts
+        self._cuts = {i: c for i, c in self._cuts.items() if i >= cuts}
+
+    def resumed(self, first_index: int | None) -> None:
+        """A resumed stream starts; its first cut has index ``first_index`` (None: the
+        first stream's first)."""
+        if first_index is None:
+            first_index = self._first
+        if self.next_index is None or first_index is None or first_index >= self.next_index:
+            self._repeat_to = -1
+            return
+        if first_index < self._since:
+            raise ValueError(f"resumed before the checkpoint ({first_index} < {self._since})")
+        self._repeat_to, self._expect = self.next_index, first_index
 
     def admit(self, ev: Event) -> Event | None:
         """``ev`` as the application should see it, or None for a repeat (or a watermark
-        of a stream not yet re-synchronised). Raises :class:`Desync` for a resumed
-        stream's cut past the last delivered one that it did not re-find first, or
-        before a delivered ``samples_final``."""
+        of a stream still repeating). Raises :class:`Desync` for a cut that is not the
+        one an uninterrupted run makes there."""
         if isinstance(ev, CutEvent):
-            if self.last_cut is not None and ev.sample <= self.last_cut:
-                if (self._resync and ev.sample == self.last_cut
-                        and ev.kind == self.last_kind):
-                    self._resync = False
-                return None
-            if self._resync and self.last_cut is not None:
-                raise Desync(
-                    f"the resumed stream did not find the last delivered cut again "
-                    f"({self.last_kind} at sample {self.last_cut}; its next cut was "
-                    f"{ev.kind} at {ev.sample})")
-            if ev.sample < self.final:
-                raise Desync(
-                    f"the resumed stream cut at sample {ev.sample} ({ev.kind}), before "
-                    f"samples_final {self.final} already delivered")
-            self.last_cut, self.last_kind = ev.sample, ev.kind
-            ev = dataclasses.replace(ev, index=self.cuts)
-            self.cuts += 1
-        elif isinstance(ev, VadSegmentEvent):
+            return self._cut(ev)
+        if isinstance(ev, VadSegmentEvent):
             if ev.start_sample < self._vad_end:
                 return None
             self._vad_end = ev.end_sample
@@ -204,14 +169,42 @@ class Delivered:
                 return None
             self._trace_end = ev.end_sample
         elif isinstance(ev, ProgressEvent):
-            if self._resync or ev.samples_processed <= self._processed:
+            if self.catching_up or ev.samples_processed <= self._processed:
                 return None
             self._processed = ev.samples_processed
             return self._final(ev)
         elif isinstance(ev, FlushedEvent):
-            if self._resync:
+            if self.catching_up:
                 return None
             return dataclasses.replace(ev, progress=self._final(ev.progress))
+        return ev
+
+    def _cut(self, ev: CutEvent) -> CutEvent | None:
+        nxt = self.next_index
+        if self.catching_up:  # a resumed stream repeats the cuts from its checkpoint
+            if ev.index != self._expect:
+                raise Desync(f"the resumed stream's cut {ev.index} ({ev.kind} at sample "
+                             f"{ev.sample}) skips cut {self._expect}")
+            was = self._cuts.get(ev.index)
+            if was != (ev.sample, ev.kind):
+                what = "" if was is None else f" ({was[1]} at sample {was[0]})"
+                raise Desync(f"the resumed stream's cut {ev.index} is {ev.kind} at sample "
+                             f"{ev.sample}, not the delivered one{what}")
+            self._expect += 1
+            if self._expect == nxt:
+                self._repeat_to = -1  # caught up: what comes next is new
+            return None
+        if nxt is not None and ev.index != nxt:
+            raise Desync(f"the resumed stream's cut {ev.index} ({ev.kind} at sample "
+                         f"{ev.sample}) is not cut {nxt}, the next one")
+        if ev.sample < self.final:
+            raise Desync(
+                f"the resumed stream cut at sample {ev.sample} ({ev.kind}), before "
+                f"samples_final {self.final} already delivered")
+        if self._first is None:
+            self._first = ev.index
+        self._cuts[ev.index] = (ev.sample, ev.kind)
+        self.next_index = ev.index + 1
         return ev
 
     def _final(self, ev: ProgressEvent) -> ProgressEvent:
@@ -222,5 +215,5 @@ class Delivered:
 
 
 class Desync(Exception):
-    """A resumed stream went past the last delivered cut without finding it again, or
-    cut where the application was told no cut would come."""
+    """A resumed stream made a cut the uninterrupted run does not make there, or cut
+    where the application was told no cut would come."""

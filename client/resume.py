@@ -2,33 +2,34 @@
 
 A stream whose server goes away after its Ready (UNAVAILABLE: killed, crashed,
 connection lost, engine lost) or announces a drain while audio is still coming is
-opened again, on the next replica the channel picks, with ``StreamConfig.start_sample
-= W`` and the audio from ``W`` re-sent from a bounded replay buffer. ``W`` is the last
-delivered cut minus a 10 s warm-up, aligned down to the block grid (the analysis grid
-starts at the stream's first sample); the detector's signal state converges within
-the warm-up on speech, and its policy state is the last cut, so the new stream must
-find the last delivered cut again, at the same sample and of the same kind, before
-anything after it (cuts, progress) is delivered (else it is retried from 30 s back,
-and then fails rather than shift a cut). What the application already has (cuts at
-or before the last delivered one, VAD segments, traces and progress it saw) is
-dropped; cut indexes continue the count. A SONG stream that separates the vocal
-resumes from its first sample (its separation windows are laid from there; see
-:func:`~seamcut.client.replay.restart_grid`). A replica that answers with another
-server version, block length or effective config would analyse differently: the
-stream is not resumed there. A drained stream is moved only once its next stream is
-open with a Ready that passes that check; otherwise it finishes on the draining
-replica (every cut of the audio it was sent still comes), as it would without resume.
+opened again, on the next replica the channel picks, from the server's newest
+checkpoint: the SDK asks for a :class:`~seamcut.client.stream.CheckpointEvent` every
+second of audio (``CHECKPOINT_MS``), keeps the newest, and resumes with
+``StreamConfig.start_sample`` = its ``resume_from`` and ``resume_token`` = its token,
+re-sending the audio from there from a bounded replay buffer. The token carries what
+re-analysis cannot reproduce (both Silero states, the detector's state); the server
+runs the audio before the checkpoint through its front end only, so the resumed
+stream makes exactly the cuts the first one makes after the checkpoint, with the same
+indexes. Before any checkpoint the stream restarts at its first sample (no token),
+which reproduces it too. The cuts the first stream had already delivered after the
+checkpoint come again and must match, each of its index (sample and kind), before
+anything new is delivered (else the stream fails rather than shift a cut); what the
+application already has (cuts, VAD segments, traces, progress) is dropped. A replica
+that answers with another server version, block length or effective config would
+analyse differently (and refuses the token): the stream is not resumed there. A
+drained stream is moved only once its next stream is open with a Ready that passes
+that check; otherwise it finishes on the draining replica (every cut of the audio it
+was sent still comes), as it would without resume.
 
-The guarantee (docs/DESIGN.md, "Replicas and resume"): the re-found last cut is
-always checked; on speech each cut arrives once, at the sample, kind and index an
-uninterrupted run gives it (property-tested over random kill points and slicings in
-tests/test_resume.py, and with real processes in tests/test_resume_processes.py).
-Later cuts on continuous music may move after a resume (the detector's and the VAD's
-long-memory state is not carried across, and does not converge on music). Scores and
-pause intervals may differ slightly. Limits: the buffer holds the last
-``max_replay_s`` (120 s) of audio sent, so a resume needs a cut within the last
-``max_replay_s`` − 10 s (a SONG stream with separation: within its first
-``max_replay_s``); 3 resumes in a row without a cut delivered in between.
+The guarantee (docs/DESIGN.md, "Replicas and resume"): each cut arrives once, at the
+sample, kind and index of an uninterrupted run, on speech and on music with
+separation alike (property-tested over random checkpoints and slicings in
+tests/test_checkpoint.py, over random kill points in tests/test_resume.py, and with
+real processes in tests/test_resume_processes.py). Limits: the buffer holds the last
+``max_replay_s`` (120 s) of audio sent, so a resume needs the newest checkpoint's
+``resume_from`` in it (a checkpoint every second of audio analysed; its pre-roll
+1-5 s, more inside a long pause); 3 resumes in a row without a cut delivered in
+between.
 
 Imports only the SDK's own modules (no grpc calls of its own).
 """
@@ -50,18 +51,12 @@ from collections.abc import (
 from typing import TYPE_CHECKING, Literal
 
 import grpc
-from seamcut.client import replay
 from seamcut.client.audio import Audio, to_wire
 from seamcut.client.errors import SeamcutRpcError, StreamClosedError, rpc_error
-from seamcut.client.replay import (
-    Delivered,
-    Desync,
-    ReplayBuffer,
-    ready_mismatch,
-    restart_grid,
-)
+from seamcut.client.replay import Delivered, Desync, ReplayBuffer, Restart, ready_mismatch
 from seamcut.client.stream import (
     DRAINING_NOTICE,
+    CheckpointEvent,
     CutEvent,
     Event,
     NoticeEvent,
@@ -75,10 +70,10 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-# Warm-ups before the last delivered cut, tried in turn: speech converges in 2 s,
-# SONG's separator windows need 10 s (measured; docs/DESIGN.md); the longer one is for
-# a resumed stream that did not re-find the last delivered cut with the shorter.
-WARMUPS_S = (10.0, 30.0)
+# Audio between the server's checkpoints (StreamOptions.checkpoint_interval_ms) when
+# the SDK asks for them itself: a resume re-sends about this much more, plus the
+# checkpoint's pre-roll; one token (~2-4 KB) per interval comes back.
+CHECKPOINT_MS = 1000
 # Audio kept for a resume at most (AsyncClient's max_replay_s default): the buffer
 # holds the last this many seconds sent.
 MAX_REPLAY_S = 120.0
@@ -94,17 +89,17 @@ OnDrain = Literal["move", "finish", "stay"]
 
 class _Moved(Exception):
     """The server announced a drain: move the stream before its grace runs out, to
-    ``target``, already open (at its ``start_sample``) with a Ready that matches the
-    first."""
+    ``target``, already open at ``restart`` with a Ready that matches the first."""
 
-    def __init__(self, target: AsyncStream) -> None:
+    def __init__(self, target: AsyncStream, restart: Restart) -> None:
         super().__init__("the server is draining")
         self.target = target
+        self.restart = restart
 
 
-# Opens the stream a drained one would move to, or None where it cannot go on (and
-# should finish where it is).
-Probe = Callable[[], Awaitable["AsyncStream | None"]]
+# Opens the stream a drained one would move to (and says where it starts), or None
+# where it cannot go on (and should finish where it is).
+Probe = Callable[[], Awaitable["tuple[AsyncStream, Restart] | None"]]
 
 
 def retry_delay(exc: SeamcutRpcError, retried: int, allowed: int) -> float | None:
@@ -132,60 +127,55 @@ def resumable(exc: SeamcutRpcError) -> bool:
 async def resume_stream(
     client: AsyncClient, config: StreamOptions, audio: AsyncIterable[Audio] | Iterable[Audio],
     *, ready_timeout: float | None, max_resumes: int = MAX_RESUMES,
-    warmups_s: tuple[float, ...] = WARMUPS_S, max_replay_s: float = MAX_REPLAY_S,
-    on_drain: OnDrain = "move",
+    max_replay_s: float = MAX_REPLAY_S, on_drain: OnDrain = "move",
 ) -> AsyncGenerator[Event, None]:
     """stream_cuts with resume (see the module's docstring). ``on_drain``: on a
     draining notice while audio is still coming, ``move`` the stream to another replica
     now, ``finish`` it (stop reading audio, half-close: the cuts of what was sent still
     arrive), or ``stay`` (keep sending; resume when the server ends the stream)."""
     rate = config.sample_rate_hz
-    origin = config.start_sample
-    warmups = [int(w * rate) for w in warmups_s]
-    buf = ReplayBuffer(origin, config.frame_bytes, int(max_replay_s * rate))
+    own_checkpoints = not config.checkpoint_interval_ms  # the application's are yielded
+    if own_checkpoints:
+        config = dataclasses.replace(config, checkpoint_interval_ms=CHECKPOINT_MS)
+    buf = ReplayBuffer(config.start_sample, config.frame_bytes, int(max_replay_s * rate))
     seen = Delivered()
     source = _Source(_blocks(audio))
-    restart, refused, tries = origin, 0, 0
+    restart = Restart(config.start_sample, config.resume_token)
+    refused = 0
     resumes = 0  # over the stream's life (reported)
     in_a_row = 0  # since a cut was last delivered (limited)
     first: ReadyEvent | None = None
     previous = ""
-    grid: int | None = 1
     lost: SeamcutRpcError | None = None  # what the stream is resuming from; None: a drain
     reason = ""
 
-    def restart_point(warmup: int) -> int:
-        if seen.last_cut is None or grid is None:
-            return origin
-        return replay.restart_point(seen.last_cut, origin, warmup, grid)
-
-    def cannot_resume_from(start: int) -> str:
-        """Why the stream cannot resume from ``start``; "" if it can."""
+    def cannot_resume() -> str:
+        """Why the stream cannot resume from ``restart``; "" if it can."""
         if in_a_row >= max_resumes:
             return f"resumed {in_a_row} times in a row with no cut delivered in between"
-        if buf.reaches(start):
+        if buf.reaches(restart.start):
             return ""
-        if grid is None:
-            return (f"SONG streams with separation resume only within their first "
-                    f"{max_replay_s:g} s (from their first sample; max_replay_s)")
-        warmup_s = warmups_s[min(tries, len(warmups_s) - 1)]
-        return (f"its restart point, {warmup_s:g} s before the last delivered cut, is no "
-                f"longer in the replay buffer, which holds the last {max_replay_s:g} s "
-                f"sent: a resume needs a cut within the last {max_replay_s - warmup_s:g} s "
+        where = ("the server's newest checkpoint" if restart.token
+                 else "the stream's first sample (no checkpoint came yet)")
+        return (f"its restart point, frame {restart.start} ({where}), is no longer in the "
+                f"replay buffer, which holds the last {max_replay_s:g} s sent "
                 "(max_replay_s)")
 
-    async def probe() -> AsyncStream | None:
+    def options() -> StreamOptions:
+        return dataclasses.replace(config, start_sample=restart.start,
+                                   resume_token=restart.token)
+
+    async def probe() -> tuple[AsyncStream, Restart] | None:
         """The stream a drained one moves to: open at the restart point on the next
         replica, its Ready checked, before the drained one is let go. None where that
         cannot be (no restart point in the buffer, refused, another server version or
         config): the drained stream then finishes where it is, which keeps every cut of
         the audio it was sent, where moving would end it with an error."""
-        start = restart_point(warmups[tries])
-        why = cannot_resume_from(start)
+        why = cannot_resume()
         asked = 0
+        at = restart
         while not why:
-            target = client.stream(dataclasses.replace(config, start_sample=start),
-                                   ready_timeout=ready_timeout)
+            target = client.stream(options(), ready_timeout=ready_timeout)
             await target.__aenter__()
             wait = None
             try:
@@ -197,7 +187,7 @@ async def resume_stream(
                 await target.__aexit__(None, None, None)
                 raise
             if not why:
-                return target
+                return target, at
             await target.__aexit__(None, None, None)
             if wait is None:
                 break
@@ -206,34 +196,31 @@ async def resume_stream(
         _log.warning("a draining replica's stream finishes there, not moved: %s", why)
         return None
 
-    adopted: AsyncStream | None = None
+    adopted: tuple[AsyncStream, Restart] | None = None
     try:
         while True:
             delay = 0.0
             async with contextlib.AsyncExitStack() as held:
                 if adopted is not None:
-                    s, adopted = adopted, None
-                    restart = s.options.start_sample
+                    (s, restart), adopted = adopted, None
                     held.push_async_exit(s)
                 else:
-                    opts = dataclasses.replace(config, start_sample=restart)
                     s = await held.enter_async_context(
-                        client.stream(opts, ready_timeout=ready_timeout))
+                        client.stream(options(), ready_timeout=ready_timeout))
                 try:
                     ready = await s.wait_ready()
                 except SeamcutRpcError as exc:
-                    # Refused at admission (full, draining, down): the next replica.
+                    # Refused at admission (full, draining, down; or, resuming, a
+                    # token this replica cannot use): the next replica.
                     wait = retry_delay(exc, refused, client.refused_retries)
                     if wait is None:
-                        raise
+                        raise (_not_resumed(lost, f"{exc.code.name}: {exc.details}")
+                               if first is not None else exc) from None
                     refused, delay = refused + 1, wait
                 else:
                     refused = 0
                     if first is None:
                         first = ready
-                        grid = restart_grid(ready, rate)
-                        if grid is None:
-                            buf.anchor()
                         yield ready
                     else:
                         differs = ready_mismatch(first, ready)
@@ -241,40 +228,39 @@ async def resume_stream(
                             raise _not_resumed(lost, (
                                 f"replica of session {ready.session_id} runs {differs}, "
                                 "so it could cut elsewhere"))
-                        seen.expect_last_cut()
+                        seen.resumed(restart.cuts)
                         yield ResumedEvent(
                             session_id=ready.session_id, previous_session_id=previous,
-                            resume_sample=restart, replayed_frames=buf.end - restart,
-                            reason=reason, resumes=resumes)
+                            resume_sample=restart.start,
+                            replayed_frames=buf.end - restart.start, reason=reason,
+                            resumes=resumes)
                     previous = ready.session_id
                     try:
                         # aclosing: a caller leaving early must stop this stream's
                         # sender now, not when the generator is garbage-collected.
                         async with contextlib.aclosing(_one_stream(
-                                s, buf, restart, source, on_drain, probe)) as events:
+                                s, buf, restart.start, source, on_drain, probe)) as events:
                             async for ev in events:
+                                if isinstance(ev, CheckpointEvent):
+                                    restart = Restart(ev.resume_from, ev.token, ev.cuts)
+                                    buf.trim(ev.resume_from)
+                                    seen.checkpoint(ev.cuts)
+                                    if own_checkpoints:
+                                        continue
                                 out = seen.admit(ev)
                                 if out is None:
                                     continue
                                 if isinstance(out, CutEvent):
-                                    tries = in_a_row = 0
-                                    buf.trim(restart_point(warmups[-1]))
+                                    in_a_row = 0
                                 yield out
                         return
                     except Desync as exc:
-                        # The same audio from further back: the state may converge
-                        # over a longer warm-up.
-                        tries += 1
-                        why = (f"{exc}, so its later cuts could differ from an "
-                               "uninterrupted run's") if tries >= len(warmups) else ""
-                        restart = restart_point(warmups[min(tries, len(warmups) - 1)])
-                        why = why or cannot_resume_from(restart)
-                        if why:
-                            raise _not_resumed(lost, why) from exc
-                        reason = str(exc)
+                        raise _not_resumed(lost, (
+                            f"{exc}, so its later cuts could differ from an uninterrupted "
+                            "run's")) from exc
                     except (SeamcutRpcError, _Moved) as exc:
                         if isinstance(exc, _Moved):  # opened and checked by probe()
-                            adopted = exc.target  # closed below if unused
+                            adopted = (exc.target, exc.restart)  # closed below if unused
                         if source.error is not None:
                             raise source.error from None
                         if isinstance(exc, _Moved):
@@ -283,8 +269,7 @@ async def resume_stream(
                             if not resumable(exc):
                                 raise
                             lost, reason = exc, exc.details
-                            restart = restart_point(warmups[tries])
-                            why = cannot_resume_from(restart)
+                            why = cannot_resume()
                             if why:
                                 raise _not_resumed(lost, why) from exc
                     resumes += 1
@@ -293,7 +278,7 @@ async def resume_stream(
                 await asyncio.sleep(delay)
     finally:
         if adopted is not None:
-            await adopted.__aexit__(None, None, None)
+            await adopted[0].__aexit__(None, None, None)
         await source.aclose()
 
 
@@ -405,7 +390,7 @@ async def _one_stream(s: AsyncStream, buf: ReplayBuffer, restart: int, source: _
                     and not source.finished and on_drain != "stay"):
                 target = await probe() if on_drain == "move" else None
                 if target is not None:
-                    raise _Moved(target)
+                    raise _Moved(*target)
                 if not sender.done():
                     sender.cancel()
                     await asyncio.wait({sender})

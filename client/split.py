@@ -329,8 +329,8 @@ def chunk_ms_of(args: argparse.Namespace) -> int:
 
 def client_for(replicas: list[str], info: AudioInfo, args: argparse.Namespace) -> AsyncClient:
     """The client for a split of ``info``: with replicas, it keeps the whole file for a
-    resume (the file is in memory already), so a SONG file of any length, which resumes
-    only from its first sample, stays resumable."""
+    resume (the file is in memory already), so a resume finds its checkpoint's audio
+    however far ahead of the analysis the file was sent."""
     return AsyncClient(replicas, max_replay_s=max(MAX_REPLAY_S, math.ceil(info.seconds) + 1),
                        **security.client_kwargs(args))
 

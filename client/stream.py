@@ -44,7 +44,8 @@ _POLICY_FIELDS = (
     "min_segment_ms", "max_segment_ms", "min_gap_ms", "min_pause_ms", "pause_search_ms",
     "vad_threshold",
 )
-_EVENT_FIELDS = ("vad_segments", "chunk_traces", "progress", "progress_interval_ms")
+_EVENT_FIELDS = ("vad_segments", "chunk_traces", "progress", "progress_interval_ms",
+                 "checkpoint_interval_ms")
 
 
 # grpc.aio can report a server's status as this when a client write was in flight as
@@ -99,8 +100,14 @@ class StreamOptions:
     chunk_traces: bool | None = None
     progress: bool | None = None
     progress_interval_ms: int | None = None  # server default 10; 0 = a Progress per message
+    # A CheckpointEvent after at least this much audio analysed since the last (0 or
+    # None = none; the SDK asks for them itself when it may resume the stream).
+    checkpoint_interval_ms: int | None = None
     request_id: str = ""
     start_sample: int = 0
+    # Resume a stream exactly: a CheckpointEvent's token, with start_sample its
+    # resume_from and the audio from there (docs/PROTOCOL.md, "Resuming").
+    resume_token: bytes = b""
     # SONG mode: separator backend ("" = server default, "builtin", "mdx"), channels
     # that carry a clean vocal stem (then no separation runs), separation hop in ms.
     separator: str = ""
@@ -138,6 +145,7 @@ class StreamOptions:
             mode=MODES[self.mode] if self.mode is not None else pb.MODE_UNSPECIFIED,
             request_id=self.request_id,
             start_sample=self.start_sample,
+            resume_token=self.resume_token,
         )
         for name in _POLICY_FIELDS:
             value = getattr(self, name)
@@ -312,6 +320,19 @@ class SummaryEvent:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class CheckpointEvent:
+    """A point the stream can be resumed from exactly: open a stream with
+    ``start_sample=resume_from`` and ``resume_token=token`` and send the audio from
+    ``resume_from`` again; its cuts are this stream's after ``sample``, indexes from
+    ``cuts`` on. Frames, start_sample included. Only with checkpoint_interval_ms."""
+
+    sample: int
+    resume_from: int
+    cuts: int
+    token: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ResumedEvent:
     """The stream moved to another replica after ``reason``; the audio from
     ``resume_sample`` (frames, start_sample included) was sent again. Events after it
@@ -329,7 +350,7 @@ class ResumedEvent:
 
 Event = (
     ReadyEvent | CutEvent | VadSegmentEvent | TraceEvent | ProgressEvent | FlushedEvent
-    | NoticeEvent | SummaryEvent | ResumedEvent
+    | NoticeEvent | SummaryEvent | ResumedEvent | CheckpointEvent
 )
 
 
@@ -365,6 +386,8 @@ def event_from_proto(msg: pb.ServerMessage) -> Event | None:
                             progress=_copy(ProgressEvent, msg.flushed.progress))
     if kind == "notice":
         return _copy(NoticeEvent, msg.notice)
+    if kind == "checkpoint":
+        return _copy(CheckpointEvent, msg.checkpoint)
     if kind == "summary":
         s = msg.summary
         reason = s.end_reason

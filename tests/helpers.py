@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import numpy as np
 from seamcut.client import (
+    CheckpointEvent,
     Client,
     CutEvent,
     Event,
@@ -24,8 +25,6 @@ from seamcut.client import (
     ResumedEvent,
     StreamOptions,
 )
-from seamcut.client.replay import grid_frames, restart_point
-from seamcut.client.resume import WARMUPS_S
 from seamcut.server.config import (
     AppConfig,
     AudioFormat,
@@ -184,10 +183,12 @@ def program(name: str) -> Program:
         # last cut (the policy state a resume must reproduce).
         policy = {"max_segment_ms": 3000} if name == "speech_forced" else {}
         return Program(name, audio, StreamOptions(
-            sample_rate_hz=48_000, chunk_traces=False, **policy), pace=20.0)  # type: ignore[arg-type]
+            sample_rate_hz=48_000, chunk_traces=False, checkpoint_interval_ms=1000,
+            **policy), pace=20.0)  # type: ignore[arg-type]
     songs = {c.name: c for c in default_song_corpus()}
     return Program(name, np.concatenate([songs[n].mix for n in SONG_CLIPS]), StreamOptions(
-        sample_rate_hz=44_100, channels=2, mode="song", chunk_traces=False), pace=20.0)
+        sample_rate_hz=44_100, channels=2, mode="song", chunk_traces=False,
+        checkpoint_interval_ms=1000), pace=20.0)
 
 
 def cut_tuples(events: list[Event]) -> list[Cut]:
@@ -204,18 +205,14 @@ def solo(name: str) -> tuple[Cut, ...]:
 
 
 def expected_restart(events: list[Event]) -> int:
-    """The frame the first ResumedEvent in ``events`` must name: the SDK's first warm-up
-    before the last cut delivered ahead of it, on the block grid (the stream's first
-    sample when none was)."""
+    """The frame the first ResumedEvent in ``events`` must name: the resume_from of the
+    newest checkpoint ahead of it (the stream's first sample when none came; the
+    programs ask for checkpoints themselves, so that they are seen here)."""
     ready = events[0]
     assert isinstance(ready, ReadyEvent) and ready.config is not None
-    cfg = ready.config
     first = next(i for i, e in enumerate(events) if isinstance(e, ResumedEvent))
-    cuts = [e.sample for e in events[:first] if isinstance(e, CutEvent)]
-    if not cuts:
-        return cfg.start_sample
-    return restart_point(cuts[-1], cfg.start_sample, int(WARMUPS_S[0] * cfg.sample_rate_hz),
-                         grid_frames(ready.block_ms, cfg.sample_rate_hz))
+    cps = [e.resume_from for e in events[:first] if isinstance(e, CheckpointEvent)]
+    return cps[-1] if cps else ready.config.start_sample
 
 
 def check_watermarks(events: list[Event]) -> None:

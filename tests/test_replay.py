@@ -1,7 +1,7 @@
-"""The pure state behind a resume (client/replay.py): the restart grid, the replay
-buffer and its bound, the check of a resumed stream's Ready, and the filter that keeps
-delivered events (cuts, watermarks) from repeating or being contradicted. The resume
-loop on real servers is tested in tests/test_resume.py.
+"""The pure state behind a resume (client/replay.py): the replay buffer and its bound,
+the check of a resumed stream's Ready, and the filter that keeps delivered events
+(cuts, watermarks) from repeating or being contradicted. The resume loop on real
+servers is tested in tests/test_resume.py.
 """
 
 from __future__ import annotations
@@ -16,23 +16,12 @@ from seamcut.client import (
     ReadyEvent,
     StreamOptions,
 )
-from seamcut.client.replay import (
-    Delivered,
-    Desync,
-    ReplayBuffer,
-    grid_frames,
-    ready_mismatch,
-    restart_point,
-)
+from seamcut.client.replay import Delivered, Desync, ReplayBuffer, ready_mismatch
 
 
-@pytest.mark.unit
-def test_grid_is_whole_blocks_in_client_frames() -> None:
-    assert grid_frames(320, 16_000) == 5120
-    assert grid_frames(320, 44_100) == 14_112
-    assert grid_frames(160, 8_000) == 1280
-    g = grid_frames(320, 44_101)  # an odd rate: the first whole number of both
-    assert g * 16_000 % (5120 * 44_101) == 0
+def cut(sample: int, index: int, kind: str = "pause") -> CutEvent:
+    return CutEvent(sample=sample, seconds=0.0, kind=kind, score=1.0,  # type: ignore[arg-type]
+                    pause_start_sample=sample, pause_end_sample=sample, index=index)
 
 
 @pytest.mark.unit
@@ -50,33 +39,17 @@ def test_replay_buffer_trims_and_overflows() -> None:
 
 @pytest.mark.unit
 def test_the_restart_point_is_checked_against_what_the_buffer_still_holds() -> None:
-    """The bound is the restart point, not the buffer's age: with 120 s kept and the
-    last cut 100 s back, the point 10 s before that cut is still there (a flag set
-    when the buffer first dropped audio said no once it ran 90 s past the cut)."""
-    rate, grid = 1000, 320
+    """A checkpoint trims the buffer to its resume_from; audio sent since then is kept
+    up to the bound, and past it the restart point is gone."""
+    rate = 1000
     buf = ReplayBuffer(0, 2, max_frames=120 * rate)
-    cut = 40 * rate
-    buf.append(bytes(2 * (cut + 1)))
-    buf.trim(restart_point(cut, 0, 30 * rate, grid))
-    buf.append(bytes(2 * 100 * rate))  # 100 s with no cut: the oldest audio goes
-    assert buf.base > restart_point(cut, 0, 30 * rate, grid)
-    assert buf.reaches(restart_point(cut, 0, 10 * rate, grid))
-    buf.append(bytes(2 * 15 * rate))  # 115 s: now past it
-    assert not buf.reaches(restart_point(cut, 0, 10 * rate, grid))
-
-
-@pytest.mark.unit
-def test_an_anchored_buffer_is_freed_once_it_cannot_reach_its_first_frame() -> None:
-    """A SONG stream with separation resumes only from its first frame: past the bound
-    the buffer would only cost memory."""
-    buf = ReplayBuffer(500, 4, max_frames=10)
-    buf.anchor()
-    buf.append(bytes(4 * 10))
-    assert buf.reaches(500) and buf.since(500) == bytes(40)
-    buf.append(bytes(4))
-    assert buf.spent and not buf.reaches(500) and buf.end == 511
-    buf.append(bytes(400))
-    assert buf.spent and len(buf._data) == 0 and buf.end == 611
+    buf.append(bytes(2 * 40 * rate))
+    buf.trim(37 * rate)  # a checkpoint at 40 s, its resume_from 3 s before
+    assert buf.base == 37 * rate and buf.reaches(37 * rate) and not buf.reaches(36 * rate)
+    buf.append(bytes(2 * 115 * rate))  # no checkpoint since (the analysis fell behind)
+    assert buf.reaches(37 * rate)
+    buf.append(bytes(2 * 6 * rate))  # 121 s: now past it
+    assert not buf.reaches(37 * rate)
 
 
 @pytest.mark.unit
@@ -96,49 +69,60 @@ def test_a_resumed_stream_on_another_version_or_config_is_a_mismatch() -> None:
 
 
 @pytest.mark.unit
-def test_delivered_drops_repeats_and_renumbers_cuts() -> None:
+def test_a_resumed_stream_repeats_the_cuts_after_its_checkpoint_first() -> None:
+    """Resumed from a checkpoint after 1 cut, the stream makes cuts 1 and 2 again: they
+    are dropped, and cut 3 is new."""
     seen = Delivered()
-
-    def cut(sample: int, index: int) -> CutEvent:
-        return CutEvent(sample=sample, seconds=0.0, kind="pause", score=1.0,
-                        pause_start_sample=sample, pause_end_sample=sample, index=index)
-
-    first = [seen.admit(cut(s, i)) for i, s in enumerate((10, 20))]
-    again = [seen.admit(cut(s, i)) for i, s in enumerate((20, 30))]  # a resumed stream
-    assert [c.index for c in first if c] == [0, 1]
-    assert again[0] is None and isinstance(again[1], CutEvent) and again[1].index == 2
+    assert [seen.admit(cut(s, i)) for i, s in enumerate((10, 20))] == [cut(10, 0), cut(20, 1)]
+    seen.checkpoint(1)
+    assert seen.admit(cut(30, 2)) == cut(30, 2)
+    seen.resumed(1)
+    assert seen.catching_up
+    assert seen.admit(cut(20, 1)) is None and seen.admit(cut(30, 2)) is None
+    assert not seen.catching_up and seen.admit(cut(40, 3)) == cut(40, 3)
+    assert seen.cuts == 4
+    # No checkpoint yet: the stream restarts at its first sample and makes every cut
+    # again (indexes from the first stream's first, 5 with a token of the application).
+    seen = Delivered()
+    assert seen.admit(cut(10, 5)) is not None
+    seen.resumed(None)
+    assert seen.admit(cut(10, 5)) is None and seen.admit(cut(20, 6)) == cut(20, 6)
 
 
 @pytest.mark.unit
-def test_a_resumed_stream_must_find_the_last_delivered_cut_again() -> None:
-    def cut(sample: int, kind: str = "pause") -> CutEvent:
-        return CutEvent(sample=sample, seconds=0.0, kind=kind, score=1.0,  # type: ignore[arg-type]
-                        pause_start_sample=sample, pause_end_sample=sample, index=0)
+def test_a_resumed_stream_whose_repeats_differ_is_a_desync() -> None:
+    def resumed() -> Delivered:
+        seen = Delivered()
+        for i, s in enumerate((100, 180)):
+            seen.admit(cut(s, i))
+        seen.resumed(0)
+        return seen
 
+    with pytest.raises(Desync, match="cut 1 is pause at sample 190, not the delivered one "
+                                     r"\(pause at sample 180\)"):
+        seen = resumed()
+        seen.admit(cut(100, 0)) or seen.admit(cut(190, 1))
+    with pytest.raises(Desync, match="forced"):  # the same sample, another decision
+        resumed().admit(cut(100, 0, "forced"))
+    with pytest.raises(Desync, match="skips cut 1"):  # a repeat missing
+        seen = resumed()
+        seen.admit(cut(100, 0)) or seen.admit(cut(250, 2))
+    with pytest.raises(Desync, match="is not cut 2, the next one"):  # past the next
+        seen = resumed()
+        seen.admit(cut(100, 0)) or seen.admit(cut(180, 1)) or seen.admit(cut(300, 3))
     seen = Delivered()
-    assert seen.admit(cut(100)) is not None
-    seen.expect_last_cut()
-    assert seen.admit(cut(40)) is None and seen.admit(cut(100)) is None  # re-found
-    assert seen.admit(cut(180)) is not None
-    seen.expect_last_cut()
-    # Past the last cut without it (its policy state differs: the next cuts may too).
-    with pytest.raises(Desync, match="pause at sample 180"):
-        seen.admit(cut(200))
-    seen.expect_last_cut()
-    with pytest.raises(Desync):  # the same sample but another kind is another decision
-        seen.admit(cut(180, "forced")) or seen.admit(cut(190))
+    seen.admit(cut(5, 0))
+    seen.checkpoint(1)
+    with pytest.raises(ValueError, match="before the checkpoint"):
+        seen.resumed(0)
 
 
 @pytest.mark.unit
-def test_watermarks_wait_for_the_resumed_stream_to_refind_the_last_cut() -> None:
+def test_watermarks_wait_for_the_resumed_stream_to_repeat_its_cuts() -> None:
     """A resumed stream's samples_final promises no cut before it; until the stream has
-    re-found the last delivered cut it may be off course (and dropped), so its Progress
-    is held back; the delivered samples_final never goes back, and a cut before it is
-    a Desync."""
-    def cut(sample: int) -> CutEvent:
-        return CutEvent(sample=sample, seconds=0.0, kind="pause", score=1.0,
-                        pause_start_sample=sample, pause_end_sample=sample, index=0)
-
+    repeated the delivered cuts after its checkpoint it may be off course, so its
+    Progress is held back; the delivered samples_final never goes back, and a cut
+    before it is a Desync."""
     def progress(processed: int, final: int) -> ProgressEvent:
         return ProgressEvent(samples_received=processed, samples_processed=processed,
                              samples_final=final, last_seq=0)
@@ -147,15 +131,15 @@ def test_watermarks_wait_for_the_resumed_stream_to_refind_the_last_cut() -> None
         return FlushedEvent(flush_id=1, progress=progress(final, final))
 
     seen = Delivered()
-    assert seen.admit(cut(100)) is not None and seen.admit(progress(300, 250)) is not None
-    seen.expect_last_cut()
-    assert seen.admit(progress(400, 390)) is None  # not yet re-found: off course, maybe
+    assert seen.admit(cut(100, 0)) is not None and seen.admit(progress(300, 250)) is not None
+    seen.resumed(0)
+    assert seen.admit(progress(400, 390)) is None  # not yet repeated: off course, maybe
     assert seen.admit(flushed(390)) is None
-    assert seen.admit(cut(100)) is None  # re-found
+    assert seen.admit(cut(100, 0)) is None  # repeated
     late = seen.admit(progress(320, 200))
     assert isinstance(late, ProgressEvent) and late.samples_final == 250  # never back
     fl = seen.admit(flushed(240))
     assert isinstance(fl, FlushedEvent) and fl.progress.samples_final == 250
     with pytest.raises(Desync, match="before samples_final 250"):
-        seen.admit(cut(200))
-    assert seen.admit(cut(250)) is not None  # at the watermark: allowed
+        seen.admit(cut(200, 1))
+    assert seen.admit(cut(250, 1)) is not None  # at the watermark: allowed
