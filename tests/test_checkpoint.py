@@ -26,7 +26,7 @@ from seamcut.server.dsp.detector import BlockInput, DetectorParams, DetectorStat
 from seamcut.server.engine.client import InprocEngine
 from seamcut.server.engine.protocol import SeparatorInfo
 from seamcut.server.errors import ConfigError, InvalidAudio
-from seamcut.server.events import Checkpoint, Cut, Event
+from seamcut.server.events import Checkpoint, Cut, Event, Summary
 from seamcut.server.offline import analyze
 from seamcut.server.session import checkpoint
 
@@ -123,6 +123,11 @@ def test_a_stream_resumed_from_any_checkpoint_makes_the_uninterrupted_cuts(
     assert cp.resume_from <= cp.sample and cp.cuts <= len(run.cuts)
     events = run.stream(cfg, engine, cp, split)
     assert cut_tuples(events) == after(run, cp)
+    summary = events[-1]  # this stream's own counts, not the first stream's
+    assert isinstance(summary, Summary)
+    assert summary.samples_received == summary.samples_processed == (
+        run.audio.shape[0] - cp.resume_from)
+    assert summary.cuts == len(after(run, cp))
     # The resumed stream's own checkpoints resume it again, on the same grid.
     later = [e for e in events if isinstance(e, Checkpoint)]
     assert all(e.sample > cp.sample for e in later)

@@ -211,7 +211,8 @@ class Session:
             self._chain.vad_state, self._chain.mix_state = r.vad_state, r.mix_state
             self._detector = r.detector
             self._processed = self._final = self._checkpoint_at = r.sample
-            self.stats.cuts = r.cuts
+            self.stats.cuts = r.cuts  # cut indexes go on from the first stream's
+        self._first_cut = self.stats.cuts
 
     def _resumed(self, spec: StreamSpec) -> checkpoint.ResumePoint:
         """The checkpoint a resumed stream goes on from (ConfigError if it cannot)."""
@@ -559,8 +560,12 @@ class Session:
         self.events.put_nowait(ev)
 
     def _summary(self) -> Summary:
+        # This stream's own counts: a resumed stream's positions start past its origin,
+        # and its cut count goes on from its token's.
+        first = self.spec.start_sample - self._origin
+        stats = dataclasses.replace(self.stats, cuts=self.stats.cuts - self._first_cut)
         return report.summary(
-            self.stats, received=self._front.received, processed=self._processed,
+            stats, received=self._front.received - first, processed=self._processed - first,
             wall_s=time.perf_counter() - self._t0, engine=self.engine.stream_engine(self.id),
             device=self._device, short_pause=self._short_pause())
 
