@@ -250,3 +250,36 @@ def test_a_long_decided_silence_does_not_grow_the_detector_history() -> None:
             client_start=k * hops * 160, client=np.zeros(hops * 160, np.float32)))
     assert state.silence_start == 12 * hops and state.pause_decided
     assert state.hist_e.shape[0] <= params.search + params.min_gap + 2 * hops
+
+
+@pytest.mark.integration
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.integers(0, 1_000), value=st.one_of(
+    st.integers(-2**40, 2**40), st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(), st.binary(max_size=64)), pick=st.integers(0, 100))
+def test_a_tampered_token_is_refused_or_only_changes_its_own_cuts(
+    field: int, value: object, pick: int,
+) -> None:
+    """The token is the client's to keep, so it may come back altered. Whatever is
+    changed, the stream is refused with INVALID_ARGUMENT or runs to its end, with cuts
+    inside its own audio: no other error, no exception from inside the server."""
+    import msgspec
+
+    run = uninterrupted("speech")
+    cfg, engine = _cfg(), _engine()
+    cp = run.checkpoints[pick % len(run.checkpoints)]
+    t = msgspec.msgpack.decode(cp.token)
+    paths = [(i,) for i in range(len(t)) if not isinstance(t[i], list)]
+    paths += [(len(t) - 1, j) for j in range(len(t[-1]))]
+    path = paths[field % len(paths)]
+    holder = t if len(path) == 1 else t[path[0]]
+    holder[path[-1]] = value
+    data = encode(run.audio[cp.resume_from:], Encoding.F32LE)
+    spec = run.spec(cfg, cp.resume_from, msgspec.msgpack.encode(t))
+    try:
+        events = analyze(cfg, spec, slice_bytes(data, run.frame_bytes, [run.rate]), engine)
+    except (ConfigError, InvalidAudio):
+        return
+    assert isinstance(events[-1], Summary)
+    for c in (e for e in events if isinstance(e, Cut)):
+        assert cp.resume_from <= c.sample <= run.audio.shape[0]
