@@ -199,7 +199,7 @@ def test_streams_spread_and_survive_a_sigkilled_replica() -> None:
             if home == 0:  # on the killed replica: moved once, finished elsewhere
                 assert len(run.resumed) == 1 and run.finished_on != victim.pid
                 assert run.resumed[0].reason != "the server is draining"  # no notice: killed
-                # 10 s before the last cut it delivered, on the block grid.
+                # At the newest checkpoint's resume_from (a block-grid point before it).
                 assert run.resumed[0].resume_sample == expected_restart(run.events)
             else:  # the others never noticed
                 assert not run.resumed and run.finished_on == servers[home].pid
