@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -129,19 +130,10 @@ def preroll_frames(cfg: AppConfig, rate_hz: int, sep: SeparatorInfo | None) -> i
 def encode(p: ResumePoint, digest: bytes) -> bytes:
     d = p.detector
     pend = d.pending
-    det = _Detector(
-        next_hop=d.next_hop, in_speech=d.in_speech, seen_speech=d.seen_speech,
-        silence_start=d.silence_start, pause_decided=d.pause_decided,
-        segment_start=d.segment_start, segment_prob_sum=d.segment_prob_sum,
-        segment_hops=d.segment_hops, last_cut=d.last_cut, last_cut_client=d.last_cut_client,
-        pending=None if pend is None else (pend.hop, pend.score, pend.pause_start,
-                                           pend.pause_end),
-        hist_start=d.hist_start, hist_e=_f32(d.hist_e), hist_p=_f32(d.hist_p),
-        ring_start=d.ring_start, final_client=d.final_client,
-        speech_level_db=d.speech_level_db, voice_level_db=d.voice_level_db,
-        recent_power=np.ascontiguousarray(d.recent_power, np.float64).tobytes(),
-        short_pause_start=d.short_pause_start, short_pause_hops=d.short_pause_hops,
-    )
+    det = _Detector(**{**_fields(d, _ARRAYS), "pending": None if pend is None else (
+        pend.hop, pend.score, pend.pause_start, pend.pause_end),
+        "hist_e": _f32(d.hist_e), "hist_p": _f32(d.hist_p),
+        "recent_power": np.ascontiguousarray(d.recent_power, np.float64).tobytes()})
     return msgspec.msgpack.encode(_Token(
         version=TOKEN_VERSION, digest=digest, origin=p.origin, block=p.block,
         sample=p.sample, resume_from=p.resume_from, cuts=p.cuts,
@@ -188,23 +180,23 @@ def decode(token: bytes, digest: bytes, *, song: bool, block_samples: int,
         raise ConfigError(f"{where}: does not add up ({', '.join(bad)}); pass "
                           "Checkpoint.token as the server sent it")
     pend = d.pending
-    state = DetectorState(
-        next_hop=d.next_hop, in_speech=d.in_speech, seen_speech=d.seen_speech,
-        silence_start=d.silence_start, pause_decided=d.pause_decided,
-        segment_start=d.segment_start, segment_prob_sum=d.segment_prob_sum,
-        segment_hops=d.segment_hops, last_cut=d.last_cut, last_cut_client=d.last_cut_client,
-        pending=None if pend is None else Candidate(
+    state = DetectorState(**{
+        **_fields(d, _ARRAYS), "pending": None if pend is None else Candidate(
             hop=pend[0], score=pend[1], pause_start=pend[2], pause_end=pend[3]),
-        hist_start=d.hist_start, hist_e=_arr(d.hist_e, np.float32),
-        hist_p=_arr(d.hist_p, np.float32), ring_start=d.ring_start,
-        final_client=d.final_client, speech_level_db=d.speech_level_db,
-        voice_level_db=d.voice_level_db, recent_power=_arr(d.recent_power, np.float64),
-        short_pause_start=d.short_pause_start, short_pause_hops=d.short_pause_hops,
-    )
+        "hist_e": _arr(d.hist_e, np.float32), "hist_p": _arr(d.hist_p, np.float32),
+        "recent_power": _arr(d.recent_power, np.float64)})
     return ResumePoint(origin=t.origin, block=t.block, sample=t.sample,
                        resume_from=t.resume_from, cuts=t.cuts,
                        vad_state=_arr(t.vad_state, np.float32),
                        mix_state=_arr(t.mix_state, np.float32), detector=state)
+
+
+# The detector fields a token stores in another form; the rest are copied as they are.
+_ARRAYS = ("pending", "hist_e", "hist_p", "recent_power")
+
+
+def _fields(obj: object, besides: tuple[str, ...]) -> dict[str, Any]:
+    return {f: getattr(obj, f) for f in _Detector.__struct_fields__ if f not in besides}
 
 
 def without_ring(state: DetectorState) -> DetectorState:
