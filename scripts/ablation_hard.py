@@ -1,5 +1,5 @@
-"""The ablation of the level caps (docs/QUALITY.md, "Hard conditions"): each variant's
-cuts in words and pauses cut, summed per corpus.
+"""The ablation of the level caps and the separated onset margin (docs/QUALITY.md, "Hard
+conditions"): each variant's cuts in words and pauses cut, summed per corpus.
 
 The engine runs once per clip (Silero, the separator, the band energy); the detector,
 a pure fold over those inputs, is then replayed under each variant of the cap
@@ -27,19 +27,23 @@ from scripts import fusion_study
 from scripts.eval_hard import POLICY, Clip, clips, score
 from scripts.fusion_study import Recorded
 
-# name: (SPEECH: valley, silent dB; SONG vocal claim: valley, silent dB; window ms; attack)
-VARIANTS: dict[str, tuple[float, float, float, float, int, float]] = {
-    "no caps (before)": (0, 0, 0, 0, 80, 0.3),
-    "SPEECH foreground cap only": (6, 14, 0, 0, 80, 0.3),
-    "SONG vocal-claim cap only": (0, 0, 4, 12, 80, 0.3),
-    "both (default)": (6, 14, 4, 12, 80, 0.3),
-    "SPEECH cap 4..12 dB": (4, 12, 4, 12, 80, 0.3),
-    "SPEECH cap 8..16 dB": (8, 16, 4, 12, 80, 0.3),
-    "SONG cap 6..14 dB": (6, 14, 6, 14, 80, 0.3),
-    "SONG cap 8..16 dB": (6, 14, 8, 16, 80, 0.3),
-    "level window 50 ms": (6, 14, 4, 12, 50, 0.3),
-    "level window 120 ms": (6, 14, 4, 12, 120, 0.3),
-    "level attack 0.1": (6, 14, 4, 12, 80, 0.1),
+# name: (SPEECH: valley, silent dB; SONG vocal claim: valley, silent dB; window ms; attack;
+# the onset margin on a separated vocal, ms)
+VARIANTS: dict[str, tuple[float, float, float, float, int, float, int]] = {
+    "no caps, onset margin 100 ms (before)": (0, 0, 0, 0, 80, 0.3, 100),
+    "SPEECH foreground cap only": (6, 14, 0, 0, 80, 0.3, 100),
+    "SONG vocal-claim cap only": (0, 0, 4, 12, 80, 0.3, 100),
+    "both caps, onset margin 100 ms (2026-12-02)": (6, 14, 4, 12, 80, 0.3, 100),
+    "**both caps, separated onset margin 200 ms (default)**": (6, 14, 4, 12, 80, 0.3, 200),
+    "separated onset margin 150 ms": (6, 14, 4, 12, 80, 0.3, 150),
+    "separated onset margin 250 ms": (6, 14, 4, 12, 80, 0.3, 250),
+    "SPEECH cap 4..12 dB": (4, 12, 4, 12, 80, 0.3, 200),
+    "SPEECH cap 8..16 dB": (8, 16, 4, 12, 80, 0.3, 200),
+    "SONG cap 6..14 dB": (6, 14, 6, 14, 80, 0.3, 200),
+    "SONG cap 8..16 dB": (6, 14, 8, 16, 80, 0.3, 200),
+    "level window 50 ms": (6, 14, 4, 12, 50, 0.3, 200),
+    "level window 120 ms": (6, 14, 4, 12, 120, 0.3, 200),
+    "level attack 0.1": (6, 14, 4, 12, 80, 0.1, 200),
 }
 
 
@@ -56,13 +60,16 @@ def record() -> dict[str, dict[str, Recorded]]:
                                 "speech": ({}, speech)})
 
 
-def replay(inputs: list[Any], v: tuple[float, float, float, float, int, float]) -> list[int]:
+def replay(inputs: list[Any], v: tuple[float, float, float, float, int, float, int]
+           ) -> list[int]:
     params, first = inputs[0]
     song = first.probs_mix is not None  # SONG with the separator (and its mix vote)
     valley, silent = (v[2], v[3]) if song else (v[0], v[1])
     window = max(1, round(v[4] * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES))
     p = dataclasses.replace(params, valley_db=valley, silent_db=silent,
                             valley_window=window, level_attack=v[5])
+    if song:
+        p = dataclasses.replace(p, margin_end=round(v[6] * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES))
     return fusion_study.detector_cuts(p, [block for _, block in inputs])
 
 

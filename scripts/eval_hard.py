@@ -85,10 +85,20 @@ def seamcut_cuts(cfg: AppConfig, engine: InprocEngine, clip: Clip, stem: bool,
 
 
 def score(clip: Clip, cuts: list[int]) -> tuple[int, int, int]:
-    """(cuts where the dry voice sounds, pauses >= 0.5 s cut, such pauses)."""
+    """(cuts where the dry voice sounds, pauses >= 0.5 s cut, such pauses).
+
+    A pause is the inserted gap, and it holds a cut anywhere in the dry voice's
+    silence around it: a phrase's synthesised audio ends in up to ~150 ms of its own
+    silence before the gap, and a cut there is as clean as one inside the gap (before
+    2026-12-06 such a cut, 10 ms before a gap, did not count; docs/QUALITY.md)."""
     in_words = sum(any(a < x < b for a, b in clip.speech) for x in cuts)
+    held = 0
     long = [(a, b) for a, b in clip.pauses if b - a >= clip.sample_rate_hz // 2]
-    return in_words, sum(any(a <= x <= b for x in cuts) for a, b in long), len(long)
+    for a, b in long:
+        lo = max((end for _, end in clip.speech if end <= a), default=0)
+        hi = min((start for start, _ in clip.speech if start >= b), default=clip.frames)
+        held += any(lo <= x <= hi for x in cuts)
+    return in_words, held, len(long)
 
 
 def evaluate(methods: dict[str, Any], todo: list[Clip]) -> dict[str, dict[str, list[int]]]:

@@ -1,7 +1,7 @@
 """Cut quality on the hard conditions (tests/hard_corpus.py): guards against regression.
 
-Each condition's bound is what seamcut measured on 2026-12-02 with the level caps
-(docs/QUALITY.md, "Hard conditions", "After"): at most that many cuts where the dry
+Each condition's bound is what seamcut measured on 2026-12-06 with the level caps and
+the separated onset margin (docs/QUALITY.md, "Hard conditions", "After"): at most that many cuts where the dry
 voice sounds, at least that many pauses >= 0.5 s cut. The issue's targets (0 cuts in
 words, recall >= 0.9, strictly better than Silero on the mix) are not met yet on
 every SONG row; as the detector improves, these bounds are raised to what it then
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 # condition: (max cuts in words, min pauses >= 0.5 s cut, of)
 BOUNDS = {
-    "loud_m14": (0, 3, 3), "loud_m6": (0, 3, 3), "loud_0": (0, 2, 3), "loud_p3": (1, 2, 3),
+    "loud_m14": (0, 3, 3), "loud_m6": (0, 3, 3), "loud_0": (0, 3, 3), "loud_p3": (0, 2, 3),
     "reverb_1s": (0, 2, 3), "reverb_2s": (0, 3, 3), "pad_choir": (0, 3, 3),
     "pad_oohs": (0, 3, 3), "recorded_m6": (0, 2, 3), "recorded_0": (0, 2, 3),
     "babble_m14": (0, 5, 5), "babble_m8": (0, 3, 5), "music_bed_m16": (0, 5, 5),

@@ -94,7 +94,7 @@ class DetectorParams:
             min_pause=hops(policy.min_pause_ms),
             search=hops(policy.pause_search_ms),
             margin_start=hops(det.margin_start_ms),
-            margin_end=hops(det.margin_end_ms),
+            margin_end=hops(det.separated_margin_end_ms if separated else det.margin_end_ms),
             min_segment=hops(policy.min_segment_ms),
             max_segment=hops(policy.max_segment_ms),
             min_gap=hops(policy.min_gap_ms),
