@@ -1,10 +1,10 @@
 """Cut quality on the hard conditions (tests/hard_corpus.py): guards against regression.
 
 Each condition's bound is what seamcut measured on 2026-12-06 with the level caps and
-the separated onset margin (docs/QUALITY.md, "Hard conditions", "After"): at most that many cuts where the dry
-voice sounds, at least that many pauses >= 0.5 s cut. The issue's targets (0 cuts in
-words, recall >= 0.9, strictly better than Silero on the mix) are not met yet on
-every SONG row; as the detector improves, these bounds are raised to what it then
+the separated onset margin (docs/QUALITY.md, "Hard conditions", "Now"): at most that
+many cuts where the dry voice sounds, at least that many pauses >= 0.5 s cut. The
+issue's targets (recall >= 0.9, strictly better than Silero on the mix) are not met yet
+on every SONG row; as the detector improves, these bounds are raised to what it then
 measures, never lowered.
 """
 
