@@ -354,6 +354,13 @@ class DetectorConfig:
     # none at ``vocal_silent_db``; 0 = off.
     vocal_valley_db: float = 4.0
     vocal_silent_db: float = 12.0
+    # SONG mode with a separator: the learned voice detector (server/dsp/voice.py) caps
+    # both Silero probabilities, none where it says voice at ``voice_cap_high`` or more,
+    # to 0 at ``voice_cap_low``: it finds pauses that accompaniment leaking into the
+    # vocal estimate hides (docs/QUALITY.md, "Voice detector").
+    voice_cap: bool = True
+    voice_cap_low: float = 0.1
+    voice_cap_high: float = 0.6
     # Both caps' running level follows rises fast (``level_attack`` per hop) and falls
     # slowly (``level_release``), so a pause does not drag it down.
     level_window_ms: int = 80
@@ -363,6 +370,8 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         _valley_in_range(self.foreground_valley_db, self.foreground_silent_db, "foreground")
         _valley_in_range(self.vocal_valley_db, self.vocal_silent_db, "vocal")
+        _in_range(self.voice_cap_low, 0, 0.9, "detector.voice_cap_low")
+        _in_range(self.voice_cap_high, self.voice_cap_low + 0.05, 1, "detector.voice_cap_high")
         _in_range(self.level_window_ms, 10, 500, "detector.level_window_ms")
         _in_range(self.level_attack, 0.001, 1, "detector.level_attack")
         _in_range(self.level_release, 0, 1, "detector.level_release")

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 # condition: (max cuts in words, min pauses >= 0.5 s cut, of)
 BOUNDS = {
-    "loud_m14": (0, 3, 3), "loud_m6": (0, 3, 3), "loud_0": (0, 3, 3), "loud_p3": (0, 2, 3),
+    "loud_m14": (0, 3, 3), "loud_m6": (0, 3, 3), "loud_0": (0, 3, 3), "loud_p3": (0, 3, 3),
     "reverb_1s": (0, 2, 3), "reverb_2s": (0, 3, 3), "pad_choir": (0, 3, 3),
     "pad_oohs": (0, 3, 3), "recorded_m6": (0, 2, 3), "recorded_0": (0, 2, 3),
     "babble_m14": (0, 5, 5), "babble_m8": (0, 3, 5), "music_bed_m16": (0, 5, 5),

@@ -144,8 +144,11 @@ def test_wheel_holds_the_namespaced_packages_and_their_data(client_venv: ClientV
         "README.md", "speech_en.flac", "speech_en.json", "song_en.flac", "song_en.json")}
     assert "seamcut/v1/seamcut_pb2.pyi" in names
     assert "seamcut/server/main.py" in names and "seamcut/bench/cli.py" in names
-    for folder in ("server", "client", "bench"):  # same modules as the checkout
-        tree = {str(p.relative_to(ROOT / folder)) for p in (ROOT / folder).rglob("*.py")}
+    # SONG mode's voice detector weights ship inside the package (nothing downloaded).
+    assert "seamcut/server/models/voice_gru.npz" in names
+    for folder in ("server", "client", "bench"):  # same modules (and weights) as the checkout
+        tree = {str(p.relative_to(ROOT / folder)) for ext in ("py", "npz")
+                for p in (ROOT / folder).rglob(f"*.{ext}")}
         assert {n.removeprefix(f"seamcut/{folder}/") for n in names
                 if n.startswith(f"seamcut/{folder}/")} == tree
 

@@ -75,6 +75,11 @@ class DetectorParams:
     valley_window: int = 1  # hops
     level_attack: float = 0.3
     level_release: float = 0.005
+    # SONG with a separator: the voice detector's cap on both probabilities
+    # (BlockInput.voice; DetectorConfig.voice_cap*)
+    voice_cap: bool = False
+    voice_low: float = 0.1
+    voice_high: float = 0.6
 
     @classmethod
     def build(cls, policy: CutPolicy, det: DetectorConfig, client_rate_hz: int, *,
@@ -111,6 +116,9 @@ class DetectorParams:
             valley_window=max(1, hops(det.level_window_ms)),
             level_attack=det.level_attack,
             level_release=det.level_release,
+            voice_cap=det.voice_cap and separated and song,
+            voice_low=det.voice_cap_low,
+            voice_high=det.voice_cap_high,
         )
 
     def to_client(self, hop: int) -> int:
@@ -162,6 +170,9 @@ class BlockInput:
     client_start: int  # first client frame of ``client``
     client: np.ndarray  # mono client-rate audio that this block adds, for snapping
     is_last: bool = False  # the stream ends with this block
+    # SONG with a separator: the voice detector's probability per hop, which caps both
+    # Silero probabilities where it says no voice (server/dsp/voice.py)
+    voice: np.ndarray | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -441,6 +452,14 @@ def detect_step(
         raise ValueError(f"block starts at hop {block.start_hop}, expected {state.next_hop}")
     if block.client.size and block.client_start != state.ring_start + state.ring.size:
         raise ValueError("client audio is not contiguous with the detector's ring")
+    if params.voice_cap and block.voice is not None:
+        # Where the voice detector hears no voice, neither Silero probability counts as
+        # voice; it never raises one (measured: docs/QUALITY.md, "Voice detector").
+        ceiling = np.clip((block.voice - params.voice_low)
+                          / (params.voice_high - params.voice_low), 0, 1).astype(np.float32)
+        block = dataclasses.replace(
+            block, probs=np.minimum(block.probs, ceiling),
+            probs_mix=None if block.probs_mix is None else np.minimum(block.probs_mix, ceiling))
     run = _Run(state, params)
     run.at_end = block.is_last
     n = int(block.probs.shape[-1])

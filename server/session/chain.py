@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from seamcut.server.config import HOP_SAMPLES, VAD_FRAME_SAMPLES
+from seamcut.server.dsp import voice
 from seamcut.server.dsp.detector import (
     BlockInput,
     DetectorEvent,
@@ -144,23 +145,34 @@ class AnalysisChain:
 
 
 def detect_block(
-    state: DetectorState, params: DetectorParams, a: Analysed
-) -> tuple[DetectorState, tuple[DetectorEvent, ...]]:
-    """One step of the detector fold over an analysed block (the last one finishes)."""
+    state: DetectorState, params: DetectorParams, a: Analysed,
+    voice_net: voice.VoiceNet | None = None, voice_state: voice.VoiceState | None = None,
+) -> tuple[DetectorState, tuple[DetectorEvent, ...], voice.VoiceState | None]:
+    """One step of the detector fold over an analysed block (the last one finishes),
+    with SONG mode's voice detector first when it runs (its state goes in and out)."""
     b = a.pending.block
     assert b is not None
     n_hops = hops_per_block(b.length16)
     frame_idx = (HOP_SAMPLES * np.arange(n_hops)) // VAD_FRAME_SAMPLES
+    probs = a.probs[frame_idx]
+    probs_mix = None if a.probs_mix is None else a.probs_mix[frame_idx]
+    q = None
+    mix16 = a.pending.mix16
+    if voice_net is not None and voice_state is not None and probs_mix is not None:
+        assert mix16 is not None
+        q, voice_state = voice.run(voice_net, voice_state, b.samples16, mix16, probs,
+                                   probs_mix)
     state, events = detect_step(state, params, BlockInput(
         start_hop=b.start16 // HOP_SAMPLES,
-        probs=a.probs[frame_idx],
-        probs_mix=None if a.probs_mix is None else a.probs_mix[frame_idx],
+        probs=probs,
+        probs_mix=probs_mix,
         energy_db=a.energy_db,
         client_start=b.client_start,
         client=b.client,
         is_last=b.is_last,
+        voice=q,
     ))
     if b.is_last:
         state, tail = detect_finish(state, params, b.client_start + int(b.client.shape[0]))
         events = events + tail
-    return state, tuple(events)
+    return state, tuple(events), voice_state

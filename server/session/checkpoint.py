@@ -33,6 +33,7 @@ from seamcut.server.config import (
     StreamSpec,
 )
 from seamcut.server.dsp.detector import Candidate, DetectorState
+from seamcut.server.dsp.voice import VoiceState
 from seamcut.server.engine.protocol import VAD_STATE_FLOATS, SeparatorInfo
 from seamcut.server.errors import ConfigError
 
@@ -56,6 +57,7 @@ class ResumePoint:
     vad_state: np.ndarray
     mix_state: np.ndarray  # SONG with separation; empty otherwise
     detector: DetectorState  # its ring empty: the pre-roll refills it
+    voice: VoiceState | None = None  # SONG with a separator: the voice detector's state
 
 
 class _Detector(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
@@ -93,6 +95,10 @@ class _Token(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     vad_state: bytes  # float32
     mix_state: bytes
     detector: _Detector
+    voice_hidden: bytes  # float32; empty without the voice detector
+    voice_level: float
+    voice_started: bool
+    voice_tail: bytes  # float32
 
 
 def config_digest(cfg: AppConfig, spec: StreamSpec, sep: SeparatorInfo | None) -> bytes:
@@ -128,7 +134,7 @@ def preroll_frames(cfg: AppConfig, rate_hz: int, sep: SeparatorInfo | None) -> i
 
 
 def encode(p: ResumePoint, digest: bytes) -> bytes:
-    d = p.detector
+    d, v = p.detector, p.voice
     pend = d.pending
     det = _Detector(**{**_fields(d, _ARRAYS), "pending": None if pend is None else (
         pend.hop, pend.score, pend.pause_start, pend.pause_end),
@@ -137,14 +143,19 @@ def encode(p: ResumePoint, digest: bytes) -> bytes:
     return msgspec.msgpack.encode(_Token(
         version=TOKEN_VERSION, digest=digest, origin=p.origin, block=p.block,
         sample=p.sample, resume_from=p.resume_from, cuts=p.cuts,
-        vad_state=_f32(p.vad_state), mix_state=_f32(p.mix_state), detector=det))
+        vad_state=_f32(p.vad_state), mix_state=_f32(p.mix_state), detector=det,
+        voice_hidden=b"" if v is None else _f32(v.hidden),
+        voice_level=0.0 if v is None else v.level,
+        voice_started=v is not None and v.started,
+        voice_tail=b"" if v is None else _f32(v.mix_tail)))
 
 
 def decode(token: bytes, digest: bytes, *, song: bool, block_samples: int,
-           rate_hz: int) -> ResumePoint:
+           rate_hz: int, voice_shape: tuple[int, int] = (0, 0)) -> ResumePoint:
     """The checkpoint in ``token``; ConfigError (INVALID_ARGUMENT) saying why when it
     does not parse, was made for another server version or config, or does not add
-    up."""
+    up. ``voice_shape``: the voice detector's state shape ((0, 0): it does not run)."""
+    voice_hidden = voice_shape[0] * voice_shape[1]
     where = "config.resume_token"
     if len(token) > MAX_RESUME_TOKEN_BYTES:
         raise ConfigError(f"{where}: {len(token)} bytes, more than any token")
@@ -174,6 +185,9 @@ def decode(token: bytes, digest: bytes, *, song: bool, block_samples: int,
         (len(t.vad_state) == vad_bytes and len(t.mix_state) == (vad_bytes if song else 0),
          "VAD state"),
         (d.final_client <= w and d.last_cut_client <= w, "watermarks"),
+        (len(t.voice_hidden) == 4 * voice_hidden and len(t.voice_tail) == (
+            4 * HOP_SAMPLES if voice_hidden else 0) and math.isfinite(t.voice_level),
+         "voice detector state"),
     ]
     bad = [what for ok, what in checks if not ok]
     if bad:
@@ -185,10 +199,14 @@ def decode(token: bytes, digest: bytes, *, song: bool, block_samples: int,
             hop=pend[0], score=pend[1], pause_start=pend[2], pause_end=pend[3]),
         "hist_e": _arr(d.hist_e, np.float32), "hist_p": _arr(d.hist_p, np.float32),
         "recent_power": _arr(d.recent_power, np.float64)})
+    voice = None if not voice_hidden else VoiceState(
+        hidden=_arr(t.voice_hidden, np.float32).reshape(voice_shape),
+        level=t.voice_level, started=t.voice_started,
+        mix_tail=_arr(t.voice_tail, np.float32))
     return ResumePoint(origin=t.origin, block=t.block, sample=t.sample,
                        resume_from=t.resume_from, cuts=t.cuts,
                        vad_state=_arr(t.vad_state, np.float32),
-                       mix_state=_arr(t.mix_state, np.float32), detector=state)
+                       mix_state=_arr(t.mix_state, np.float32), detector=state, voice=voice)
 
 
 # The detector fields a token stores in another form; the rest are copied as they are.

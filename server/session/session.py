@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 import uuid
@@ -13,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, AppConfig, Mode, StreamSpec
+from seamcut.server.dsp import voice
 from seamcut.server.dsp.detector import CutDecision, DetectorParams, DetectorState, SpeechSegment
 from seamcut.server.dsp.pcm import decode
 from seamcut.server.dsp.reblock import GridBlock
@@ -39,6 +41,7 @@ from seamcut.server.events import (
     Summary,
     VadSegment,
 )
+from seamcut.server.models import voice_weights
 from seamcut.server.session import checkpoint, report
 from seamcut.server.session.chain import Analysed, AnalysisChain, Pending, detect_block
 from seamcut.server.session.frontend import (
@@ -115,6 +118,12 @@ def unit_bytes(cfg: AppConfig, spec: StreamSpec, sep: SeparatorInfo | None) -> i
     return max(1, ms * spec.format.sample_rate_hz // 1000) * spec.format.frame_bytes
 
 
+@functools.cache
+def voice_net() -> voice.VoiceNet:
+    """SONG mode's voice detector, loaded once per process."""
+    return voice.load(str(voice_weights.PATH))
+
+
 class Session:
     """Drive one stream. Call from the event loop only.
 
@@ -141,6 +150,10 @@ class Session:
                                             separated=spec.separator != "none",
                                             song=spec.mode is Mode.SONG)
         self._detector = DetectorState()
+        # SONG with a separator: the voice detector runs with the detector, here.
+        self._voice_net = voice_net() if self._params.voice_cap else None
+        self._voice = (voice.initial_state(self._voice_net) if self._voice_net is not None
+                       else None)
         info = engine.info
         sep = None
         if spec.separator != "none":
@@ -210,6 +223,7 @@ class Session:
             r = self._resume
             self._chain.vad_state, self._chain.mix_state = r.vad_state, r.mix_state
             self._detector = r.detector
+            self._voice = r.voice
             self._processed = self._final = self._checkpoint_at = r.sample
             self.stats.cuts = r.cuts  # cut indexes go on from the first stream's
         self._first_cut = self.stats.cuts
@@ -218,6 +232,8 @@ class Session:
         """The checkpoint a resumed stream goes on from (ConfigError if it cannot)."""
         fmt = self.spec.format
         r = checkpoint.decode(spec.resume_token, self._digest, song=self._song,
+                              voice_shape=((0, 0) if self._voice_net is None
+                                           else self._voice_net.hidden),
                               block_samples=self.cfg.engine.block_samples,
                               rate_hz=fmt.sample_rate_hz)
         local = spec.start_sample - r.origin
@@ -400,7 +416,8 @@ class Session:
         point = checkpoint.ResumePoint(
             origin=self._origin, block=self._next_block, sample=w, resume_from=start,
             cuts=self.stats.cuts, vad_state=self._chain.vad_state,
-            mix_state=self._chain.mix_state, detector=checkpoint.without_ring(det))
+            mix_state=self._chain.mix_state, detector=checkpoint.without_ring(det),
+            voice=self._voice)
         self._checkpoint_at = w
         self._put(Checkpoint(sample=w + self._origin, resume_from=start + self._origin,
                              cuts=self.stats.cuts,
@@ -489,7 +506,8 @@ class Session:
         p, b = a.pending, a.pending.block
         assert b is not None
         t0 = time.perf_counter()
-        self._detector, events = detect_block(self._detector, self._params, a)
+        self._detector, events, self._voice = detect_block(
+            self._detector, self._params, a, self._voice_net, self._voice)
         detect_ms = (time.perf_counter() - t0) * 1000
         off = self._origin
         observer = self._observer
