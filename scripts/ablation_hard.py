@@ -1,5 +1,6 @@
-"""The ablation of the level caps and the separated onset margin (docs/QUALITY.md, "Hard
-conditions"): each variant's cuts in words and pauses cut, summed per corpus.
+"""The ablation of the level caps, the separated onset margin and the voice detector
+(docs/QUALITY.md, "Hard conditions"): each variant's cuts in words and pauses cut,
+summed per corpus.
 
 The engine runs once per clip (Silero, the separator, the band energy); the detector,
 a pure fold over those inputs, is then replayed under each variant of the cap
@@ -28,22 +29,31 @@ from scripts.eval_hard import POLICY, Clip, clips, score
 from scripts.fusion_study import Recorded
 
 # name: (SPEECH: valley, silent dB; SONG vocal claim: valley, silent dB; window ms; attack;
-# the onset margin on a separated vocal, ms)
-VARIANTS: dict[str, tuple[float, float, float, float, int, float, int]] = {
-    "no caps, onset margin 100 ms (before)": (0, 0, 0, 0, 80, 0.3, 100),
-    "SPEECH foreground cap only": (6, 14, 0, 0, 80, 0.3, 100),
-    "SONG vocal-claim cap only": (0, 0, 4, 12, 80, 0.3, 100),
-    "both caps, onset margin 100 ms (2026-12-02)": (6, 14, 4, 12, 80, 0.3, 100),
-    "**both caps, separated onset margin 200 ms (default)**": (6, 14, 4, 12, 80, 0.3, 200),
-    "separated onset margin 150 ms": (6, 14, 4, 12, 80, 0.3, 150),
-    "separated onset margin 250 ms": (6, 14, 4, 12, 80, 0.3, 250),
-    "SPEECH cap 4..12 dB": (4, 12, 4, 12, 80, 0.3, 200),
-    "SPEECH cap 8..16 dB": (8, 16, 4, 12, 80, 0.3, 200),
-    "SONG cap 6..14 dB": (6, 14, 6, 14, 80, 0.3, 200),
-    "SONG cap 8..16 dB": (6, 14, 8, 16, 80, 0.3, 200),
-    "level window 50 ms": (6, 14, 4, 12, 50, 0.3, 200),
-    "level window 120 ms": (6, 14, 4, 12, 120, 0.3, 200),
-    "level attack 0.1": (6, 14, 4, 12, 80, 0.1, 200),
+# the onset margin on a separated vocal, ms; the voice detector's cap: its (low, high)
+# probabilities, or None for off)
+Voice = tuple[float, float] | None
+ON = (0.1, 0.6)  # the default (DetectorConfig.voice_cap_low, voice_cap_high)
+VARIANTS: dict[str, tuple[float, float, float, float, int, float, int, Voice]] = {
+    "no caps, onset margin 100 ms (before)": (0, 0, 0, 0, 80, 0.3, 100, None),
+    "SPEECH foreground cap only": (6, 14, 0, 0, 80, 0.3, 100, None),
+    "SONG vocal-claim cap only": (0, 0, 4, 12, 80, 0.3, 100, None),
+    "both caps, onset margin 100 ms (2026-12-02)": (6, 14, 4, 12, 80, 0.3, 100, None),
+    "both caps, separated onset margin 200 ms": (6, 14, 4, 12, 80, 0.3, 200, None),
+    "**the same and the voice detector (default)**": (6, 14, 4, 12, 80, 0.3, 200, ON),
+    "the voice detector, onset margin 100 ms": (6, 14, 4, 12, 80, 0.3, 100, ON),
+    "separated onset margin 150 ms": (6, 14, 4, 12, 80, 0.3, 150, ON),
+    "separated onset margin 250 ms": (6, 14, 4, 12, 80, 0.3, 250, ON),
+    "SPEECH cap 4..12 dB": (4, 12, 4, 12, 80, 0.3, 200, ON),
+    "SPEECH cap 8..16 dB": (8, 16, 4, 12, 80, 0.3, 200, ON),
+    "SONG cap 6..14 dB": (6, 14, 6, 14, 80, 0.3, 200, ON),
+    "SONG cap 8..16 dB": (6, 14, 8, 16, 80, 0.3, 200, ON),
+    "level window 50 ms": (6, 14, 4, 12, 50, 0.3, 200, ON),
+    "level window 120 ms": (6, 14, 4, 12, 120, 0.3, 200, ON),
+    "level attack 0.1": (6, 14, 4, 12, 80, 0.1, 200, ON),
+    "voice cap 0.05..0.5": (6, 14, 4, 12, 80, 0.3, 200, (0.05, 0.5)),
+    "voice cap 0.2..0.7": (6, 14, 4, 12, 80, 0.3, 200, (0.2, 0.7)),
+    "voice cap 0.1..0.8": (6, 14, 4, 12, 80, 0.3, 200, (0.1, 0.8)),
+    "voice cap 0.3..0.8": (6, 14, 4, 12, 80, 0.3, 200, (0.3, 0.8)),
 }
 
 
@@ -60,7 +70,7 @@ def record() -> dict[str, dict[str, Recorded]]:
                                 "speech": ({}, speech)})
 
 
-def replay(inputs: list[Any], v: tuple[float, float, float, float, int, float, int]
+def replay(inputs: list[Any], v: tuple[float, float, float, float, int, float, int, Voice]
            ) -> list[int]:
     params, first = inputs[0]
     song = first.probs_mix is not None  # SONG with the separator (and its mix vote)
@@ -69,7 +79,10 @@ def replay(inputs: list[Any], v: tuple[float, float, float, float, int, float, i
     p = dataclasses.replace(params, valley_db=valley, silent_db=silent,
                             valley_window=window, level_attack=v[5])
     if song:
-        p = dataclasses.replace(p, margin_end=round(v[6] * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES))
+        p = dataclasses.replace(p, margin_end=round(v[6] * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES),
+                                voice_cap=v[7] is not None)
+        if v[7] is not None:
+            p = dataclasses.replace(p, voice_low=v[7][0], voice_high=v[7][1])
     return fusion_study.detector_cuts(p, [block for _, block in inputs])
 
 

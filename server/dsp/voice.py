@@ -123,17 +123,21 @@ def run(net: VoiceNet, state: VoiceState, est: np.ndarray, mix_block: np.ndarray
     # The input side of every hop at once; only the recurrence runs hop by hop.
     u = np.maximum(np.einsum("tf,kfh->kth", x, net.w_in) + net.b_in[:, None, :], 0)
     gi = np.einsum("kth,khg->ktg", u, net.w_ih) + net.b_ih[:, None, :]
-    h = state.hidden.astype(np.float64)
-    n_h = h.shape[1]
-    out = np.empty((hops, h.shape[0]))
+    h = state.hidden.astype(np.float64)[:, None, :]  # [K, 1, H]
+    n_h = h.shape[2]
+    gi_rz, gi_n = gi[:, :, : 2 * n_h], gi[:, :, 2 * n_h :]
+    b_hh = net.b_hh[:, None, :]
+    hs = np.empty((h.shape[0], hops, n_h))
     for t in range(hops):
-        gh = np.einsum("kh,khg->kg", h, net.w_hh) + net.b_hh
-        r = _sigmoid(gi[:, t, :n_h] + gh[:, :n_h])
-        z = _sigmoid(gi[:, t, n_h : 2 * n_h] + gh[:, n_h : 2 * n_h])
-        n = np.tanh(gi[:, t, 2 * n_h :] + r * gh[:, 2 * n_h :])
+        gh = h @ net.w_hh + b_hh  # [K, 1, 3H]
+        rz = 1 / (1 + np.exp(-(gi_rz[:, t : t + 1] + gh[:, :, : 2 * n_h])))
+        n = np.tanh(gi_n[:, t : t + 1] + rz[:, :, :n_h] * gh[:, :, 2 * n_h :])
+        z = rz[:, :, n_h:]
         h = (1 - z) * n + z * h
-        out[t] = np.einsum("kh,kh->k", h, net.w_out) + net.b_out
-    q = _sigmoid(out).mean(axis=1)
+        hs[:, t] = h[:, 0]
+    out = np.einsum("kth,kh->kt", hs, net.w_out) + net.b_out[:, None]
+    q = _sigmoid(out).mean(axis=0)
+    h = h[:, 0]
     tail = mix[-HOP:] if mix.shape[0] >= HOP else np.concatenate(
         [np.zeros(HOP - mix.shape[0], np.float32), mix])
     return q.astype(np.float32), VoiceState(hidden=h.astype(np.float32), level=level,
