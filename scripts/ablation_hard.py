@@ -32,14 +32,14 @@ from scripts.fusion_study import Recorded
 # the onset margin on a separated vocal, ms; the voice detector's cap: its (low, high)
 # probabilities, or None for off)
 Voice = tuple[float, float] | None
-ON = (0.1, 0.6)  # the default (DetectorConfig.voice_cap_low, voice_cap_high)
+ON = (0.1, 0.7)  # the default (DetectorConfig.voice_cap_low, voice_cap_high)
 VARIANTS: dict[str, tuple[float, float, float, float, int, float, int, Voice]] = {
     "no caps, onset margin 100 ms (before)": (0, 0, 0, 0, 80, 0.3, 100, None),
     "SPEECH foreground cap only": (6, 14, 0, 0, 80, 0.3, 100, None),
     "SONG vocal-claim cap only": (0, 0, 4, 12, 80, 0.3, 100, None),
     "both caps, onset margin 100 ms (2026-12-02)": (6, 14, 4, 12, 80, 0.3, 100, None),
     "both caps, separated onset margin 200 ms": (6, 14, 4, 12, 80, 0.3, 200, None),
-    "**the same and the voice detector (default)**": (6, 14, 4, 12, 80, 0.3, 200, ON),
+    "**the same and the voice detector, cap 0.1..0.7 (default)**": (6, 14, 4, 12, 80, 0.3, 200, ON),
     "the voice detector, onset margin 100 ms": (6, 14, 4, 12, 80, 0.3, 100, ON),
     "separated onset margin 150 ms": (6, 14, 4, 12, 80, 0.3, 150, ON),
     "separated onset margin 250 ms": (6, 14, 4, 12, 80, 0.3, 250, ON),
@@ -51,8 +51,10 @@ VARIANTS: dict[str, tuple[float, float, float, float, int, float, int, Voice]] =
     "level window 120 ms": (6, 14, 4, 12, 120, 0.3, 200, ON),
     "level attack 0.1": (6, 14, 4, 12, 80, 0.1, 200, ON),
     "voice cap 0.05..0.5": (6, 14, 4, 12, 80, 0.3, 200, (0.05, 0.5)),
-    "voice cap 0.2..0.7": (6, 14, 4, 12, 80, 0.3, 200, (0.2, 0.7)),
+    "voice cap 0.1..0.6 (first trained)": (6, 14, 4, 12, 80, 0.3, 200, (0.1, 0.6)),
     "voice cap 0.1..0.8": (6, 14, 4, 12, 80, 0.3, 200, (0.1, 0.8)),
+    "voice cap 0.1..0.9": (6, 14, 4, 12, 80, 0.3, 200, (0.1, 0.9)),
+    "voice cap 0.2..0.7": (6, 14, 4, 12, 80, 0.3, 200, (0.2, 0.7)),
     "voice cap 0.3..0.8": (6, 14, 4, 12, 80, 0.3, 200, (0.3, 0.8)),
 }
 

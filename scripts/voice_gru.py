@@ -9,12 +9,13 @@ probabilities are recorded (scripts/fusion_study.py), and three GRUs (hidden 48,
 per seed) learn per hop whether the dry voice sounds. The server averages them.
 
 ``--judge`` replays the real detector on the recorded inputs of the hard rows, the
-default song corpus and the 40 held-out songs (tests/song_validation.py), with the
-network's cap and without it (docs/QUALITY.md, "Voice detector").
+default song corpus and the 40 held-out songs (tests/song_validation.py), without the
+network's cap and with it at the ranges of ``JUDGED`` (docs/QUALITY.md, "Voice
+detector"); ``--judge-only`` judges the shipped weights without training (~5 min).
 
 Usage (from the repo root; ~12 min the first time, most of it making and analysing
 the songs; ``--record`` keeps the recordings in a pickle to train again quickly):
-    .venv/bin/python scripts/voice_gru.py [--record /tmp/voice.pkl] [--judge]
+    .venv/bin/python scripts/voice_gru.py [--record /tmp/voice.pkl] [--judge | --judge-only]
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ SEEDS = (0, 1, 2)
 HIDDEN = 48
 EPOCHS = 25
 SEQ = 800  # hops per training sequence (8 s)
+# the cap's (low, high) ranges judged besides "off"; the default is DetectorConfig's
+JUDGED = ((0.1, 0.6), (0.1, 0.7), (0.1, 0.8), (0.1, 0.9))
 OUT = Path(__file__).resolve().parent.parent / "server" / "models" / "voice_gru.npz"
 
 
@@ -115,9 +118,9 @@ def train(recs: list[Any]) -> dict[str, np.ndarray]:
     return {"mu": mu.astype(np.float32), "sd": sd.astype(np.float32), **out}
 
 
-def record(path: Path | None) -> dict[str, dict[str, Any]]:
-    """Every group's clips through the engine with the voice cap off, recorded (or the
-    recordings ``path`` keeps)."""
+def record(path: Path | None, with_train: bool = True) -> dict[str, dict[str, Any]]:
+    """Every group's clips (the training songs only if ``with_train``) through the
+    engine with the voice cap off, recorded (or the recordings ``path`` keeps)."""
     if path is not None and path.exists():
         loaded: dict[str, dict[str, Any]] = pickle.loads(path.read_bytes())
         return loaded
@@ -126,9 +129,10 @@ def record(path: Path | None) -> dict[str, dict[str, Any]]:
     from tests.song_validation import WIDE_CHORDS, generated_specs, song_cache
 
     groups = fusion_study.default_groups()
-    songs = song_cache(generated_specs(*TRAIN, WIDE_CHORDS))
-    groups["train"] = (POLICY, [Clip(c.name, c.mix, c.vocal, c.sample_rate_hz, c.speech,
-                                     c.pauses, Mode.SONG) for c in songs])
+    if with_train:
+        songs = song_cache(generated_specs(*TRAIN, WIDE_CHORDS))
+        groups["train"] = (POLICY, [Clip(c.name, c.mix, c.vocal, c.sample_rate_hz,
+                                         c.speech, c.pauses, Mode.SONG) for c in songs])
     off = {"SEAMCUT_DETECTOR_VOICE_CAP": "false"}
     recs = fusion_study.record({k: ({**env, **off}, clips) for k, (env, clips) in
                                 groups.items()})
@@ -159,32 +163,42 @@ def judge(recs: dict[str, dict[str, Any]], net: voice.VoiceNet) -> None:
         return out
 
     det = DetectorConfig()
+    default = (det.voice_cap_low, det.voice_cap_high)
     print("| voice cap | hard songs: in words | pauses cut | default songs: in words | "
           "pauses cut | 40 held-out songs: in words | pauses cut |")
     print("|---|---|---|---|---|---|---|")
-    for on in (False, True):
+    for cap in (None, *JUDGED):
         cells = []
         for group in ("hard", "songs", "validation"):
             w = h = n = 0
             for r in recs[group].values():
+                low, high = cap or default
                 params = dataclasses.replace(
-                    r.inputs[0][0], voice_cap=on, voice_low=det.voice_cap_low,
-                    voice_high=det.voice_cap_high,
+                    r.inputs[0][0], voice_cap=cap is not None, voice_low=low,
+                    voice_high=high,
                     margin_end=det.separated_margin_end_ms * ANALYSIS_RATE_HZ // 1000
                     // HOP_SAMPLES)
-                a, b, c = score(r.clip, detector_cuts(params, blocks(r, on)))
+                a, b, c = score(r.clip, detector_cuts(params, blocks(r, cap is not None)))
                 w, h, n = w + a, h + b, n + c
             cells += [str(w), f"{h} of {n}"]
-        print(f"| {'on' if on else 'off'} | " + " | ".join(cells) + " |")
+        name = "off" if cap is None else f"{cap[0]}..{cap[1]}" + (
+            " (default)" if cap == default else "")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--record", type=Path, help="keep the recordings in this pickle")
     ap.add_argument("--judge", action="store_true", help="replay the judged corpora")
+    ap.add_argument("--judge-only", action="store_true",
+                    help="judge the weights at --out without training")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     t0 = time.perf_counter()
+    if args.judge_only:
+        judge(record(args.record, with_train=False), voice.load(str(args.out)))
+        print(f"({time.perf_counter() - t0:.0f} s)")
+        return
     recs = record(args.record)
     weights = train(list(recs["train"].values()))
     np.savez_compressed(args.out, **weights)

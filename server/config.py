@@ -360,7 +360,7 @@ class DetectorConfig:
     # vocal estimate hides (docs/QUALITY.md, "Voice detector").
     voice_cap: bool = True
     voice_cap_low: float = 0.1
-    voice_cap_high: float = 0.6
+    voice_cap_high: float = 0.7
     # Both caps' running level follows rises fast (``level_attack`` per hop) and falls
     # slowly (``level_release``), so a pause does not drag it down.
     level_window_ms: int = 80
