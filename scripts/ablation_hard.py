@@ -51,7 +51,7 @@ VARIANTS: dict[str, tuple[float, float, float, float, int, float, int, Voice]] =
     "level window 120 ms": (6, 14, 4, 12, 120, 0.3, 200, ON),
     "level attack 0.1": (6, 14, 4, 12, 80, 0.1, 200, ON),
     "voice cap 0.05..0.5": (6, 14, 4, 12, 80, 0.3, 200, (0.05, 0.5)),
-    "voice cap 0.1..0.6 (first trained)": (6, 14, 4, 12, 80, 0.3, 200, (0.1, 0.6)),
+    "voice cap 0.1..0.6 (the first default)": (6, 14, 4, 12, 80, 0.3, 200, (0.1, 0.6)),
     "voice cap 0.1..0.8": (6, 14, 4, 12, 80, 0.3, 200, (0.1, 0.8)),
     "voice cap 0.1..0.9": (6, 14, 4, 12, 80, 0.3, 200, (0.1, 0.9)),
     "voice cap 0.2..0.7": (6, 14, 4, 12, 80, 0.3, 200, (0.2, 0.7)),

@@ -615,6 +615,23 @@ def render_midi(midi: bytes, *, sample_rate_hz: int, gain: float = FLUID_GAIN) -
 # --------------------------------------------------------------------------------------------
 
 
+# A sung note shorter than this is a rendering fault, not a note (every note here lasts
+# 0.38 s or more at the sung tempo).
+SUNG_NOTE_MIN_S = 0.3
+# Languages whose espeak-ng phoneme table has the open back vowel ``A`` of the default
+# syllables. The others (fr, es, it, pl, ro, cs, fi, id, tr among those used here) render
+# ``[[n'A:]]`` as 0.15 s of near-silence, so the note is sung on their ``a`` instead.
+_OPEN_BACK_A = ("en", "de", "nl", "pt", "sv", "da", "hu")
+
+
+def _portable(syllable: str, voice: str) -> str:
+    """``syllable`` as ``voice``'s phoneme table can sing it."""
+    language = voice.split("+", maxsplit=1)[0].split("-", maxsplit=1)[0]
+    if syllable.startswith("[[") and language not in _OPEN_BACK_A:
+        return syllable.replace("A", "a")
+    return syllable
+
+
 def _render_phrase(phrase: str | Sung | Recorded, spec: SongSpec) -> F64Array:
     """Dry mono phrase at :data:`ESPEAK_RATE_HZ`, trimmed at both ends."""
     parts: list[FloatArray] = []
@@ -634,8 +651,14 @@ def _render_phrase(phrase: str | Sung | Recorded, spec: SongSpec) -> F64Array:
             raise ValueError("a sung phrase needs at least one note")
         for syllable, pitch in phrase.notes:
             audio, rate = synth_phrase(
-                syllable, voice=spec.voice, speed_wpm=spec.sung_wpm, pitch=pitch
+                _portable(syllable, spec.voice), voice=spec.voice, speed_wpm=spec.sung_wpm,
+                pitch=pitch,
             )
+            if audio.shape[0] < SUNG_NOTE_MIN_S * rate:
+                raise RuntimeError(
+                    f"espeak-ng sang {syllable!r} with {spec.voice} as {audio.shape[0] / rate:.2f}"
+                    f" s, not a sustained note: its phoneme table lacks a phoneme of it"
+                )
             parts.append(audio)
     if rate != ESPEAK_RATE_HZ:
         raise RuntimeError(f"espeak-ng returned {rate} Hz, expected {ESPEAK_RATE_HZ} Hz")

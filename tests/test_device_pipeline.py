@@ -289,6 +289,7 @@ def test_fallback_keeps_only_the_streams_the_cpu_can_carry(cpu_cuts: list[int]) 
 
 
 def _song_cuts(lanes: str, split: int, separator: dict[str, object] | None = None,
+               detector: dict[str, object] | None = None,
                **engine: object) -> tuple[list[int], list[ChunkTrace], tuple[int, int, str]]:
     """SONG cuts and traces; the batches S1 and S2 + S3 ran as device flights, and why
     S1 fell back ("" = it did not)."""
@@ -297,7 +298,8 @@ def _song_cuts(lanes: str, split: int, separator: dict[str, object] | None = Non
     song, rate = sf.read(str(resources.files("seamcut.samples") / "song_en.flac"),
                          dtype="float32", always_2d=True)
     cfg = load_config(env={}, overrides={"engine": {"lanes": lanes, **engine},
-                                         "separator": separator or {}})
+                                         "separator": separator or {},
+                                         "detector": detector or {}})
     eng = InprocEngine(cfg)
     spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE, sample_rate_hz=rate,
                                                channels=2),
@@ -351,14 +353,18 @@ def test_an_mdx_model_runs_on_the_separation_lane(mdx_file: str, runtime: str) -
     the lane's stream), or the graph run by torch. The cuts are those of the same
     runtime on the ordinary path; a fault re-runs on ONNX Runtime's CPU session."""
     sep = {"default_backend": "mdx", "mdx_model_path": mdx_file, "mdx_runtime": runtime}
-    cpu, _, _ = _song_cuts("off", 44_100, sep)
+    # This MDX network has random weights: its "vocal" is noise, which the voice
+    # detector rightly hears as no voice, and how many cuts survive that is chance.
+    # The lanes are what is tested here, so the cuts compared come without it.
+    det = {"voice_cap": False}
+    cpu, _, _ = _song_cuts("off", 44_100, sep, det)
     assert len(cpu) >= 2
     for split in (44_100, 9_999):
-        cuts, _, flights = _song_cuts("fake", split, sep)
+        cuts, _, flights = _song_cuts("fake", split, sep, det)
         assert cuts == cpu
         assert min(flights[:2]) > 0 and not flights[2]
     if runtime == "onnxruntime":  # the re-run is the same session type: identical cuts
-        cuts, _, flights = _song_cuts("fake", 44_100, sep, test_fault="d1@40")
+        cuts, _, flights = _song_cuts("fake", 44_100, sep, det, test_fault="d1@40")
         assert cuts == cpu
         assert "injected device fault at window 40" in flights[2]
 

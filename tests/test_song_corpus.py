@@ -313,3 +313,32 @@ def test_reverb_ir_is_deterministic_unit_energy_and_decays() -> None:
     quarter = body.size // 4
     first, last = _rms(body[:quarter]), _rms(body[-quarter:])
     assert 20 * math.log10(first / last) > 30  # 45 dB nominal over the last 3/4 of T60
+
+
+def test_every_sung_note_of_every_corpus_is_a_sustained_note() -> None:
+    """espeak-ng sings a phoneme its language's table lacks (``A`` in fr, es, it, pl,
+    ...) as 0.15 s of near-silence; such a "phrase" made two hard rows measure nothing
+    but the generator (docs/QUALITY.md, "Hard conditions"). Every (voice, syllable,
+    pitch) any corpus uses renders as a note of at least SUNG_NOTE_MIN_S at -30 dB RMS
+    or louder, and the renderer refuses one that does not."""
+    from scripts.voice_gru import TRAIN
+    from tests.hard_corpus import hard_song_specs
+    from tests.song_corpus import SUNG_NOTE_MIN_S, _portable, _render_phrase, synth_phrase
+    from tests.song_validation import WIDE_CHORDS, generated_specs, validation_specs
+
+    notes = {(s.voice, s.sung_wpm, syllable, pitch)
+             for specs in (song_specs(), hard_song_specs(), validation_specs(),
+                           generated_specs(*TRAIN, WIDE_CHORDS))
+             for s in specs for ph in s.phrases if isinstance(ph, Sung)
+             for syllable, pitch in ph.notes}
+    assert any(v.startswith("it+") for v, *_ in notes)  # a language without ``A``
+    short = []
+    for voice, wpm, syllable, pitch in sorted(notes):
+        audio, rate = synth_phrase(_portable(syllable, voice), voice=voice, speed_wpm=wpm,
+                                   pitch=pitch)
+        if audio.shape[0] < SUNG_NOTE_MIN_S * rate or _rms(audio) < 10 ** (-30 / 20):
+            short.append((voice, syllable, audio.shape[0] / rate))
+    assert not short
+    spec = dataclasses.replace(next(iter(SPEC_BY_NAME.values())), voice="it+f4")
+    with pytest.raises(RuntimeError, match="not a sustained note"):
+        _render_phrase(Sung(notes=(("[[t]]", 50),)), spec)  # a stop: no vowel to hold
