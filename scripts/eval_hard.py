@@ -8,10 +8,13 @@ where the dry voice sounds / pauses >= 0.5 s holding a cut. Policy as the issue
 states it: min segment 0.5 s, max segment 15 s.
 
 Usage (from the repo root):
-    .venv/bin/python scripts/eval_hard.py [--json PATH] [--no-caps]
+    .venv/bin/python scripts/eval_hard.py [--json PATH] [--no-caps] [--no-voice] [--held-out]
 
 ``--no-caps``: the detector without its level caps (detector.foreground_valley_db and
-vocal_valley_db 0), which is the detector as it was before 2026-12-02.
+vocal_valley_db 0), which is the detector as it was before 2026-12-02. ``--no-voice``:
+without the voice detector's cap (detector.voice_cap false). ``--held-out``: the 40
+held-out generated songs (tests/song_validation.py) instead of the hard rows, one row
+each and their sums (~4 min).
 """
 
 from __future__ import annotations
@@ -119,6 +122,13 @@ def main() -> None:
     if "--no-caps" in sys.argv[1:]:  # the detector as it was before the level caps
         env |= {"SEAMCUT_DETECTOR_FOREGROUND_VALLEY_DB": "0",
                 "SEAMCUT_DETECTOR_VOCAL_VALLEY_DB": "0"}
+    if "--no-voice" in sys.argv[1:]:
+        env |= {"SEAMCUT_DETECTOR_VOICE_CAP": "false"}
+    todo = clips()
+    if "--held-out" in sys.argv[1:]:
+        from scripts.fusion_study import default_groups
+
+        todo = default_groups()["validation"][1]
     cfg = load_config(env=env)
     engine = InprocEngine(cfg)
     methods: dict[str, Any] = {
@@ -129,7 +139,7 @@ def main() -> None:
         "rms": rms_slicer_cuts,
     }
     t0 = time.perf_counter()
-    table = evaluate(methods, clips())
+    table = evaluate(methods, todo)
     asyncio.run(engine.close())
     print("| condition | seamcut | seamcut, clean stem | seamcut SPEECH mode on the mix "
           "| Silero VAD on the mix | RMS slicer |")
@@ -138,6 +148,10 @@ def main() -> None:
         cells = [f"{row[m][0]} / {row[m][1]} of {row[m][2]}" if m in row else "–"
                  for m in methods]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    sums = [[sum(row[m][i] for row in table.values() if m in row) for i in range(3)]
+            for m in methods]
+    print("| **sum** | " + " | ".join(f"{w} / {h} of {n}" if n else "–" for w, h, n in sums)
+          + " |")
     print(f"\n(cuts in words / pauses >= 0.5 s cut; {time.perf_counter() - t0:.0f} s)")
     if "--json" in sys.argv[1:]:
         path = sys.argv[sys.argv.index("--json") + 1]

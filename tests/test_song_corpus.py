@@ -317,8 +317,8 @@ def test_reverb_ir_is_deterministic_unit_energy_and_decays() -> None:
 
 def test_every_sung_note_of_every_corpus_is_a_sustained_note() -> None:
     """espeak-ng sings a phoneme its language's table lacks (``A`` in fr, es, it, pl,
-    ...) as 0.15 s of near-silence; such a "phrase" made two hard rows measure nothing
-    but the generator (docs/QUALITY.md, "Hard conditions"). Every (voice, syllable,
+    ...) as 0.15 s of near-silence; such "phrases" in three hard rows measured the
+    generator, not the detector (docs/QUALITY.md, "Hard conditions"). Every (voice, syllable,
     pitch) any corpus uses renders as a note of at least SUNG_NOTE_MIN_S at -30 dB RMS
     or louder, and the renderer refuses one that does not."""
     from scripts.voice_gru import TRAIN
