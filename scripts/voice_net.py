@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from seamcut.server.dsp import voice
 
 HOP = 160  # the analysis hop (seamcut.server.config.HOP_SAMPLES)
 RATE = 16_000
@@ -34,18 +35,7 @@ LAGS = (3, 9)  # hops back of the probabilities besides the hop's own
 FLOATS = np.float32
 
 
-def mel_bank(lo: float = 80.0, hi: float = 7_600.0) -> np.ndarray:
-    """Triangular mel filters [MELS, WIN // 2 + 1]."""
-    def mel(f: float) -> float:
-        return float(2595 * np.log10(1 + f / 700))
-
-    edges = 700 * (10 ** (np.linspace(mel(lo), mel(hi), MELS + 2) / 2595) - 1)
-    f = np.fft.rfftfreq(WIN, 1 / RATE)
-    return np.stack([np.clip(np.minimum((f - a) / (b - a), (c - f) / (c - b)), 0, None)
-                     for a, b, c in zip(edges, edges[1:], edges[2:], strict=False)])
-
-
-_BANK = mel_bank()
+_BANK = voice.mel_bank(MELS, WIN, RATE, lo=80.0)
 _HANN = np.hanning(WIN)
 
 

@@ -31,18 +31,19 @@ LEVEL_ATTACK, LEVEL_RELEASE = 0.2, 0.01  # the mix's running level (log10 power 
 _HANN = np.hanning(WIN)
 
 
-def _mel_bank(lo: float = 100.0, hi: float = 7_600.0) -> np.ndarray:
-    """Triangular mel filters [MELS, N_FFT // 2 + 1]."""
+def mel_bank(mels: int = MELS, n_fft: int = N_FFT, rate: int = _RATE, lo: float = 100.0,
+             hi: float = 7_600.0) -> np.ndarray:
+    """Triangular mel filters [mels, n_fft // 2 + 1] from ``lo`` to ``hi`` Hz."""
     def mel(f: float) -> float:
         return float(2595 * np.log10(1 + f / 700))
 
-    edges = 700 * (10 ** (np.linspace(mel(lo), mel(hi), MELS + 2) / 2595) - 1)
-    f = np.fft.rfftfreq(N_FFT, 1 / _RATE)
+    edges = 700 * (10 ** (np.linspace(mel(lo), mel(hi), mels + 2) / 2595) - 1)
+    f = np.fft.rfftfreq(n_fft, 1 / rate)
     return np.stack([np.clip(np.minimum((f - a) / (b - a), (c - f) / (c - b)), 0, None)
                      for a, b, c in zip(edges, edges[1:], edges[2:], strict=False)])
 
 
-_BANK = _mel_bank()
+_BANK = mel_bank()
 
 
 def log_mel(x: np.ndarray, n_hops: int) -> np.ndarray:
