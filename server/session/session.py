@@ -224,7 +224,10 @@ class Session:
             self._chain.vad_state, self._chain.mix_state = r.vad_state, r.mix_state
             self._detector = r.detector
             self._voice = r.voice
-            self._processed = self._final = self._checkpoint_at = r.sample
+            self._processed = self._checkpoint_at = r.sample
+            # Not r.sample: a pause before the checkpoint may still be undecided there,
+            # and samples_final promises that no cut comes before it.
+            self._final = r.detector.final_client
             self.stats.cuts = r.cuts  # cut indexes go on from the first stream's
         self._first_cut = self.stats.cuts
 
