@@ -138,11 +138,14 @@ def test_a_stream_resumed_from_any_checkpoint_makes_the_uninterrupted_cuts(
 
 
 def promises_kept(events: list[Event]) -> None:
-    """No cut before a samples_final the stream has already sent ("no cut before it")."""
+    """No cut before a samples_final the stream has already sent ("no cut before it"),
+    and received >= processed >= final in every Progress (PROTOCOL.md)."""
     final = -1
     for ev in events:
         if isinstance(ev, Progress | Flushed):
-            final = max(final, (ev if isinstance(ev, Progress) else ev.progress).samples_final)
+            p = ev if isinstance(ev, Progress) else ev.progress
+            assert p.samples_received >= p.samples_processed >= p.samples_final, p
+            final = max(final, p.samples_final)
         elif isinstance(ev, Cut):
             assert ev.sample >= final, f"cut {ev.index} at {ev.sample} after samples_final {final}"
 

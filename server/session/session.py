@@ -542,10 +542,15 @@ class Session:
 
     def _progress_event(self) -> Progress:
         off = self._origin
+        # A resumed stream's detector starts at its checkpoint, ahead of the pre-roll
+        # audio it has yet to receive again: received >= processed >= final holds
+        # (PROTOCOL.md), and a lower watermark only promises less.
+        received = self._front.received
+        processed = min(self._processed, received)
         return Progress(
-            samples_received=self._front.received + off,
-            samples_processed=self._processed + off,
-            samples_final=self._final + off,
+            samples_received=received + off,
+            samples_processed=processed + off,
+            samples_final=min(self._final, processed) + off,
             last_seq=self._next_seq - 1 if self._next_seq else 0,
         )
 
