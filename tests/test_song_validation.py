@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from scripts.voice_gru import TRAIN as GRU_TRAIN
 from scripts.voice_net import TRAIN
 from tests.hard_corpus import hard_song_specs
 from tests.song_corpus import song_specs
@@ -21,15 +22,17 @@ def _language(voice: str) -> str:
 def test_generated_songs_share_no_setting_with_the_quality_corpora() -> None:
     judged = hard_song_specs() + song_specs()
     assert {s.bass_program for s in judged} - {None} <= {32, 33}
-    for held_out in (validation_specs(), generated_specs(*TRAIN, WIDE_CHORDS)):
+    for held_out in (validation_specs(), generated_specs(*TRAIN, WIDE_CHORDS),
+                     generated_specs(*GRU_TRAIN, WIDE_CHORDS)):
         assert {_language(s.voice) for s in held_out}.isdisjoint(
             {_language(s.voice) for s in judged})
         assert {p for s in held_out for p in s.programs}.isdisjoint(
             {p for s in judged for p in s.programs})
         assert {s.bass_program for s in held_out} - {None} <= {34, 35, 36, 38}
         assert {s.seed for s in held_out}.isdisjoint({s.seed for s in judged})
-    assert {s.seed for s in validation_specs()}.isdisjoint(
-        {s.seed for s in generated_specs(*TRAIN, WIDE_CHORDS)})
+    for train in (TRAIN, GRU_TRAIN):
+        assert {s.seed for s in validation_specs()}.isdisjoint(
+            {s.seed for s in generated_specs(*train, WIDE_CHORDS)})
 
 
 def test_the_generator_is_deterministic_and_varied() -> None:
