@@ -14,7 +14,7 @@ Usage (from the repo root):
 vocal_valley_db 0), which is the detector as it was before 2026-12-02. ``--no-voice``:
 without the voice detector's cap (detector.voice_cap false). ``--held-out``: the 40
 held-out generated songs (tests/song_validation.py) instead of the hard rows, one row
-each and their sums (~4 min).
+each and their sums (1-2 min once the songs are cached).
 """
 
 from __future__ import annotations
