@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, Mode
 
 from scripts import fusion_study
-from scripts.eval_hard import POLICY, Clip, clips, score
+from scripts.eval_hard import POLICY, Clip, clips, score, song_clip
 from scripts.fusion_study import Recorded
 
 # name: (SPEECH: valley, silent dB; SONG vocal claim: valley, silent dB; window ms; attack;
@@ -64,8 +64,7 @@ def record() -> dict[str, dict[str, Recorded]]:
     from tests.corpus import default_corpus
     from tests.song_corpus import default_song_corpus
 
-    songs = [Clip(c.name, c.mix, c.vocal, c.sample_rate_hz, c.speech, c.pauses, Mode.SONG)
-             for c in default_song_corpus()]
+    songs = [song_clip(c) for c in default_song_corpus()]
     speech = [Clip(c.name, c.audio, None, c.sample_rate_hz, c.speech, c.pauses, Mode.SPEECH)
               for c in default_corpus()]
     return fusion_study.record({"hard": (POLICY, clips()), "songs": ({}, songs),

@@ -59,11 +59,15 @@ class Clip:
         return int(self.mix.shape[0])
 
 
+def song_clip(c: Any) -> Clip:
+    """A generated song (tests/song_corpus.py SongClip) as a SONG-mode clip."""
+    return Clip(c.name, c.mix, c.vocal, c.sample_rate_hz, c.speech, c.pauses, Mode.SONG)
+
+
 def clips() -> list[Clip]:
     from tests.hard_corpus import babble_clips, hard_songs
 
-    out = [Clip(c.name, c.mix, c.vocal, c.sample_rate_hz, c.speech, c.pauses, Mode.SONG)
-           for c in hard_songs()]
+    out = [song_clip(c) for c in hard_songs()]
     out += [Clip(c.name, c.audio, None, c.sample_rate_hz, c.speech, c.pauses, Mode.SPEECH)
             for c in babble_clips()]
     return out
@@ -126,9 +130,9 @@ def main() -> None:
         env |= {"SEAMCUT_DETECTOR_VOICE_CAP": "false"}
     todo = clips()
     if "--held-out" in sys.argv[1:]:
-        from scripts.fusion_study import default_groups
+        from tests.song_validation import validation_songs
 
-        todo = default_groups()["validation"][1]
+        todo = [song_clip(c) for c in validation_songs()]
     cfg = load_config(env=env)
     engine = InprocEngine(cfg)
     methods: dict[str, Any] = {

@@ -54,7 +54,7 @@ from seamcut.server.engine.client import InprocEngine
 from seamcut.server.events import CutKind
 from seamcut.server.session import chain
 
-from scripts.eval_hard import POLICY, Clip, clips, score, seamcut_cuts
+from scripts.eval_hard import POLICY, Clip, clips, score, seamcut_cuts, song_clip
 
 
 @dataclasses.dataclass
@@ -72,12 +72,9 @@ def default_groups() -> dict[str, tuple[dict[str, str], list[Clip]]]:
     from tests.song_corpus import default_song_corpus
     from tests.song_validation import validation_songs
 
-    def song(c: Any) -> Clip:
-        return Clip(c.name, c.mix, c.vocal, c.sample_rate_hz, c.speech, c.pauses, Mode.SONG)
-
     return {"hard": (POLICY, [c for c in clips() if c.mode is Mode.SONG]),
-            "songs": ({}, [song(c) for c in default_song_corpus()]),
-            "validation": (POLICY, [song(c) for c in validation_songs()])}
+            "songs": ({}, [song_clip(c) for c in default_song_corpus()]),
+            "validation": (POLICY, [song_clip(c) for c in validation_songs()])}
 
 
 @dataclasses.dataclass
@@ -328,8 +325,7 @@ def main() -> None:
 
     groups = default_groups()
     train = song_cache(generated_specs(*voice_net.TRAIN, WIDE_CHORDS))
-    groups["train"] = (POLICY, [Clip(c.name, c.mix, c.vocal, c.sample_rate_hz, c.speech,
-                                     c.pauses, Mode.SONG) for c in train])
+    groups["train"] = (POLICY, [song_clip(c) for c in train])
     recorded = record(groups)
     val = list(recorded["validation"].values())
     judged = {"hard": list(recorded["hard"].values()), "songs": list(recorded["songs"].values()),

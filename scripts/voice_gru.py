@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, DetectorConfig, Mode
+from seamcut.server.config import ANALYSIS_RATE_HZ, HOP_SAMPLES, DetectorConfig
 from seamcut.server.dsp import voice
 
 TRAIN = ("train", 320, 7, 5000)  # prefix, count, generator seed, first clip seed
@@ -125,14 +125,13 @@ def record(path: Path | None, with_train: bool = True) -> dict[str, dict[str, An
         loaded: dict[str, dict[str, Any]] = pickle.loads(path.read_bytes())
         return loaded
     from scripts import fusion_study
-    from scripts.eval_hard import POLICY, Clip
+    from scripts.eval_hard import POLICY, song_clip
     from tests.song_validation import WIDE_CHORDS, generated_specs, song_cache
 
     groups = fusion_study.default_groups()
     if with_train:
         songs = song_cache(generated_specs(*TRAIN, WIDE_CHORDS))
-        groups["train"] = (POLICY, [Clip(c.name, c.mix, c.vocal, c.sample_rate_hz,
-                                         c.speech, c.pauses, Mode.SONG) for c in songs])
+        groups["train"] = (POLICY, [song_clip(c) for c in songs])
     off = {"SEAMCUT_DETECTOR_VOICE_CAP": "false"}
     recs = fusion_study.record({k: ({**env, **off}, clips) for k, (env, clips) in
                                 groups.items()})

@@ -624,10 +624,14 @@ SUNG_NOTE_MIN_S = 0.3
 _OPEN_BACK_A = ("en", "de", "nl", "pt", "sv", "da", "hu")
 
 
+def language(voice: str) -> str:
+    """The language of an espeak-ng voice such as ``"pt-br+f3"``: ``"pt"``."""
+    return voice.split("+", maxsplit=1)[0].split("-", maxsplit=1)[0]
+
+
 def _portable(syllable: str, voice: str) -> str:
     """``syllable`` as ``voice``'s phoneme table can sing it."""
-    language = voice.split("+", maxsplit=1)[0].split("-", maxsplit=1)[0]
-    if syllable.startswith("[[") and language not in _OPEN_BACK_A:
+    if syllable.startswith("[[") and language(voice) not in _OPEN_BACK_A:
         return syllable.replace("A", "a")
     return syllable
 

@@ -9,14 +9,10 @@ import pytest
 from scripts.voice_gru import TRAIN as GRU_TRAIN
 from scripts.voice_net import TRAIN
 from tests.hard_corpus import hard_song_specs
-from tests.song_corpus import song_specs
+from tests.song_corpus import language, song_specs
 from tests.song_validation import WIDE_CHORDS, generated_specs, validation_specs
 
 pytestmark = pytest.mark.unit
-
-
-def _language(voice: str) -> str:
-    return voice.split("+", maxsplit=1)[0].split("-", maxsplit=1)[0]
 
 
 def test_generated_songs_share_no_setting_with_the_quality_corpora() -> None:
@@ -24,8 +20,8 @@ def test_generated_songs_share_no_setting_with_the_quality_corpora() -> None:
     assert {s.bass_program for s in judged} - {None} <= {32, 33}
     for held_out in (validation_specs(), generated_specs(*TRAIN, WIDE_CHORDS),
                      generated_specs(*GRU_TRAIN, WIDE_CHORDS)):
-        assert {_language(s.voice) for s in held_out}.isdisjoint(
-            {_language(s.voice) for s in judged})
+        assert {language(s.voice) for s in held_out}.isdisjoint(
+            {language(s.voice) for s in judged})
         assert {p for s in held_out for p in s.programs}.isdisjoint(
             {p for s in judged for p in s.programs})
         assert {s.bass_program for s in held_out} - {None} <= {34, 35, 36, 38}

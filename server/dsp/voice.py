@@ -131,7 +131,7 @@ def run(net: VoiceNet, state: VoiceState, est: np.ndarray, mix_block: np.ndarray
     hs = np.empty((h.shape[0], hops, n_h))
     for t in range(hops):
         gh = h @ net.w_hh + b_hh  # [K, 1, 3H]
-        rz = 1 / (1 + np.exp(-(gi_rz[:, t : t + 1] + gh[:, :, : 2 * n_h])))
+        rz = _sigmoid(gi_rz[:, t : t + 1] + gh[:, :, : 2 * n_h])
         n = np.tanh(gi_n[:, t : t + 1] + rz[:, :, :n_h] * gh[:, :, 2 * n_h :])
         z = rz[:, :, n_h:]
         h = (1 - z) * n + z * h
