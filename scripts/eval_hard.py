@@ -8,13 +8,16 @@ where the dry voice sounds / pauses >= 0.5 s holding a cut. Policy as the issue
 states it: min segment 0.5 s, max segment 15 s.
 
 Usage (from the repo root):
-    .venv/bin/python scripts/eval_hard.py [--json PATH] [--no-caps] [--no-voice] [--held-out]
+    .venv/bin/python scripts/eval_hard.py [--json PATH] [--no-caps] [--no-voice] [--no-floor]
+        [--held-out [validation|second|third]]
 
 ``--no-caps``: the detector without its level caps (detector.foreground_valley_db and
 vocal_valley_db 0), which is the detector as it was before 2026-12-02. ``--no-voice``:
-without the voice detector's cap (detector.voice_cap false). ``--held-out``: the 40
-held-out generated songs (tests/song_validation.py) instead of the hard rows, one row
-each and their sums (1-2 min once the songs are cached).
+without the voice detector (detector.voice_cap false); ``--no-floor``: without its
+floor only (detector.voice_floor false). ``--held-out``: the 40 held-out generated
+songs (tests/song_validation.py) instead of the hard rows, one row each and their
+sums (1-2 min once the songs are cached); ``second``, ``third``: the draws of 80
+held-out songs made later (tests/song_validation.py ``HELD_OUT``, 2-3 min each).
 """
 
 from __future__ import annotations
@@ -128,11 +131,15 @@ def main() -> None:
                 "SEAMCUT_DETECTOR_VOCAL_VALLEY_DB": "0"}
     if "--no-voice" in sys.argv[1:]:
         env |= {"SEAMCUT_DETECTOR_VOICE_CAP": "false"}
+    if "--no-floor" in sys.argv[1:]:
+        env |= {"SEAMCUT_DETECTOR_VOICE_FLOOR": "false"}
     todo = clips()
     if "--held-out" in sys.argv[1:]:
-        from tests.song_validation import validation_songs
+        from tests.song_validation import HELD_OUT, held_out_songs
 
-        todo = [song_clip(c) for c in validation_songs()]
+        after = sys.argv[sys.argv.index("--held-out") + 1:]
+        draw = after[0] if after and after[0] in HELD_OUT else "validation"
+        todo = [song_clip(c) for c in held_out_songs(draw)]
     cfg = load_config(env=env)
     engine = InprocEngine(cfg)
     methods: dict[str, Any] = {

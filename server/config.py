@@ -361,6 +361,13 @@ class DetectorConfig:
     voice_cap: bool = True
     voice_cap_low: float = 0.1
     voice_cap_high: float = 0.7
+    # ...and where it is sure of a voice, it raises the hop's speech probability, from
+    # none at ``voice_floor_low`` to 1 at ``voice_floor_high``: Silero scores many
+    # sustained sung vowels as no speech, and a legato phrase then took a cut at its
+    # quietest note change (docs/QUALITY.md, "Voice floor"). Needs ``voice_cap``.
+    voice_floor: bool = True
+    voice_floor_low: float = 0.8
+    voice_floor_high: float = 0.95
     # Both caps' running level follows rises fast (``level_attack`` per hop) and falls
     # slowly (``level_release``), so a pause does not drag it down.
     level_window_ms: int = 80
@@ -372,6 +379,10 @@ class DetectorConfig:
         _valley_in_range(self.vocal_valley_db, self.vocal_silent_db, "vocal")
         _in_range(self.voice_cap_low, 0, 0.9, "detector.voice_cap_low")
         _in_range(self.voice_cap_high, self.voice_cap_low + 0.05, 1, "detector.voice_cap_high")
+        # The floor starts where the cap ends: a hop is never both capped and raised.
+        _in_range(self.voice_floor_low, self.voice_cap_high, 0.99, "detector.voice_floor_low")
+        _in_range(self.voice_floor_high, self.voice_floor_low + 0.01, 1,
+                  "detector.voice_floor_high")
         _in_range(self.level_window_ms, 10, 500, "detector.level_window_ms")
         _in_range(self.level_attack, 0.001, 1, "detector.level_attack")
         _in_range(self.level_release, 0, 1, "detector.level_release")

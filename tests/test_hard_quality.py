@@ -76,6 +76,35 @@ def test_song_mode_is_never_worse_than_speech_mode_on_a_recorded_voice(name: str
         asyncio.run(engine.close())
 
 
+# Held-out songs (tests/song_validation.py, second draw) where a legato sung phrase
+# took a cut at its quietest note change before the voice floor (docs/QUALITY.md,
+# "Voice floor"); with it each is 0 cuts in words and every pause cut.
+LEGATO = ("val2_019", "val2_065", "val2_069", "val2_079")
+
+
+def test_the_voice_floor_keeps_legato_sung_phrases_whole() -> None:
+    from scripts.eval_hard import song_clip
+    from tests.song_validation import held_out_specs, song_cache
+
+    todo = [song_clip(c) for c in song_cache(tuple(
+        s for s in held_out_specs("second") if s.name in LEGATO))]
+    assert [c.name for c in todo] == list(LEGATO)
+
+    def scores(env: dict[str, str]) -> dict[str, tuple[int, int, int]]:
+        cfg = load_config(env=POLICY | env)
+        engine = InprocEngine(cfg)
+        try:
+            return {c.name: score(c, seamcut_cuts(cfg, engine, c, False)) for c in todo}
+        finally:
+            asyncio.run(engine.close())
+
+    got = scores({})
+    assert all(w == 0 and h == n for w, h, n in got.values()), got
+    # The songs do test the floor: without it, phrases are cut.
+    without = scores({"SEAMCUT_DETECTOR_VOICE_FLOOR": "false"})
+    assert sum(w for w, _, _ in without.values()) >= len(LEGATO), without
+
+
 def test_the_foreground_cap_streams_exactly_as_offline() -> None:
     """Under background talkers the cap decides the cuts; any slicing of the stream
     gives the same samples as one message per 200 ms (and as 9 s messages)."""

@@ -324,10 +324,11 @@ def test_every_sung_note_of_every_corpus_is_a_sustained_note() -> None:
     from scripts.voice_gru import TRAIN
     from tests.hard_corpus import hard_song_specs
     from tests.song_corpus import ESPEAK_RATE_HZ, SUNG_NOTE_MIN_S, _render_phrase
-    from tests.song_validation import WIDE_CHORDS, generated_specs, validation_specs
+    from tests.song_validation import HELD_OUT, WIDE_CHORDS, generated_specs, held_out_specs
 
     notes = {(s.voice, s.sung_wpm, syllable, pitch)
-             for specs in (song_specs(), hard_song_specs(), validation_specs(),
+             for specs in (song_specs(), hard_song_specs(),
+                           *(held_out_specs(d) for d in HELD_OUT),
                            generated_specs(*TRAIN, WIDE_CHORDS))
              for s in specs for ph in s.phrases if isinstance(ph, Sung)
              for syllable, pitch in ph.notes}

@@ -10,7 +10,7 @@ from scripts.voice_gru import TRAIN as GRU_TRAIN
 from scripts.voice_net import TRAIN
 from tests.hard_corpus import hard_song_specs
 from tests.song_corpus import language, song_specs
-from tests.song_validation import WIDE_CHORDS, generated_specs, validation_specs
+from tests.song_validation import HELD_OUT, WIDE_CHORDS, generated_specs, held_out_specs
 
 pytestmark = pytest.mark.unit
 
@@ -18,7 +18,8 @@ pytestmark = pytest.mark.unit
 def test_generated_songs_share_no_setting_with_the_quality_corpora() -> None:
     judged = hard_song_specs() + song_specs()
     assert {s.bass_program for s in judged} - {None} <= {32, 33}
-    for held_out in (validation_specs(), generated_specs(*TRAIN, WIDE_CHORDS),
+    draws = [held_out_specs(d) for d in HELD_OUT]
+    for held_out in (*draws, generated_specs(*TRAIN, WIDE_CHORDS),
                      generated_specs(*GRU_TRAIN, WIDE_CHORDS)):
         assert {language(s.voice) for s in held_out}.isdisjoint(
             {language(s.voice) for s in judged})
@@ -26,8 +27,10 @@ def test_generated_songs_share_no_setting_with_the_quality_corpora() -> None:
             {p for s in judged for p in s.programs})
         assert {s.bass_program for s in held_out} - {None} <= {34, 35, 36, 38}
         assert {s.seed for s in held_out}.isdisjoint({s.seed for s in judged})
+    held_seeds = [{s.seed for s in draw} for draw in draws]
+    assert sum(map(len, held_seeds)) == len(set().union(*held_seeds))  # no song twice
     for train in (TRAIN, GRU_TRAIN):
-        assert {s.seed for s in validation_specs()}.isdisjoint(
+        assert set().union(*held_seeds).isdisjoint(
             {s.seed for s in generated_specs(*train, WIDE_CHORDS)})
 
 

@@ -1,6 +1,7 @@
 """SONG mode's voice detector (server/dsp/voice.py): the shipped weights, NumPy inference
-equal to the trained PyTorch network, block-by-block equal to one pass, and a cap that
-only ever lowers Silero's probabilities."""
+equal to the trained PyTorch network, block-by-block equal to one pass, a cap that
+lowers Silero's probabilities where it hears no voice and a floor that raises them only
+where it is sure of one."""
 
 from __future__ import annotations
 
@@ -97,23 +98,36 @@ def test_block_by_block_equals_one_pass(sizes: list[int]) -> None:
                                atol=1e-6)
 
 
-def test_the_cap_only_lowers_and_only_on_separated_songs() -> None:
+def test_the_cap_lowers_the_floor_raises_and_only_on_separated_songs() -> None:
     cfg = load_config(env={})
     song = DetectorParams.build(cfg.policy, cfg.detector, 44_100, separated=True, song=True)
     stem = DetectorParams.build(cfg.policy, cfg.detector, 44_100, separated=False, song=True)
     speech = DetectorParams.build(cfg.policy, cfg.detector, 16_000)
     assert song.voice_cap and not stem.voice_cap and not speech.voice_cap
+    assert song.voice_floor and not stem.voice_floor and not speech.voice_floor
     rng = np.random.default_rng(1)
     hops = 32
     block = BlockInput(start_hop=0, probs=rng.random(hops).astype(np.float32),
                        probs_mix=rng.random(hops).astype(np.float32),
                        energy_db=np.full(hops, -20.0, np.float32), client_start=0,
                        client=np.zeros(0, np.float32), voice=rng.random(hops).astype(np.float32))
+    assert block.voice is not None
     capped, _ = detect_step(DetectorState(), song, block)
     plain, _ = detect_step(DetectorState(), song, dataclasses.replace(block, voice=None))
-    assert np.all(capped.hist_p <= plain.hist_p + 1e-7)
-    assert np.any(capped.hist_p < plain.hist_p - 0.1)
-    # Where the network says voice at voice_cap_high or more, nothing changes.
-    sure = dataclasses.replace(block, voice=np.full(hops, song.voice_high, np.float32))
-    again, _ = detect_step(DetectorState(), song, sure)
-    np.testing.assert_array_equal(again.hist_p, plain.hist_p)
+    unsure, sure = block.voice < song.voice_high, block.voice > song.voice_floor_low
+    assert np.all(capped.hist_p[~sure] <= plain.hist_p[~sure] + 1e-7)
+    assert np.any(capped.hist_p[unsure] < plain.hist_p[unsure] - 0.1)
+    assert np.all(capped.hist_p[sure] >= plain.hist_p[sure] - 1e-7)
+    assert np.any(capped.hist_p[sure] > plain.hist_p[sure] + 0.1)
+
+    def at(q: float, params: DetectorParams = song) -> np.ndarray:
+        one = dataclasses.replace(block, voice=np.full(hops, q, np.float32))
+        return detect_step(DetectorState(), params, one)[0].hist_p
+
+    # Between the cap's top and the floor's foot nothing changes; above the floor's top
+    # every hop is voice; with the floor off, a sure verdict changes nothing.
+    middle = (song.voice_high + song.voice_floor_low) / 2
+    np.testing.assert_array_equal(at(middle), plain.hist_p)
+    np.testing.assert_array_equal(at(1.0), np.ones(hops, np.float32))
+    np.testing.assert_array_equal(
+        at(1.0, dataclasses.replace(song, voice_floor=False)), plain.hist_p)

@@ -75,11 +75,15 @@ class DetectorParams:
     valley_window: int = 1  # hops
     level_attack: float = 0.3
     level_release: float = 0.005
-    # SONG with a separator: the voice detector's cap on both probabilities
-    # (BlockInput.voice; DetectorConfig.voice_cap*)
+    # SONG with a separator: the voice detector's cap on both probabilities and floor
+    # under the vocal estimate's (BlockInput.voice; DetectorConfig.voice_cap*,
+    # voice_floor*)
     voice_cap: bool = False
     voice_low: float = 0.1
     voice_high: float = 0.6
+    voice_floor: bool = False
+    voice_floor_low: float = 0.8
+    voice_floor_high: float = 0.95
 
     @classmethod
     def build(cls, policy: CutPolicy, det: DetectorConfig, client_rate_hz: int, *,
@@ -119,6 +123,9 @@ class DetectorParams:
             voice_cap=det.voice_cap and separated and song,
             voice_low=det.voice_cap_low,
             voice_high=det.voice_cap_high,
+            voice_floor=det.voice_cap and det.voice_floor and separated and song,
+            voice_floor_low=det.voice_floor_low,
+            voice_floor_high=det.voice_floor_high,
         )
 
     def to_client(self, hop: int) -> int:
@@ -418,15 +425,19 @@ class _Run:
         self.voice_level_db = level
         return caps
 
-    def effective_probs(self, block: BlockInput) -> np.ndarray:
+    def effective_probs(self, block: BlockInput, floor: np.ndarray | None = None) -> np.ndarray:
         """Per-hop speech probability after the level caps and, in SONG mode, the mix
-        gate (see BlockInput)."""
+        gate (see BlockInput), and at least ``floor`` (the voice detector's) where given.
+
+        The floor comes last and the running levels never see it: they follow what
+        Silero claims, and a hop the voice detector is sure of is voice however quiet
+        the vocal estimate (measured: docs/QUALITY.md, "Voice floor")."""
         probs = block.probs.astype(np.float32)
         capped: np.ndarray = probs
         if self.p.valley_db:
             capped = np.minimum(probs, self.level_caps(block.probs, block.energy_db))
         if block.probs_mix is None:
-            return capped
+            return capped if floor is None else np.maximum(capped, floor)
         # SONG: the cap applies to the vocal estimate's own claim only. A separator's
         # leak of the accompaniment (a centred chord, a pad) sounds like voice to
         # Silero but sits below the singer's level; where the mix's Silero says voice,
@@ -441,7 +452,29 @@ class _Run:
             if pv >= self.p.threshold:
                 level = e if level == SPEECH_LEVEL_UNKNOWN else level + LEVEL_ALPHA * (e - level)
         self.speech_level_db = level
-        return out
+        return out if floor is None else np.maximum(out, floor)
+
+
+def _voice_bounds(params: DetectorParams, block: BlockInput,
+                  q: np.ndarray) -> tuple[BlockInput, np.ndarray | None]:
+    """SONG with a separator: the voice detector's verdict ``q`` bounds Silero's.
+
+    Where it hears no voice, neither Silero probability counts as voice: the cap finds
+    pauses that the separator's leaks hide. Where it is sure of a voice, the hop's
+    speech probability is at least the returned floor: Silero scores many sustained
+    sung vowels as no speech, and a legato phrase then split at its quietest note
+    change (measured: docs/QUALITY.md, "Voice detector" and "Voice floor")."""
+    ceiling = np.clip((q - params.voice_low) / (params.voice_high - params.voice_low),
+                      0, 1).astype(np.float32)
+    floor = None
+    if params.voice_floor:
+        floor = np.clip((q - params.voice_floor_low)
+                        / (params.voice_floor_high - params.voice_floor_low),
+                        0, 1).astype(np.float32)
+    return dataclasses.replace(
+        block, probs=np.minimum(block.probs, ceiling),
+        probs_mix=None if block.probs_mix is None else np.minimum(block.probs_mix, ceiling)
+    ), floor
 
 
 def detect_step(
@@ -453,17 +486,13 @@ def detect_step(
     if block.client.size and block.client_start != state.ring_start + state.ring.size:
         raise ValueError("client audio is not contiguous with the detector's ring")
     if params.voice_cap and block.voice is not None:
-        # Where the voice detector hears no voice, neither Silero probability counts as
-        # voice; it never raises one (measured: docs/QUALITY.md, "Voice detector").
-        ceiling = np.clip((block.voice - params.voice_low)
-                          / (params.voice_high - params.voice_low), 0, 1).astype(np.float32)
-        block = dataclasses.replace(
-            block, probs=np.minimum(block.probs, ceiling),
-            probs_mix=None if block.probs_mix is None else np.minimum(block.probs_mix, ceiling))
+        block, floor = _voice_bounds(params, block, block.voice)
+    else:
+        floor = None
     run = _Run(state, params)
     run.at_end = block.is_last
     n = int(block.probs.shape[-1])
-    probs = run.effective_probs(block)
+    probs = run.effective_probs(block, floor)
     run.hist_e = np.concatenate([run.hist_e, block.energy_db.astype(np.float32)])
     run.hist_p = np.concatenate([run.hist_p, probs])
     if block.client.size:

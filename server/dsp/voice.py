@@ -5,9 +5,10 @@ music Silero on both the estimate and the mix says "voice" through pauses where 
 sings (docs/QUALITY.md, "Hard conditions"). This small recurrent network looks at what
 Silero's two probabilities cannot: the log-mel spectra of the 16 kHz mix and of the
 vocal estimate, their level against the mix's running level, and both probabilities.
-Its output caps both probabilities before the detector uses them (``detect_step``,
-``DetectorParams.voice_*``); it never raises one, so it can only find pauses, and it is
-trained to say "voice" wherever the dry voice sounds.
+Its output caps both probabilities before the detector uses them where it hears no
+voice, and sets a floor under them where it is sure of one (``detect_step``,
+``DetectorParams.voice_*``); it is trained to say "voice" wherever the dry voice
+sounds, sung vowels that Silero scores as no speech included.
 
 Causal and exact under any slicing: each hop reads the 20 ms ending at its end (the
 framing of :func:`~seamcut.server.dsp.features.band_energy_db`) and the GRU's state,
