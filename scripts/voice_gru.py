@@ -172,9 +172,11 @@ def judge(recs: dict[str, dict[str, Any]], net: voice.VoiceNet) -> None:
             w = h = n = 0
             for r in recs[group].values():
                 low, high = cap or default
+                # The cap alone: the floor (detector.voice_floor) is judged by
+                # scripts/eval_hard.py and scripts/ablation_hard.py --held-out.
                 params = dataclasses.replace(
                     r.inputs[0][0], voice_cap=cap is not None, voice_low=low,
-                    voice_high=high,
+                    voice_high=high, voice_floor=False,
                     margin_end=det.separated_margin_end_ms * ANALYSIS_RATE_HZ // 1000
                     // HOP_SAMPLES)
                 a, b, c = score(r.clip, detector_cuts(params, blocks(r, cap is not None)))
