@@ -76,10 +76,10 @@ SYLLABLES = (_LA, _AH, _OO, _MI, _LO, _NA, _HEY)
 COUNT = 40
 SEED = 2026
 # Held-out draws of the generator: prefix, count, generator seed, first clip seed.
-# Forty songs proved too few to judge a rare fault (a cut inside a legato sung phrase:
-# 1 in the first draw, 13 in the second; docs/QUALITY.md, "Voice floor"), so two more
-# draws of 80 came on 2026-12-06: the voice floor was chosen on the second and judged
-# on the third.
+# Forty songs proved too few to judge a rare fault (with the voice cap alone, cuts in
+# words: 1 in the first draw, 13 in the second, 11 of them inside legato sung phrases;
+# docs/QUALITY.md, "Voice floor"), so two more draws of 80 came on 2026-12-06: the
+# voice floor was chosen on the second and judged on the third.
 HELD_OUT = {"validation": ("val", COUNT, SEED, 1000),
             "second": ("val2", 80, 2027, 3000),
             "third": ("val3", 80, 2028, 4000)}

@@ -76,7 +76,7 @@ class DetectorParams:
     level_attack: float = 0.3
     level_release: float = 0.005
     # SONG with a separator: the voice detector's cap on both probabilities and floor
-    # under the vocal estimate's (BlockInput.voice; DetectorConfig.voice_cap*,
+    # under the hop's speech probability (BlockInput.voice; DetectorConfig.voice_cap*,
     # voice_floor*)
     voice_cap: bool = False
     voice_low: float = 0.1
