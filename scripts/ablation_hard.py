@@ -12,7 +12,7 @@ Usage (from the repo root):
     .venv/bin/python scripts/ablation_hard.py [--held-out]
 
 ``--held-out``: the three held-out draws of generated songs too
-(tests/song_validation.py ``HELD_OUT``: 40, 80 and 80 songs; ~3 min more).
+(tests/song_validation.py ``HELD_OUT``: 40 and three times 80 songs; ~4 min more).
 """
 
 from __future__ import annotations

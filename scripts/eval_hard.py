@@ -9,15 +9,15 @@ states it: min segment 0.5 s, max segment 15 s.
 
 Usage (from the repo root):
     .venv/bin/python scripts/eval_hard.py [--json PATH] [--no-caps] [--no-voice] [--no-floor]
-        [--held-out [validation|second|third]]
+        [--held-out [validation|second|third|fourth]]
 
 ``--no-caps``: the detector without its level caps (detector.foreground_valley_db and
 vocal_valley_db 0), which is the detector as it was before 2026-12-02. ``--no-voice``:
 without the voice detector (detector.voice_cap false); ``--no-floor``: without its
 floor only (detector.voice_floor false). ``--held-out``: the 40 held-out generated
 songs (tests/song_validation.py) instead of the hard rows, one row each and their
-sums (1-2 min once the songs are cached); ``second``, ``third``: the draws of 80
-held-out songs made later (tests/song_validation.py ``HELD_OUT``, 2-3 min each).
+sums (1-2 min once the songs are cached); ``second``, ``third``, ``fourth``: the
+draws of 80 held-out songs made later (tests/song_validation.py ``HELD_OUT``, 2-3 min each).
 """
 
 from __future__ import annotations
