@@ -93,9 +93,9 @@ def replay(inputs: list[Any], v: Variant, floor: tuple[float, float] | None = No
     if song:
         p = dataclasses.replace(p, margin_end=round(v[6] * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES),
                                 voice_cap=v[7] is not None)
+        p = dataclasses.replace(p, voice_floor=v[8] and v[7] is not None)
         if v[7] is not None:
-            p = dataclasses.replace(p, voice_low=v[7][0], voice_high=v[7][1],
-                                    voice_floor=v[8])
+            p = dataclasses.replace(p, voice_low=v[7][0], voice_high=v[7][1])
         if floor is not None:
             p = dataclasses.replace(p, voice_floor_low=floor[0], voice_floor_high=floor[1])
     return fusion_study.detector_cuts(p, [block for _, block in inputs])

@@ -13,8 +13,9 @@ Usage (from the repo root):
 
 ``--no-caps``: the detector without its level caps (detector.foreground_valley_db and
 vocal_valley_db 0), which is the detector as it was before 2026-12-02. ``--no-voice``:
-without the voice detector (detector.voice_cap false); ``--no-floor``: without its
-floor only (detector.voice_floor false). ``--held-out``: the 40 held-out generated
+without the voice detector (detector.voice_cap and voice_floor false); ``--no-floor``:
+without its floor only (detector.voice_floor false; with a stem, the voice detector
+then does not run). ``--held-out``: the 40 held-out generated
 songs (tests/song_validation.py) instead of the hard rows, one row each and their
 sums (1-2 min once the songs are cached); ``second``, ``third``, ``fourth``: the
 draws of 80 held-out songs made later (tests/song_validation.py ``HELD_OUT``, 2-3 min each).
@@ -130,7 +131,7 @@ def main() -> None:
         env |= {"SEAMCUT_DETECTOR_FOREGROUND_VALLEY_DB": "0",
                 "SEAMCUT_DETECTOR_VOCAL_VALLEY_DB": "0"}
     if "--no-voice" in sys.argv[1:]:
-        env |= {"SEAMCUT_DETECTOR_VOICE_CAP": "false"}
+        env |= {"SEAMCUT_DETECTOR_VOICE_CAP": "false", "SEAMCUT_DETECTOR_VOICE_FLOOR": "false"}
     if "--no-floor" in sys.argv[1:]:
         env |= {"SEAMCUT_DETECTOR_VOICE_FLOOR": "false"}
     todo = clips()

@@ -361,10 +361,12 @@ class DetectorConfig:
     voice_cap: bool = True
     voice_cap_low: float = 0.1
     voice_cap_high: float = 0.7
-    # ...and where it is sure of a voice, it raises the hop's speech probability, from
-    # none at ``voice_floor_low`` to 1 at ``voice_floor_high``: Silero scores many
-    # sustained sung vowels as no speech, and a legato phrase then took a cut at its
-    # quietest note change (docs/QUALITY.md, "Voice floor"). Needs ``voice_cap``.
+    # SONG mode, with a separator or a client's vocal stem: where the voice detector is
+    # sure of a voice, it raises the hop's speech probability, from none at
+    # ``voice_floor_low`` to 1 at ``voice_floor_high``: Silero scores many sustained
+    # sung vowels as no speech, and a legato phrase then took a cut at its quietest
+    # note change (docs/QUALITY.md, "Voice floor"). With a stem, Silero runs on the
+    # mix too, for the voice detector.
     voice_floor: bool = True
     voice_floor_low: float = 0.8
     voice_floor_high: float = 0.95

@@ -78,23 +78,27 @@ def test_song_mode_is_never_worse_than_speech_mode_on_a_recorded_voice(name: str
 
 # Held-out songs (tests/song_validation.py, second draw) where a legato sung phrase
 # took a cut at its quietest note change before the voice floor (docs/QUALITY.md,
-# "Voice floor"); with it each is 0 cuts in words and every pause cut.
-LEGATO = ("val2_019", "val2_065", "val2_069", "val2_079")
+# "Voice floor"), from the built-in separator's estimate and from a clean stem; with
+# the floor each is 0 cuts in words and every pause cut.
+LEGATO = {False: ("val2_019", "val2_065", "val2_069", "val2_079"),
+          True: ("val2_005", "val2_019", "val2_029", "val2_056")}
 
 
-def test_the_voice_floor_keeps_legato_sung_phrases_whole() -> None:
+@pytest.mark.parametrize("stem", [False, True], ids=["separator", "stem"])
+def test_the_voice_floor_keeps_legato_sung_phrases_whole(stem: bool) -> None:
     from scripts.eval_hard import song_clip
     from tests.song_validation import held_out_specs, song_cache
 
+    names = LEGATO[stem]
     todo = [song_clip(c) for c in song_cache(tuple(
-        s for s in held_out_specs("second") if s.name in LEGATO))]
-    assert [c.name for c in todo] == list(LEGATO)
+        s for s in held_out_specs("second") if s.name in names))]
+    assert [c.name for c in todo] == list(names)
 
     def scores(env: dict[str, str]) -> dict[str, tuple[int, int, int]]:
         cfg = load_config(env=POLICY | env)
         engine = InprocEngine(cfg)
         try:
-            return {c.name: score(c, seamcut_cuts(cfg, engine, c, False)) for c in todo}
+            return {c.name: score(c, seamcut_cuts(cfg, engine, c, stem)) for c in todo}
         finally:
             asyncio.run(engine.close())
 
@@ -102,7 +106,7 @@ def test_the_voice_floor_keeps_legato_sung_phrases_whole() -> None:
     assert all(w == 0 and h == n for w, h, n in got.values()), got
     # The songs do test the floor: without it, phrases are cut.
     without = scores({"SEAMCUT_DETECTOR_VOICE_FLOOR": "false"})
-    assert sum(w for w, _, _ in without.values()) >= len(LEGATO), without
+    assert sum(w for w, _, _ in without.values()) >= len(names), without
 
 
 def test_the_foreground_cap_streams_exactly_as_offline() -> None:

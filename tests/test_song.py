@@ -78,6 +78,29 @@ def test_song_cuts_do_not_depend_on_slicing(split: list[int], server: ServerThre
     assert len(song_reference) >= 2
 
 
+STEM_AUDIO = np.concatenate([SONG.mix, SONG.vocal[:, :1]], axis=1)[: 9 * SONG.sample_rate_hz]
+
+
+@pytest.fixture(scope="module")
+def stem_reference(server: ServerThread) -> list[int]:
+    return cut_samples(run_stream(server.target, song_msgs(
+        SONG, [SONG.sample_rate_hz], STEM_AUDIO, stems=(2,))))
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])
+@given(split=st.lists(st.one_of(st.integers(1, 64), st.integers(65, 30_000),
+                                st.integers(30_001, 80_000)), min_size=1, max_size=8)
+       .filter(lambda s: sum(s) / len(s) >= 2000))  # 3 channels: messages under 1 MiB
+def test_stem_cuts_do_not_depend_on_slicing(split: list[int], server: ServerThread,
+                                            stem_reference: list[int]) -> None:
+    """With a stem the voice detector runs on it and on the mix (Silero on both)."""
+    got = cut_samples(run_stream(server.target, song_msgs(SONG, split, STEM_AUDIO,
+                                                          stems=(2,))))
+    assert got == stem_reference
+    assert len(stem_reference) >= 2
+
+
 def test_builtin_separator_quality_on_the_song_corpus(server: ServerThread) -> None:
     """The issue's bar: 0 cuts in words and >= 90 % of pauses >= 0.5 s cut (measured:
     0 and 92 %, docs/QUALITY.md)."""

@@ -98,13 +98,14 @@ def test_block_by_block_equals_one_pass(sizes: list[int]) -> None:
                                atol=1e-6)
 
 
-def test_the_cap_lowers_the_floor_raises_and_only_on_separated_songs() -> None:
+def test_the_cap_lowers_the_floor_raises_and_only_on_songs() -> None:
     cfg = load_config(env={})
     song = DetectorParams.build(cfg.policy, cfg.detector, 44_100, separated=True, song=True)
     stem = DetectorParams.build(cfg.policy, cfg.detector, 44_100, separated=False, song=True)
     speech = DetectorParams.build(cfg.policy, cfg.detector, 16_000)
     assert song.voice_cap and not stem.voice_cap and not speech.voice_cap
-    assert song.voice_floor and not stem.voice_floor and not speech.voice_floor
+    assert song.voice_floor and stem.voice_floor and not speech.voice_floor
+    assert song.mix_votes and not stem.mix_votes and not speech.mix_votes
     rng = np.random.default_rng(1)
     hops = 32
     block = BlockInput(start_hop=0, probs=rng.random(hops).astype(np.float32),

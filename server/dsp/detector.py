@@ -75,9 +75,12 @@ class DetectorParams:
     valley_window: int = 1  # hops
     level_attack: float = 0.3
     level_release: float = 0.005
-    # SONG with a separator: the voice detector's cap on both probabilities and floor
-    # under the hop's speech probability (BlockInput.voice; DetectorConfig.voice_cap*,
-    # voice_floor*)
+    # SONG with a separator: Silero on the mix votes too (BlockInput.probs_mix); with a
+    # client's stem the mix is analysed for the voice detector only
+    mix_votes: bool = False
+    # SONG: the voice detector's cap on both probabilities (with a separator) and floor
+    # under the hop's speech probability (with a separator or a stem; BlockInput.voice;
+    # DetectorConfig.voice_cap*, voice_floor*)
     voice_cap: bool = False
     voice_low: float = 0.1
     voice_high: float = 0.6
@@ -120,10 +123,11 @@ class DetectorParams:
             valley_window=max(1, hops(det.level_window_ms)),
             level_attack=det.level_attack,
             level_release=det.level_release,
+            mix_votes=separated,
             voice_cap=det.voice_cap and separated and song,
             voice_low=det.voice_cap_low,
             voice_high=det.voice_cap_high,
-            voice_floor=det.voice_cap and det.voice_floor and separated and song,
+            voice_floor=det.voice_floor and song,
             voice_floor_low=det.voice_floor_low,
             voice_floor_high=det.voice_floor_high,
         )
@@ -457,20 +461,23 @@ class _Run:
 
 def _voice_bounds(params: DetectorParams, block: BlockInput,
                   q: np.ndarray) -> tuple[BlockInput, np.ndarray | None]:
-    """SONG with a separator: the voice detector's verdict ``q`` bounds Silero's.
+    """SONG: the voice detector's verdict ``q`` bounds Silero's.
 
-    Where it hears no voice, neither Silero probability counts as voice: the cap finds
-    pauses that the separator's leaks hide. Where it is sure of a voice, the hop's
-    speech probability is at least the returned floor: Silero scores many sustained
-    sung vowels as no speech, and a legato phrase then split at its quietest note
-    change (measured: docs/QUALITY.md, "Voice detector" and "Voice floor")."""
-    ceiling = np.clip((q - params.voice_low) / (params.voice_high - params.voice_low),
-                      0, 1).astype(np.float32)
+    With a separator, where it hears no voice, neither Silero probability counts as
+    voice: the cap finds pauses that the separator's leaks hide (a client's stem has
+    none). Where it is sure of a voice, the hop's speech probability is at least the
+    returned floor: Silero scores many sustained sung vowels as no speech, on a stem
+    too, and a legato phrase then split at its quietest note change (measured:
+    docs/QUALITY.md, "Voice detector" and "Voice floor")."""
     floor = None
     if params.voice_floor:
         floor = np.clip((q - params.voice_floor_low)
                         / (params.voice_floor_high - params.voice_floor_low),
                         0, 1).astype(np.float32)
+    if not params.voice_cap:
+        return block, floor
+    ceiling = np.clip((q - params.voice_low) / (params.voice_high - params.voice_low),
+                      0, 1).astype(np.float32)
     return dataclasses.replace(
         block, probs=np.minimum(block.probs, ceiling),
         probs_mix=None if block.probs_mix is None else np.minimum(block.probs_mix, ceiling)
@@ -485,7 +492,9 @@ def detect_step(
         raise ValueError(f"block starts at hop {block.start_hop}, expected {state.next_hop}")
     if block.client.size and block.client_start != state.ring_start + state.ring.size:
         raise ValueError("client audio is not contiguous with the detector's ring")
-    if params.voice_cap and block.voice is not None:
+    if not params.mix_votes and block.probs_mix is not None:
+        block = dataclasses.replace(block, probs_mix=None)  # the voice detector's alone
+    if (params.voice_cap or params.voice_floor) and block.voice is not None:
         block, floor = _voice_bounds(params, block, block.voice)
     else:
         floor = None

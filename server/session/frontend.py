@@ -50,28 +50,66 @@ class SongUnit:
 Unit = GridBlock | SongUnit
 
 
+class _Mix16:
+    """The mix at 16 kHz from the grid's origin on, handed out block by block (for the
+    mix VAD and the voice detector)."""
+
+    def __init__(self, start16: int) -> None:
+        self._buf = _EMPTY  # the mix at 16 kHz not yet given to a block
+        self._start = start16  # analysis index of _buf[0]
+
+    def add(self, x16: np.ndarray) -> None:
+        self._buf = np.concatenate([self._buf, x16])
+
+    def take(self, start16: int, length16: int) -> np.ndarray:
+        """The mix over [start16, start16 + length16); zeros past its end (the
+        detection source can run a few samples longer after its own resampler)."""
+        lo = start16 - self._start
+        out = self._buf[lo : lo + length16]
+        self._buf = self._buf[lo + length16 :]
+        self._start = start16 + length16
+        if out.shape[0] < length16:
+            out = np.pad(out, (0, length16 - out.shape[0]))
+        return out
+
+
 class DirectFrontend:
     """Detection on the mix (SPEECH) or on client-supplied vocal stem channels (SONG)."""
 
-    def __init__(self, spec: StreamSpec, cfg: AppConfig, *, first_block: int = 0) -> None:
+    def __init__(self, spec: StreamSpec, cfg: AppConfig, *, first_block: int = 0,
+                 mix16: bool = False) -> None:
         """``first_block``: the grid block the stream's first frame starts (not 0 for a
-        resumed stream's pre-roll: the grid is the stream's it resumes)."""
+        resumed stream's pre-roll: the grid is the stream's it resumes). ``mix16``:
+        with stems, also give each block the mix at 16 kHz (:meth:`mix16_of`)."""
         rate = spec.format.sample_rate_hz
         self.reblock = Reblocker(rate, cfg.engine.block_samples, first_block=first_block)
         stems = list(spec.vocal_stem_channels)
         self._stems = stems
         self._mix = [c for c in range(spec.format.channels) if c not in stems]
         self.received = self.reblock.received  # client frames, counted from the grid's origin
+        self._resample16 = StreamResampler(rate, ANALYSIS_RATE_HZ) if mix16 and stems else None
+        self._mix16 = _Mix16(first_block * cfg.engine.block_samples)
 
     def push(self, frames: np.ndarray) -> list[Unit]:
         self.received += int(frames.shape[0])
         if not self._stems:
             return list(self.reblock.push(downmix(frames)))
-        source = downmix(frames[:, self._stems])
-        return list(self.reblock.push(source, downmix(frames[:, self._mix])))
+        source, mix = downmix(frames[:, self._stems]), downmix(frames[:, self._mix])
+        if self._resample16 is not None:
+            self._mix16.add(self._resample16.process(mix))
+        return list(self.reblock.push(source, mix))
 
     def finish(self) -> list[Unit]:
+        if self._resample16 is not None:
+            self._mix16.add(self._resample16.process(_EMPTY, last=True))
         return list(self.reblock.finish())
+
+    def mix16_of(self, block: GridBlock) -> np.ndarray | None:
+        """The mix at 16 kHz over ``block`` (blocks in order, each once), or None
+        without it."""
+        if self._resample16 is None:
+            return None
+        return self._mix16.take(block.start16, block.length16)
 
     def extra_delay16(self) -> int:
         return self.reblock.resampler.delay_out_samples()
@@ -112,8 +150,7 @@ class SongFrontend:
         self.ola = OverlapAdd(2, size, hop, start=start_model)
         self.reblock = Reblocker(rate, cfg.engine.block_samples, source_rate_hz=sep.rate_hz,
                                  first_block=first_block)
-        self._mix16_buf = _EMPTY  # the mix at 16 kHz not yet given to a block
-        self._mix16_start = start16  # analysis index of _mix16_buf[0]
+        self._mix16_buf = _Mix16(start16)
         self._sep = sep
         self._mix16 = StreamResampler(rate, ANALYSIS_RATE_HZ)
         self._pending: list[np.ndarray] = []
@@ -209,19 +246,8 @@ class SongFrontend:
         grid = self.reblock.push(mono, unit.client, client_complete=unit.is_last)
         if unit.is_last:
             grid += self.reblock.finish()
-        self._mix16_buf = np.concatenate([self._mix16_buf, unit.mix16])
-        return [(gb, self._mix_slice(gb.start16, gb.length16)) for gb in grid]
-
-    def _mix_slice(self, start16: int, length16: int) -> np.ndarray:
-        """The mix over [start16, start16 + length16) at 16 kHz; zeros past its end (the
-        vocal path can run a few samples longer after two resamplers)."""
-        lo = start16 - self._mix16_start
-        out = self._mix16_buf[lo : lo + length16]
-        self._mix16_buf = self._mix16_buf[lo + length16 :]
-        self._mix16_start = start16 + length16
-        if out.shape[0] < length16:
-            out = np.pad(out, (0, length16 - out.shape[0]))
-        return out
+        self._mix16_buf.add(unit.mix16)
+        return [(gb, self._mix16_buf.take(gb.start16, gb.length16)) for gb in grid]
 
 
 Frontend = DirectFrontend | SongFrontend

@@ -150,8 +150,10 @@ class Session:
                                             separated=spec.separator != "none",
                                             song=spec.mode is Mode.SONG)
         self._detector = DetectorState()
-        # SONG with a separator: the voice detector runs with the detector, here.
-        self._voice_net = voice_net() if self._params.voice_cap else None
+        # SONG (a separator's estimate or a client's stem): the voice detector runs
+        # with the detector, here.
+        params = self._params
+        self._voice_net = voice_net() if params.voice_cap or params.voice_floor else None
         self._voice = (voice.initial_state(self._voice_net) if self._voice_net is not None
                        else None)
         info = engine.info
@@ -164,6 +166,10 @@ class Session:
                     f"config.separation.backend: {echo(spec.separator)} is not loaded on this "
                     f"server (loaded: {loaded}; see GetCapabilities.separators)")
         self._song = sep is not None
+        # Silero on the mix: SONG's mix vote with a separator; the voice detector's
+        # input with a stem.
+        self._mix_vad = self._song or (self._voice_net is not None
+                                       and bool(spec.vocal_stem_channels))
         self._sep = sep
         self._digest = checkpoint.config_digest(cfg, spec, sep)
         self._step = checkpoint.grid_step(cfg, fmt.sample_rate_hz, sep)
@@ -179,7 +185,8 @@ class Session:
                            // fmt.sample_rate_hz // cfg.engine.block_samples)
         self._front: Frontend = (SongFrontend(spec, cfg, sep, first_block=first_block)
                                  if sep is not None
-                                 else DirectFrontend(spec, cfg, first_block=first_block))
+                                 else DirectFrontend(spec, cfg, first_block=first_block,
+                                                     mix16=self._mix_vad))
         # Memory by cost: the stream's units in flight are bounded by the bytes of
         # received audio they stand for, so a high-rate many-channel stream cannot
         # hold more than server.stream_buffer_mib, whatever its rate.
@@ -187,7 +194,7 @@ class Session:
         allowance = int(cfg.server.stream_buffer_mib * (1 << 20))
         self.max_inflight = max(2, min(cfg.engine.max_inflight_per_stream, allowance // unit))
         self.buffer_bytes = self.max_inflight * unit  # what admission reserves for it
-        self._chain = AnalysisChain(self.id, song=self._song,
+        self._chain = AnalysisChain(self.id, song=self._mix_vad,
                                     max_blocks=cfg.engine.max_batch_blocks_per_stream)
         self._analysed_all = False  # the stream's last block is analysed
         self._preroll: list[np.ndarray] = []  # client audio of the pre-roll, from its start
@@ -234,7 +241,7 @@ class Session:
     def _resumed(self, spec: StreamSpec) -> checkpoint.ResumePoint:
         """The checkpoint a resumed stream goes on from (ConfigError if it cannot)."""
         fmt = self.spec.format
-        r = checkpoint.decode(spec.resume_token, self._digest, song=self._song,
+        r = checkpoint.decode(spec.resume_token, self._digest, song=self._mix_vad,
                               voice_shape=((0, 0) if self._voice_net is None
                                            else self._voice_net.hidden),
                               block_samples=self.cfg.engine.block_samples,
@@ -344,9 +351,10 @@ class Session:
         last = self._chunks[-1] if self._chunks else _Chunk(0, 0, 0, time.time_ns())
         now = time.perf_counter()
         if isinstance(unit, GridBlock):
+            assert isinstance(self._front, DirectFrontend)
             self._chain.add(self._preroll_or(Pending(
                 unit, 1, self._seq_at(unit.client_start), last.seq, last.send_ns,
-                last.recv_ns, now)))
+                last.recv_ns, now, mix16=self._front.mix16_of(unit))))
             self._pump()
             return
         first = self._chunks[0].seq if self._chunks else 0
