@@ -269,7 +269,7 @@ def test_a_token_round_trips_the_detector_state() -> None:
     spec = run.spec(cfg)
     digest = checkpoint.config_digest(cfg, spec, None)
     for cp in run.checkpoints:
-        p = checkpoint.decode(cp.token, digest, song=False,
+        p = checkpoint.decode(cp.token, digest, mix_vad=False,
                               block_samples=cfg.engine.block_samples, rate_hz=run.rate)
         again = checkpoint.encode(p, digest)
         assert again == cp.token

@@ -76,14 +76,15 @@ REQUESTS_IN_FLIGHT = 2
 
 
 class AnalysisChain:
-    def __init__(self, stream: str, *, song: bool, max_blocks: int) -> None:
+    def __init__(self, stream: str, *, mix_vad: bool, max_blocks: int) -> None:
+        """``mix_vad``: Silero analyses the mix too (each block's Pending.mix16)."""
         self.stream = stream
-        self._song = song
+        self._mix_vad = mix_vad
         self._max_blocks = max_blocks
         self._queue: deque[Pending] = deque()
         self.inflight: deque[tuple[int, int, list[Pending]]] = deque()  # (id, sent_ns, group)
         self.vad_state = initial_vad_state()  # after the last request answered
-        self.mix_state = initial_vad_state() if song else EMPTY
+        self.mix_state = initial_vad_state() if mix_vad else EMPTY
 
     def add(self, p: Pending) -> None:
         self._queue.append(p)
@@ -113,7 +114,7 @@ class AnalysisChain:
         audio = np.concatenate([blocks[0].samples16] + [b.samples16[HOP_SAMPLES:]
                                                         for b in blocks[1:]])
         mix = (np.concatenate([p.mix16 for p in group if p.block is not None
-                               and p.mix16 is not None]) if self._song else EMPTY)
+                               and p.mix16 is not None]) if self._mix_vad else EMPTY)
         prev = self.inflight[-1][0] if self.inflight else 0
         self.inflight.append((req_id, sent_ns, group))
         return Request(kind=Kind.ANALYSE, stream=self.stream, id=req_id,
@@ -138,7 +139,7 @@ class AnalysisChain:
                 continue
             nf, nh = frames_per_block(p.block.length16), hops_per_block(p.block.length16)
             out.append(Analysed(p, res.probs[f : f + nf],
-                                res.probs_mix[f : f + nf] if self._song else None,
+                                res.probs_mix[f : f + nf] if self._mix_vad else None,
                                 res.energy_db[h : h + nh]))
             f, h = f + nf, h + nh
         return out, sent_ns

@@ -150,11 +150,12 @@ def encode(p: ResumePoint, digest: bytes) -> bytes:
         voice_tail=b"" if v is None else _f32(v.mix_tail)))
 
 
-def decode(token: bytes, digest: bytes, *, song: bool, block_samples: int,
+def decode(token: bytes, digest: bytes, *, mix_vad: bool, block_samples: int,
            rate_hz: int, voice_shape: tuple[int, int] = (0, 0)) -> ResumePoint:
     """The checkpoint in ``token``; ConfigError (INVALID_ARGUMENT) saying why when it
     does not parse, was made for another server version or config, or does not add
-    up. ``voice_shape``: the voice detector's state shape ((0, 0): it does not run)."""
+    up. ``mix_vad``: the stream analyses the mix too (its VAD state is in the token);
+    ``voice_shape``: the voice detector's state shape ((0, 0): it does not run)."""
     voice_hidden = voice_shape[0] * voice_shape[1]
     where = "config.resume_token"
     if len(token) > MAX_RESUME_TOKEN_BYTES:
@@ -182,7 +183,7 @@ def decode(token: bytes, digest: bytes, *, song: bool, block_samples: int,
         (len(d.hist_e) == len(d.hist_p) and len(d.hist_e) % 4 == 0
          and d.hist_start + hist == d.next_hop and d.hist_start >= 0, "history"),
         (len(d.recent_power) % 8 == 0, "levels"),
-        (len(t.vad_state) == vad_bytes and len(t.mix_state) == (vad_bytes if song else 0),
+        (len(t.vad_state) == vad_bytes and len(t.mix_state) == (vad_bytes if mix_vad else 0),
          "VAD state"),
         (d.final_client <= w and d.last_cut_client <= w, "watermarks"),
         (len(t.voice_hidden) == 4 * voice_hidden and len(t.voice_tail) == (

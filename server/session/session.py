@@ -194,7 +194,7 @@ class Session:
         allowance = int(cfg.server.stream_buffer_mib * (1 << 20))
         self.max_inflight = max(2, min(cfg.engine.max_inflight_per_stream, allowance // unit))
         self.buffer_bytes = self.max_inflight * unit  # what admission reserves for it
-        self._chain = AnalysisChain(self.id, song=self._mix_vad,
+        self._chain = AnalysisChain(self.id, mix_vad=self._mix_vad,
                                     max_blocks=cfg.engine.max_batch_blocks_per_stream)
         self._analysed_all = False  # the stream's last block is analysed
         self._preroll: list[np.ndarray] = []  # client audio of the pre-roll, from its start
@@ -241,7 +241,7 @@ class Session:
     def _resumed(self, spec: StreamSpec) -> checkpoint.ResumePoint:
         """The checkpoint a resumed stream goes on from (ConfigError if it cannot)."""
         fmt = self.spec.format
-        r = checkpoint.decode(spec.resume_token, self._digest, song=self._mix_vad,
+        r = checkpoint.decode(spec.resume_token, self._digest, mix_vad=self._mix_vad,
                               voice_shape=((0, 0) if self._voice_net is None
                                            else self._voice_net.hidden),
                               block_samples=self.cfg.engine.block_samples,
