@@ -70,11 +70,11 @@ class Recorded:
 
 def default_groups() -> dict[str, tuple[dict[str, str], list[Clip]]]:
     from tests.song_corpus import default_song_corpus
-    from tests.song_validation import validation_songs
+    from tests.song_validation import held_out_songs
 
     return {"hard": (POLICY, [c for c in clips() if c.mode is Mode.SONG]),
             "songs": ({}, [song_clip(c) for c in default_song_corpus()]),
-            "validation": (POLICY, [song_clip(c) for c in validation_songs()])}
+            "validation": (POLICY, [song_clip(c) for c in held_out_songs("validation")])}
 
 
 @dataclasses.dataclass

@@ -89,11 +89,6 @@ HELD_OUT = {"validation": ("val", COUNT, SEED, 1000),
             "fourth": ("val4", 80, 2029, 6000)}
 
 
-@functools.cache
-def validation_specs() -> tuple[SongSpec, ...]:
-    return held_out_specs("validation")
-
-
 def held_out_specs(name: str) -> tuple[SongSpec, ...]:
     """One held-out draw (``HELD_OUT``'s keys)."""
     return generated_specs(*HELD_OUT[name])
@@ -153,9 +148,6 @@ def song_cache(specs: tuple[SongSpec, ...]) -> tuple[SongClip, ...]:
 
 
 @functools.cache
-def validation_songs() -> tuple[SongClip, ...]:
-    return song_cache(validation_specs())
-
-
 def held_out_songs(name: str) -> tuple[SongClip, ...]:
+    """One held-out draw rendered (``HELD_OUT``'s keys), from the cache where it is."""
     return song_cache(held_out_specs(name))
