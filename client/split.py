@@ -138,6 +138,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         parser.add_argument(flag, type=_seconds, default=None, metavar="S",
                             help=f"{what}, seconds (default: the server's)")
+    parser.add_argument("--background-voices", action="store_true", default=None,
+                        help="SPEECH mode: other people talk behind the speaker; find the "
+                             "speaker's pauses by level drops too (not for a speaker alone "
+                             "or over music: it would cut into quiet passages)")
     parser.add_argument("--vocal-stem", metavar="VOCAL", default=None,
                         help="SONG mode: a clean vocal stem of FILE (same rate and length); "
                              "detection runs on it, cuts still snap on FILE")
@@ -175,6 +179,7 @@ def options_from_args(args: argparse.Namespace, info: AudioInfo,
         max_segment_ms=_ms(args.max_segment),
         min_gap_ms=_ms(args.min_gap),
         min_pause_ms=_ms(args.min_pause),
+        background_voices=getattr(args, "background_voices", None),
         chunk_traces=False,  # not shown; saves a message per block
         request_id=REQUEST_ID,
     )

@@ -42,7 +42,7 @@ _MODE_NAMES = {v: k for k, v in MODES.items()}
 _CUT_KINDS: dict[int, CutKindName] = {pb.PAUSE: "pause", pb.FORCED: "forced", pb.END: "end"}
 _POLICY_FIELDS = (
     "min_segment_ms", "max_segment_ms", "min_gap_ms", "min_pause_ms", "pause_search_ms",
-    "vad_threshold",
+    "vad_threshold", "background_voices",
 )
 _EVENT_FIELDS = ("vad_segments", "chunk_traces", "progress", "progress_interval_ms",
                  "checkpoint_interval_ms")
@@ -96,6 +96,9 @@ class StreamOptions:
     min_pause_ms: int | None = None
     pause_search_ms: int | None = None
     vad_threshold: float | None = None
+    # SPEECH mode: others talk behind the speaker; their pauses are found by level too
+    # (leave it unset for a speaker alone or over music: docs/PROTOCOL.md)
+    background_voices: bool | None = None
     vad_segments: bool | None = None
     chunk_traces: bool | None = None
     progress: bool | None = None

@@ -6,13 +6,16 @@ The engine runs once per clip (Silero, the separator, the band energy); the dete
 a pure fold over those inputs, is then replayed under each variant of the cap
 settings, so every row sees the same model outputs. Corpora: the hard conditions
 (policy of scripts/eval_hard.py), the default song corpus and the default speech
-corpus (default policy, as their quality tests use).
+corpus (default policy, as their quality tests use), and the 40 songs of real speakers
+(tests/recorded_songs.py ``judge_songs``; the hard rows' policy). The SPEECH
+foreground cap applies where the stream asks for it (``policy.background_voices``: the
+background-talker rows).
 
 Usage (from the repo root):
     .venv/bin/python scripts/ablation_hard.py [--held-out]
 
-``--held-out``: the three held-out draws of generated songs too
-(tests/song_validation.py ``HELD_OUT``: 40 and three times 80 songs; ~4 min more).
+``--held-out``: the four held-out draws of generated songs too
+(tests/song_validation.py ``HELD_OUT``: 40 and four times 80 songs; ~6 min more).
 """
 
 from __future__ import annotations
@@ -62,20 +65,24 @@ VARIANTS: dict[str, Variant] = {
     "voice cap 0.2..0.7": (6, 14, 4, 12, 80, 0.3, 200, (0.2, 0.7), True),
     "voice cap 0.3..0.8": (6, 14, 4, 12, 80, 0.3, 200, (0.3, 0.8), True),
 }
-FLOORS = {"voice floor 0.7..0.9": (0.7, 0.9), "voice floor 0.85..0.95": (0.85, 0.95),
+FLOORS = {"voice floor 0.6..0.8": (0.6, 0.8), "voice floor 0.7..0.8": (0.7, 0.8),
+          "voice floor 0.7..0.9": (0.7, 0.9), "voice floor 0.75..0.9": (0.75, 0.9),
+          "voice floor 0.85..0.95": (0.85, 0.95),
           "voice floor 0.9..0.98": (0.9, 0.98)}  # with every default but the floor's range
 
 
 def record(held_out: bool) -> dict[str, dict[str, Recorded]]:
     """Each clip's detector inputs, in the order the session fed them."""
     from tests.corpus import default_corpus
+    from tests.recorded_songs import judge_songs
     from tests.song_corpus import default_song_corpus
     from tests.song_validation import HELD_OUT, held_out_songs
 
     songs = [song_clip(c) for c in default_song_corpus()]
     speech = [Clip(c.name, c.audio, None, c.sample_rate_hz, c.speech, c.pauses, Mode.SPEECH)
               for c in default_corpus()]
-    groups = {"hard": (POLICY, clips()), "songs": ({}, songs), "speech": ({}, speech)}
+    groups = {"hard": (POLICY, clips()), "songs": ({}, songs), "speech": ({}, speech),
+              "real": (POLICY, [song_clip(c) for c in judge_songs()])}
     if held_out:
         groups |= {draw: (POLICY, [song_clip(c) for c in held_out_songs(draw)])
                    for draw in HELD_OUT}
@@ -86,7 +93,8 @@ def replay(inputs: list[Any], v: Variant, floor: tuple[float, float] | None = No
            ) -> list[int]:
     params, first = inputs[0]
     song = first.probs_mix is not None  # SONG with the separator (and its mix vote)
-    valley, silent = (v[2], v[3]) if song else (v[0], v[1])
+    # SPEECH: the foreground cap runs where the stream asked for it (background_voices)
+    valley, silent = (v[2], v[3]) if song else (v[0], v[1]) if params.valley_db else (0, 0)
     window = max(1, round(v[4] * ANALYSIS_RATE_HZ / 1000 / HOP_SAMPLES))
     p = dataclasses.replace(params, valley_db=valley, silent_db=silent,
                             valley_window=window, level_attack=v[5])

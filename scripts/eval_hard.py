@@ -9,7 +9,7 @@ states it: min segment 0.5 s, max segment 15 s.
 
 Usage (from the repo root):
     .venv/bin/python scripts/eval_hard.py [--json PATH] [--no-caps] [--no-voice] [--no-floor]
-        [--held-out [validation|second|third|fourth]]
+        [--held-out [validation|second|third|fourth|fifth|recorded]]
 
 ``--no-caps``: the detector without its level caps (detector.foreground_valley_db and
 vocal_valley_db 0), which is the detector as it was before 2026-12-02. ``--no-voice``:
@@ -17,8 +17,9 @@ without the voice detector (detector.voice_cap and voice_floor false); ``--no-fl
 without its floor only (detector.voice_floor false; with a stem, the voice detector
 then does not run). ``--held-out``: the 40 held-out generated
 songs (tests/song_validation.py) instead of the hard rows, one row each and their
-sums (1-2 min once the songs are cached); ``second``, ``third``, ``fourth``: the
-draws of 80 held-out songs made later (tests/song_validation.py ``HELD_OUT``, 2-3 min each).
+sums (1-2 min once the songs are cached); ``second`` ... ``fifth``: the
+draws of 80 held-out songs made later (tests/song_validation.py ``HELD_OUT``, 2-3 min each);
+``recorded``: 40 songs of real speakers (tests/recorded_songs.py ``judge_songs``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class Clip:
     speech: tuple[tuple[int, int], ...]
     pauses: tuple[tuple[int, int], ...]
     mode: Mode
+    # the stream's policy overrides: background talkers' clips set background_voices,
+    # as a user who knows of them would
+    policy: tuple[tuple[str, Any], ...] = ()
 
     @property
     def frames(self) -> int:
@@ -72,7 +76,8 @@ def clips() -> list[Clip]:
     from tests.hard_corpus import babble_clips, hard_songs
 
     out = [song_clip(c) for c in hard_songs()]
-    out += [Clip(c.name, c.audio, None, c.sample_rate_hz, c.speech, c.pauses, Mode.SPEECH)
+    out += [Clip(c.name, c.audio, None, c.sample_rate_hz, c.speech, c.pauses, Mode.SPEECH,
+                 (("background_voices", True),) if c.name.startswith("babble") else ())
             for c in babble_clips()]
     return out
 
@@ -88,7 +93,8 @@ def seamcut_cuts(cfg: AppConfig, engine: InprocEngine, clip: Clip, stem: bool,
     ch = audio.shape[1]
     spec = stream_spec(cfg, format=AudioFormat(encoding=Encoding.F32LE,
                                                sample_rate_hz=clip.sample_rate_hz, channels=ch),
-                       mode=mode or clip.mode, policy_overrides={}, event_overrides={},
+                       mode=mode or clip.mode, policy_overrides=dict(clip.policy),
+                       event_overrides={},
                        vocal_stem_channels=(2,) if stem else ())
     chunks = slice_bytes(encode(audio, Encoding.F32LE), 4 * ch, [clip.sample_rate_hz // 5])
     return [e.sample for e in analyze(cfg, spec, chunks, engine)
@@ -139,8 +145,13 @@ def main() -> None:
         from tests.song_validation import HELD_OUT, held_out_songs
 
         after = sys.argv[sys.argv.index("--held-out") + 1:]
-        draw = after[0] if after and after[0] in HELD_OUT else "validation"
-        todo = [song_clip(c) for c in held_out_songs(draw)]
+        draw = after[0] if after and after[0] in (*HELD_OUT, "recorded") else "validation"
+        if draw == "recorded":
+            from tests.recorded_songs import judge_songs
+
+            todo = [song_clip(c) for c in judge_songs()]
+        else:
+            todo = [song_clip(c) for c in held_out_songs(draw)]
     cfg = load_config(env=env)
     engine = InprocEngine(cfg)
     methods: dict[str, Any] = {

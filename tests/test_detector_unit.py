@@ -57,6 +57,8 @@ def run(probs: np.ndarray, energy: np.ndarray, params: DetectorParams,
 
 
 PARAMS = DetectorParams.build(CutPolicy(), DetectorConfig(), RATE)
+# SPEECH mode for a speaker over background talkers: the foreground level cap is on
+FG_PARAMS = DetectorParams.build(CutPolicy(background_voices=True), DetectorConfig(), RATE)
 PATTERN = [(False, 50), (True, 180), (False, 60), (True, 150), (False, 35), (True, 200),
            (False, 120), (True, 90), (False, 20), (True, 300), (False, 80)]
 
@@ -80,7 +82,8 @@ def test_cuts_land_in_pauses_of_at_least_min_pause() -> None:
        seed=st.integers(0, 1000),
        policy=st.sampled_from([CutPolicy(), CutPolicy(min_gap_ms=1500),
                                CutPolicy(max_segment_ms=3000, min_segment_ms=500),
-                               CutPolicy(min_pause_ms=150, pause_search_ms=400)]))
+                               CutPolicy(min_pause_ms=150, pause_search_ms=400),
+                               CutPolicy(background_voices=True)]))
 def test_block_boundaries_never_change_decisions(split: list[int], seed: int,
                                                  policy: CutPolicy) -> None:
     rng = np.random.default_rng(seed)
@@ -132,10 +135,15 @@ def test_vad_segments_cover_phrases() -> None:
     probs, energy = features(PATTERN)
     events, _ = run(probs, energy, PARAMS, [32])
     segs = [(e.start // 160, e.end // 160) for e in events if isinstance(e, SpeechSegment)]
-    # An onset after a long pause comes one hop late: the foreground level's 80 ms window
-    # still holds the pause's hops (the first onset has no level to compare yet).
+    assert segs == [(50, 230), (290, 440), (475, 675), (795, 1205)]
+    # With background voices, an onset after a long pause comes one hop late: the
+    # foreground level's 80 ms window still holds the pause's hops (the first onset has
+    # no level to compare yet).
+    events, _ = run(probs, energy, FG_PARAMS, [32])
+    segs = [(e.start // 160, e.end // 160) for e in events if isinstance(e, SpeechSegment)]
     assert segs == [(50, 230), (291, 440), (475, 675), (796, 1205)]
-    off = DetectorParams.build(CutPolicy(), DetectorConfig(foreground_valley_db=0), RATE)
+    off = DetectorParams.build(CutPolicy(background_voices=True),
+                               DetectorConfig(foreground_valley_db=0), RATE)
     events, _ = run(probs, energy, off, [32])
     segs = [(e.start // 160, e.end // 160) for e in events if isinstance(e, SpeechSegment)]
     assert segs == [(50, 230), (290, 440), (475, 675), (795, 1205)]
@@ -191,22 +199,25 @@ def test_mix_vote_below_its_own_edge_lets_the_pause_through() -> None:
 
 def test_foreground_valleys_cut_where_background_talk_keeps_silero_on() -> None:
     """Under background talkers Silero says speech through the foreground speaker's
-    pauses; their level drops 15 dB. Those pauses are cut, at the same samples for any
-    slicing; with the valley off, none is."""
+    pauses; their level drops 15 dB. With ``background_voices`` those pauses are cut, at
+    the same samples for any slicing; without it (the default), or with the valley off,
+    none is."""
     rng = np.random.default_rng(7)
     pattern = [(True, 150), (False, 70), (True, 200), (False, 90), (True, 160)]
     energy = np.concatenate([(-20 if speech else -35) + rng.normal(0, 3, n)
                              for speech, n in pattern]).astype(np.float32)
     probs = np.full(energy.shape, 0.99, np.float32)
-    events, _ = run(probs, energy, PARAMS, [37])
+    events, _ = run(probs, energy, FG_PARAMS, [37])
     cuts = [e.sample // 160 for e in events if isinstance(e, CutDecision)
             and e.kind is CutKind.PAUSE]
     assert len(cuts) == 2 and 150 < cuts[0] < 220 and 420 < cuts[1] < 510
     for split in ([1], [5, 64], [300]):
-        assert run(probs, energy, PARAMS, split)[0] == events
-    off = DetectorParams.build(CutPolicy(), DetectorConfig(foreground_valley_db=0), RATE)
-    assert not [e for e in run(probs, energy, off, [37])[0]
-                if isinstance(e, CutDecision) and e.kind is CutKind.PAUSE]
+        assert run(probs, energy, FG_PARAMS, split)[0] == events
+    off = DetectorParams.build(CutPolicy(background_voices=True),
+                               DetectorConfig(foreground_valley_db=0), RATE)
+    for params in (off, PARAMS):
+        assert not [e for e in run(probs, energy, params, [37])[0]
+                    if isinstance(e, CutDecision) and e.kind is CutKind.PAUSE]
 
 
 def test_foreground_valleys_take_blocks_without_hops() -> None:
@@ -214,7 +225,7 @@ def test_foreground_valleys_take_blocks_without_hops() -> None:
     audio = np.zeros(len(probs) * 160, np.float32)
     state = DetectorState()
     for lo, hi in ((0, 100), (100, 100), (100, len(probs))):
-        state, _ = detect_step(state, PARAMS, BlockInput(
+        state, _ = detect_step(state, FG_PARAMS, BlockInput(
             start_hop=lo, probs=probs[lo:hi], energy_db=energy[lo:hi],
             client_start=lo * 160, client=audio[lo * 160:hi * 160]))
     assert state.next_hop == len(probs)

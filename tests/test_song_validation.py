@@ -9,7 +9,7 @@ import pytest
 from scripts.voice_gru import TRAIN as GRU_TRAIN
 from scripts.voice_net import TRAIN
 from tests.hard_corpus import hard_song_specs
-from tests.song_corpus import language, song_specs
+from tests.song_corpus import Recorded, language, song_specs
 from tests.song_validation import HELD_OUT, WIDE_CHORDS, generated_specs, held_out_specs
 
 pytestmark = pytest.mark.unit
@@ -40,3 +40,27 @@ def test_the_generator_is_deterministic_and_varied() -> None:
     assert a != generated_specs.__wrapped__("x", 12, 4, 100)
     assert len({s.voice for s in a}) > 6 and len({s.music_db for s in a}) == 12
     assert any(s.reverb_t60_s for s in a) and not all(s.reverb_t60_s for s in a)
+
+
+def test_the_real_voices_share_nothing_with_what_they_judge_or_train() -> None:
+    """tests/recorded_songs.py: the judged draw's speakers, instruments and seeds are
+    not the training draw's, and neither shares a seed with the held-out draws or the
+    generated training songs."""
+    from tests import recorded_songs as rs
+
+    assert not set(rs.JUDGE_SOURCES) & set(rs.TRAIN_SOURCES)
+    assert not set(rs.JUDGE_CHORDS) & set(WIDE_CHORDS)
+
+    def seeds(draw: tuple[str, int, int, int]) -> set[int]:
+        return set(range(draw[3], draw[3] + draw[1]))
+
+    taken = [seeds(HELD_OUT[d]) for d in HELD_OUT] + [seeds(TRAIN), seeds(GRU_TRAIN)]
+    for draw in (rs.TRAIN, rs.JUDGE):
+        assert all(seeds(draw).isdisjoint(other) for other in taken)
+    assert seeds(rs.TRAIN).isdisjoint(seeds(rs.JUDGE))
+    judged = rs.judge_specs()
+    assert {s.seed for s in judged} == seeds(rs.JUDGE)
+    phrases = [p for s in judged for p in s.phrases]
+    assert all(isinstance(p, Recorded) for p in phrases)
+    assert {p.name.split("@")[0] for p in phrases if isinstance(p, Recorded)} <= set(
+        rs.JUDGE_SOURCES)

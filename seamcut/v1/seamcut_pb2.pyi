@@ -64,20 +64,22 @@ class AudioFormat(_message.Message):
     def __init__(self, encoding: _Optional[_Union[Encoding, str]] = ..., sample_rate_hz: _Optional[int] = ..., channels: _Optional[int] = ...) -> None: ...
 
 class CutPolicy(_message.Message):
-    __slots__ = ("min_segment_ms", "max_segment_ms", "min_gap_ms", "min_pause_ms", "pause_search_ms", "vad_threshold")
+    __slots__ = ("min_segment_ms", "max_segment_ms", "min_gap_ms", "min_pause_ms", "pause_search_ms", "vad_threshold", "background_voices")
     MIN_SEGMENT_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_SEGMENT_MS_FIELD_NUMBER: _ClassVar[int]
     MIN_GAP_MS_FIELD_NUMBER: _ClassVar[int]
     MIN_PAUSE_MS_FIELD_NUMBER: _ClassVar[int]
     PAUSE_SEARCH_MS_FIELD_NUMBER: _ClassVar[int]
     VAD_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_VOICES_FIELD_NUMBER: _ClassVar[int]
     min_segment_ms: int
     max_segment_ms: int
     min_gap_ms: int
     min_pause_ms: int
     pause_search_ms: int
     vad_threshold: float
-    def __init__(self, min_segment_ms: _Optional[int] = ..., max_segment_ms: _Optional[int] = ..., min_gap_ms: _Optional[int] = ..., min_pause_ms: _Optional[int] = ..., pause_search_ms: _Optional[int] = ..., vad_threshold: _Optional[float] = ...) -> None: ...
+    background_voices: bool
+    def __init__(self, min_segment_ms: _Optional[int] = ..., max_segment_ms: _Optional[int] = ..., min_gap_ms: _Optional[int] = ..., min_pause_ms: _Optional[int] = ..., pause_search_ms: _Optional[int] = ..., vad_threshold: _Optional[float] = ..., background_voices: _Optional[bool] = ...) -> None: ...
 
 class SeparationOptions(_message.Message):
     __slots__ = ("backend", "vocal_stem_channels", "window_hop_ms")

@@ -68,8 +68,9 @@ class DetectorParams:
     min_gap: int
     tolerance_db: float
     snap_radius: int  # client frames
-    # the level caps (DetectorConfig.foreground_* in SPEECH mode, vocal_* on SONG
-    # mode's separated vocal, level_*); valley_db 0 = off
+    # the level caps (DetectorConfig.foreground_* in SPEECH mode with
+    # CutPolicy.background_voices, vocal_* on SONG mode's separated vocal, level_*);
+    # valley_db 0 = off
     valley_db: float = 0.0
     silent_db: float = 0.0
     valley_window: int = 1  # hops
@@ -117,9 +118,9 @@ class DetectorParams:
             # sung phrases: a phrase's level dips between notes; docs/QUALITY.md). A
             # client's clean stem is a dry voice in SONG mode: no cap.
             valley_db=(det.vocal_valley_db if separated else 0.0) if song
-            else det.foreground_valley_db,
+            else det.foreground_valley_db if policy.background_voices else 0.0,
             silent_db=(det.vocal_silent_db if separated else 0.0) if song
-            else det.foreground_silent_db,
+            else det.foreground_silent_db if policy.background_voices else 0.0,
             valley_window=max(1, hops(det.level_window_ms)),
             level_attack=det.level_attack,
             level_release=det.level_release,
