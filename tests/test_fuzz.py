@@ -371,6 +371,7 @@ configs = st.builds(
         "min_pause_ms": _opt(st.integers(0, 6000)),
         "pause_search_ms": _opt(st.integers(0, 12_000)),
         "vad_threshold": _opt(st.floats(allow_nan=True, allow_infinity=True, width=32)),
+        "background_voices": _opt(st.booleans()),
     }),
     st.fixed_dictionaries({"vad_segments": _opt(st.booleans()),
                            "chunk_traces": _opt(st.booleans())}),
