@@ -28,7 +28,7 @@ import numpy as np
 
 from tests.recordings import source
 from tests.song_corpus import Recorded, SongClip, SongSpec, cached_songs
-from tests.song_validation import BASSES
+from tests.song_validation import backing
 
 TRAIN_SOURCES = ("dev00", "dev01", "trn01", "trn02", "trn03", "trn04", "trn05", "trn06",
                  "trn07", "trn08", "trn09", "tst00", "tst01", "chan3", "leak_test")
@@ -102,16 +102,7 @@ def recorded_specs(prefix: str, count: int, seed: int, first_seed: int,
         out.append(SongSpec(
             name=f"{prefix}_{i:03d}", voice="en-us",
             sample_rate_hz=int(rng.choice([44_100, 48_000])),
-            music_db=float(np.round(rng.uniform(-14, 3), 1)), programs=programs,
-            pans=tuple(int(rng.integers(36, 92)) for _ in programs),
-            bass_program=int(rng.choice(BASSES)) if rng.random() < 0.8 else None,
-            drums=bool(rng.random() < 0.7),
-            progression=str(rng.choice(["pop", "ballad", "minor"])),
-            key=int(rng.integers(0, 12)), tempo_bpm=float(rng.integers(80, 132)),
-            reverb_t60_s=float(np.round(rng.uniform(0.6, 2.2), 2)) if reverb else None,
-            stereo_reverb=reverb and bool(rng.random() < 0.6),
-            seed=first_seed + i, pause_ms=tuple(int(rng.integers(300, 1400)) for _ in range(4)),
-            phrases=phrases))
+            **backing(rng, programs, reverb), seed=first_seed + i, phrases=phrases))
     return tuple(out)
 
 

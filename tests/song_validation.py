@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -121,17 +122,26 @@ def generated_specs(prefix: str, count: int, seed: int, first_seed: int,
         out.append(SongSpec(
             name=f"{prefix}_{i:03d}", voice=voice, speed_wpm=int(rng.integers(130, 175)),
             pitch=int(rng.integers(30, 70)), sample_rate_hz=int(rng.choice([44_100, 48_000])),
-            music_db=float(np.round(rng.uniform(-14, 3), 1)), programs=programs,
-            pans=tuple(int(rng.integers(36, 92)) for _ in programs),
-            bass_program=int(rng.choice(BASSES)) if rng.random() < 0.8 else None,
-            drums=bool(rng.random() < 0.7),
-            progression=str(rng.choice(["pop", "ballad", "minor"])),
-            key=int(rng.integers(0, 12)), tempo_bpm=float(rng.integers(80, 132)),
-            reverb_t60_s=float(np.round(rng.uniform(0.6, 2.2), 2)) if reverb else None,
-            stereo_reverb=reverb and bool(rng.random() < 0.6),
-            seed=first_seed + i, pause_ms=tuple(int(rng.integers(300, 1400)) for _ in range(4)),
-            phrases=tuple(phrases)))
+            **backing(rng, programs, reverb), seed=first_seed + i, phrases=tuple(phrases)))
     return tuple(out)
+
+
+def backing(rng: np.random.Generator, programs: tuple[int, ...],
+            reverb: bool) -> dict[str, Any]:
+    """A song's accompaniment, reverb and pauses, drawn from ``rng`` (also for
+    tests/recorded_songs.py). The order of the draws is part of every draw made so far:
+    change it and every held-out song changes."""
+    return {
+        "music_db": float(np.round(rng.uniform(-14, 3), 1)), "programs": programs,
+        "pans": tuple(int(rng.integers(36, 92)) for _ in programs),
+        "bass_program": int(rng.choice(BASSES)) if rng.random() < 0.8 else None,
+        "drums": bool(rng.random() < 0.7),
+        "progression": str(rng.choice(["pop", "ballad", "minor"])),
+        "key": int(rng.integers(0, 12)), "tempo_bpm": float(rng.integers(80, 132)),
+        "reverb_t60_s": float(np.round(rng.uniform(0.6, 2.2), 2)) if reverb else None,
+        "stereo_reverb": reverb and bool(rng.random() < 0.6),
+        "pause_ms": tuple(int(rng.integers(300, 1400)) for _ in range(4)),
+    }
 
 
 def _digest(specs: tuple[SongSpec, ...]) -> str:
