@@ -96,8 +96,8 @@ class StreamOptions:
     min_pause_ms: int | None = None
     pause_search_ms: int | None = None
     vad_threshold: float | None = None
-    # SPEECH mode: others talk behind the speaker; their pauses are found by level too
-    # (leave it unset for a speaker alone or over music: docs/PROTOCOL.md)
+    # SPEECH mode: others talk behind the speaker, whose pauses are then found by level
+    # too (leave it unset for a speaker alone or over music: protos/, CutPolicy)
     background_voices: bool | None = None
     vad_segments: bool | None = None
     chunk_traces: bool | None = None

