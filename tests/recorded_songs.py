@@ -17,18 +17,14 @@ extent counts as speech, and the song's pauses are the generator's own.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 
+from tests import song_validation
 from tests.recordings import source
-from tests.song_corpus import Recorded, SongClip, SongSpec, cached_songs
-from tests.song_validation import backing
+from tests.song_corpus import Recorded, SongClip, SongSpec
 
 TRAIN_SOURCES = ("dev00", "dev01", "trn01", "trn02", "trn03", "trn04", "trn05", "trn06",
                  "trn07", "trn08", "trn09", "tst00", "tst01", "chan3", "leak_test")
@@ -102,25 +98,19 @@ def recorded_specs(prefix: str, count: int, seed: int, first_seed: int,
         out.append(SongSpec(
             name=f"{prefix}_{i:03d}", voice="en-us",
             sample_rate_hz=int(rng.choice([44_100, 48_000])),
-            **backing(rng, programs, reverb), seed=first_seed + i, phrases=phrases))
+            **song_validation.backing(rng, programs, reverb), seed=first_seed + i, phrases=phrases))
     return tuple(out)
 
 
 def train_specs() -> tuple[SongSpec, ...]:
-    from tests.song_validation import WIDE_CHORDS
-
-    return recorded_specs(*TRAIN, TRAIN_SOURCES, WIDE_CHORDS)
+    return recorded_specs(*TRAIN, TRAIN_SOURCES, song_validation.WIDE_CHORDS)
 
 
 def song_cache(specs: tuple[SongSpec, ...]) -> tuple[SongClip, ...]:
     """``specs`` rendered, from ``tests/.cache/recorded-<hash>`` where they are there (the
-    hash covers the specs and the code that renders them, recordings included)."""
-    here = Path(__file__).resolve().parent
-    key = {"specs": [dataclasses.asdict(s) for s in specs],
-           "src": [hashlib.sha256((here / f).read_bytes()).hexdigest()
-                   for f in ("recorded_songs.py", "recordings.py", "song_corpus.py")]}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return tuple(cached_songs(specs, here / ".cache" / f"recorded-{digest}")[0])
+    hash covers the code that renders them, the recordings' included)."""
+    return song_validation.song_cache(specs, kind="recorded", sources=(
+        "recorded_songs.py", "recordings.py", "song_corpus.py"))
 
 
 @functools.cache

@@ -149,7 +149,8 @@ def recording(name: str) -> tuple[np.ndarray, int]:
         a, b = (int(ms) * rate // 1000 for ms in span.split("-"))
         # One level for every utterance (RMS -23 dBFS), as one singer would be: the
         # sources' own levels differ by up to 15 dB.
-        return whole[a:b] * (10 ** (-23 / 20) / np.sqrt(np.mean(whole[a:b] ** 2))), rate
+        part = whole[a:b]
+        return part * (10 ** (-23 / 20) / np.sqrt(np.mean(part ** 2))), rate
     rec = RECORDINGS[name]
     audio, rate = sf.read(io.BytesIO(_member(rec.sdist, rec.member, rec.sha256, SETUP_HINT)),
                           dtype="float64")

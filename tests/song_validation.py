@@ -144,17 +144,21 @@ def backing(rng: np.random.Generator, programs: tuple[int, ...],
     }
 
 
-def _digest(specs: tuple[SongSpec, ...]) -> str:
+SOURCES = ("song_validation.py", "song_corpus.py", "corpus.py")  # what renders them
+
+
+def _digest(specs: tuple[SongSpec, ...], sources: tuple[str, ...]) -> str:
     here = Path(__file__).resolve().parent
     key = {"specs": [dataclasses.asdict(s) for s in specs],
-           "src": [hashlib.sha256((here / f).read_bytes()).hexdigest()
-                   for f in ("song_validation.py", "song_corpus.py", "corpus.py")]}
+           "src": [hashlib.sha256((here / f).read_bytes()).hexdigest() for f in sources]}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def song_cache(specs: tuple[SongSpec, ...]) -> tuple[SongClip, ...]:
-    """``specs`` rendered, from the cache where they are there."""
-    cache = Path(__file__).resolve().parent / ".cache" / f"generated-{_digest(specs)}"
+def song_cache(specs: tuple[SongSpec, ...], *, kind: str = "generated",
+               sources: tuple[str, ...] = SOURCES) -> tuple[SongClip, ...]:
+    """``specs`` rendered, from ``tests/.cache/<kind>-<hash>`` where they are there (the
+    hash covers the specs and ``sources``, the tests/ files whose code renders them)."""
+    cache = Path(__file__).resolve().parent / ".cache" / f"{kind}-{_digest(specs, sources)}"
     return tuple(cached_songs(specs, cache)[0])
 
 

@@ -150,9 +150,9 @@ class SongFrontend:
         self.ola = OverlapAdd(2, size, hop, start=start_model)
         self.reblock = Reblocker(rate, cfg.engine.block_samples, source_rate_hz=sep.rate_hz,
                                  first_block=first_block)
-        self._mix16_buf = _Mix16(start16)
+        self._mix16 = _Mix16(start16)
         self._sep = sep
-        self._mix16 = StreamResampler(rate, ANALYSIS_RATE_HZ)
+        self._resample16 = StreamResampler(rate, ANALYSIS_RATE_HZ)
         self._pending: list[np.ndarray] = []
         self._pending16: list[np.ndarray] = []
         self.received = self.reblock.received  # client frames, counted from the grid's origin
@@ -161,7 +161,7 @@ class SongFrontend:
         self.received += int(frames.shape[0])
         mono = downmix(frames)
         self._pending.append(mono)
-        self._pending16.append(self._mix16.process(mono))
+        self._pending16.append(self._resample16.process(mono))
         stereo = frames if frames.shape[1] >= 2 else np.repeat(frames, 2, axis=1)
         windows = self.feeder.push(stereo[:, :2])
         if not windows.shape[0]:
@@ -170,7 +170,7 @@ class SongFrontend:
 
     def finish(self) -> list[Unit]:
         windows, total = self.feeder.finish()
-        self._pending16.append(self._mix16.process(_EMPTY, last=True))
+        self._pending16.append(self._resample16.process(_EMPTY, last=True))
         return [self._unit(windows, total)]
 
     def _unit(self, windows: np.ndarray, total: int) -> SongUnit:
@@ -246,8 +246,8 @@ class SongFrontend:
         grid = self.reblock.push(mono, unit.client, client_complete=unit.is_last)
         if unit.is_last:
             grid += self.reblock.finish()
-        self._mix16_buf.add(unit.mix16)
-        return [(gb, self._mix16_buf.take(gb.start16, gb.length16)) for gb in grid]
+        self._mix16.add(unit.mix16)
+        return [(gb, self._mix16.take(gb.start16, gb.length16)) for gb in grid]
 
 
 Frontend = DirectFrontend | SongFrontend
